@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install install-dev system-deps services lint format bench clean
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: .venv/.installed
+
+# Debian packages the suite needs (WeasyPrint's pango, fonts, poppler, Chromium).
+system-deps:
+	@bash scripts/system-deps.sh
+
+# PostgreSQL and Redis on 127.0.0.1, started if they are down.
+services:
+	@bash scripts/services.sh
+
+demo: install
+	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py migrate --noinput
+	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py seed_demo
+	@bash scripts/demo.sh
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: install
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+test: install system-deps services lint
+	DJANGO_SETTINGS_MODULE=config.settings.test .venv/bin/pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+
+bench: install services
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .venv db.sqlite3 var staticfiles media

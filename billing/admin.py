@@ -1,0 +1,209 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+
+from contracts.admin import audit_trail, report
+from contracts.errors import DomainError
+
+from . import services
+from .models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceNumberCounter,
+    InvoiceTax,
+    Payment,
+    PaymentMethod,
+    Refund,
+    TaxRate,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money records are written by services only; staff read them here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = [
+        "description",
+        "block",
+        "period_start",
+        "period_end",
+        "quantity",
+        "unit_price",
+        "amount",
+        "tax_rate",
+    ]
+
+
+class InvoiceTaxInline(ReadOnlyInline):
+    model = InvoiceTax
+    fields = ["name", "rate", "taxable_amount", "amount", "note"]
+
+
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    fields = [
+        "kind",
+        "provider",
+        "status",
+        "amount",
+        "amount_refunded",
+        "method_brand",
+        "method_last4",
+        "failure_message",
+        "created_at",
+    ]
+    show_change_link = True
+
+
+def _run_on_each(request, queryset: QuerySet, service, **kwargs) -> None:
+    done, errors = [], []
+    for invoice in queryset:
+        try:
+            service(invoice_id=invoice.pk, actor=request.user, **kwargs)
+        except DomainError as exc:
+            errors.append(f"{invoice}: {exc.message}")
+            continue
+        done.append(str(Invoice.objects.get(pk=invoice.pk)))
+    report(request, done, errors)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = [
+        "__str__",
+        "customer",
+        "status",
+        "issue_date",
+        "due_date",
+        "total",
+        "amount_paid",
+        "currency",
+    ]
+    list_filter = ["status", "currency", "billing_reason", "issue_date"]
+    search_fields = ["number", "customer__name", "lines__block__prefix"]
+    list_select_related = ["customer"]
+    date_hierarchy = "issue_date"
+    inlines = [InvoiceLineInline, InvoiceTaxInline, PaymentInline]
+    actions = ["finalize", "void", "mark_uncollectible", "record_bank_transfer"]
+    readonly_fields = ["audit"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        # Staff may open the page (and run actions); every field on it is read-only.
+        return request.user.has_perm("billing.change_invoice")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Invoice._meta.fields] + [
+            "amount_remaining",
+            "cancellation_date",
+            "audit",
+        ]
+
+    @admin.display(description="Audit trail")
+    def audit(self, obj):
+        return audit_trail(obj)
+
+    @admin.action(description="Finalise (number, taxes, open)")
+    def finalize(self, request, queryset):
+        _run_on_each(request, queryset, services.invoice_finalize)
+
+    @admin.action(description="Void (do not pay)")
+    def void(self, request, queryset):
+        _run_on_each(request, queryset, services.invoice_void, reason="voided by staff")
+
+    @admin.action(description="Mark uncollectible (write off)")
+    def mark_uncollectible(self, request, queryset):
+        _run_on_each(
+            request, queryset, services.invoice_mark_uncollectible, reason="written off by staff"
+        )
+
+    @admin.action(description="Record a bank transfer for the full amount remaining")
+    def record_bank_transfer(self, request, queryset):
+        _run_on_each(
+            request, queryset, services.invoice_record_out_of_band_payment, note="bank transfer"
+        )
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "pk",
+        "invoice",
+        "kind",
+        "provider",
+        "status",
+        "amount",
+        "amount_refunded",
+        "currency",
+        "created_at",
+    ]
+    list_filter = ["status", "kind", "provider", "is_duplicate"]
+    search_fields = [
+        "invoice__number",
+        "provider_payment_id",
+        "provider_checkout_id",
+        "provider_charge_id",
+    ]
+    list_select_related = ["invoice"]
+    readonly_fields = ["audit"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("billing.change_payment")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Payment._meta.fields] + ["audit"]
+
+    @admin.display(description="Audit trail")
+    def audit(self, obj):
+        return audit_trail(obj)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "payment", "amount", "status", "reason", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["provider_refund_id", "payment__invoice__number"]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "brand", "last4", "exp_month", "exp_year", "is_default", "provider"]
+    list_filter = ["provider", "brand", "is_default"]
+    search_fields = ["customer__name", "provider_id", "last4"]
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(admin.ModelAdmin):
+    list_display = ["country", "name", "rate", "valid_from"]
+    list_filter = ["name"]
+    search_fields = ["country"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A rate that invoices were issued with is history: add a new row instead.
+        return ["country", "name", "rate", "valid_from"] if obj else []
+
+
+@admin.register(InvoiceNumberCounter)
+class InvoiceNumberCounterAdmin(ReadOnlyAdmin):
+    list_display = ["series", "year", "last_number"]

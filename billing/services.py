@@ -1,0 +1,546 @@
+"""Writes for invoices and payments: the only code that moves money state.
+
+Every service owns its transaction, locks the invoice row (always the invoice
+before its payments, so two services never deadlock), re-checks state under the
+lock, is safe to call again, and leaves an audit entry. Domain events go out
+through billing.signals after commit.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from contracts.audit import Actor, audit_record
+from contracts.errors import DomainError, check_transition
+from contracts.models import ContractStatus, LeaseContract
+from contracts.periods import add_months, period_for
+from contracts.services import contract_restore
+
+from . import signals
+from .models import (
+    INVOICE_TRANSITIONS,
+    PAYMENT_TRANSITIONS,
+    BillingReason,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceTax,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from .money import ZERO, quantize
+from .numbering import allocate_invoice_number
+from .tax import tax_breakdown, tax_for
+
+logger = logging.getLogger(__name__)
+
+BILLING_RUN = "billing run"
+
+_STATUS_TIMESTAMPS = {
+    InvoiceStatus.PAID: "paid_at",
+    InvoiceStatus.VOID: "voided_at",
+    InvoiceStatus.REFUND: "refunded_at",
+    InvoiceStatus.UNCOLLECTIBLE: "marked_uncollectible_at",
+}
+
+
+def _emit_after_commit(signal: Signal, **kwargs) -> None:
+    def send() -> None:
+        for receiver, result in signal.send_robust(sender=Invoice, **kwargs):
+            if isinstance(result, Exception):
+                logger.error("receiver %r failed for %s", receiver, kwargs, exc_info=result)
+
+    transaction.on_commit(send)
+
+
+def _lock_invoice(invoice_id: int) -> Invoice:
+    try:
+        return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+    except Invoice.DoesNotExist:
+        raise DomainError("That invoice does not exist.", code="not_found") from None
+
+
+def _set_invoice_status(
+    invoice: Invoice,
+    target: str,
+    *,
+    actor: Actor,
+    now: datetime.datetime | None = None,
+    note: str = "",
+    extra: dict | None = None,
+) -> None:
+    """The one place an invoice's status is written. Caller holds the row lock."""
+    check_transition(
+        INVOICE_TRANSITIONS, label=f"Invoice {invoice}", current=invoice.status, target=target
+    )
+    before = {"status": invoice.status, "amount_paid": invoice.amount_paid}
+    old = invoice.status
+    invoice.status = target
+    stamp = _STATUS_TIMESTAMPS.get(target)
+    if stamp:
+        setattr(invoice, stamp, now or timezone.now())
+    invoice.state_version += 1
+    invoice.save()
+    audit_record(
+        actor=actor,
+        action=f"invoice.{target}",
+        target=invoice,
+        customer=invoice.customer,
+        before=before,
+        after={"status": target, "amount_paid": invoice.amount_paid, **(extra or {})},
+        note=note,
+    )
+    _emit_after_commit(
+        signals.invoice_status_changed, invoice_id=invoice.pk, old_status=old, new_status=target
+    )
+
+
+# --- Issuing ------------------------------------------------------------------------
+
+
+def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
+    anchor = contract.billing_anchor_day
+    start, end, full = period_for(start, anchor)
+    price = contract.price_per_block
+    description_suffix = f"{start:%d %b %Y} to {end:%d %b %Y}"
+    if not full:
+        next_anchor = end + datetime.timedelta(days=1)
+        month_days = (next_anchor - add_months(next_anchor, -1, anchor)).days
+        days = (end - start).days + 1
+        price = quantize(price * days / month_days)
+        description_suffix += f" (prorated {days}/{month_days} days)"
+    invoice = Invoice.objects.create(
+        customer=contract.customer,
+        contract=contract,
+        currency=contract.currency,
+        period_start=start,
+        period_end=end,
+        billing_reason=(
+            BillingReason.SUBSCRIPTION_CREATE
+            if start == contract.started_on
+            else BillingReason.SUBSCRIPTION_CYCLE
+        ),
+    )
+    lines = [
+        InvoiceLine(
+            invoice=invoice,
+            position=i,
+            description=f"IPv4 lease {block.prefix} ({block.size} addresses), {description_suffix}",
+            block=block,
+            period_start=start,
+            period_end=end,
+            quantity=Decimal("1"),
+            unit_price=price,
+            amount=quantize(price),
+        )
+        for i, block in enumerate(contract.blocks.order_by("first_address"))
+    ]
+    InvoiceLine.objects.bulk_create(lines)
+    invoice.subtotal = invoice.total = sum((line.amount for line in lines), ZERO)
+    invoice.save(update_fields=["subtotal", "total"])
+    return invoice
+
+
+def contract_bill_due_periods(
+    *, contract_id: int, today: datetime.date, actor: Actor = BILLING_RUN, finalize: bool = True
+) -> list[Invoice]:
+    """Issue one invoice for each period of the contract that has started by `today`.
+
+    Idempotent: the contract's next_billing_date moves past every period it bills,
+    under the contract's row lock, and a unique constraint forbids a second live
+    invoice for the same contract and period.
+    """
+    issued: list[Invoice] = []
+    with transaction.atomic():
+        contract = (
+            LeaseContract.objects.select_for_update().select_related("customer").get(pk=contract_id)
+        )
+        while contract.status != ContractStatus.CANCELLED and contract.next_billing_date <= today:
+            invoice = _draft_for_period(contract, contract.next_billing_date)
+            audit_record(
+                actor=actor,
+                action="invoice.draft_created",
+                target=invoice,
+                customer=contract.customer,
+                after={"period_start": invoice.period_start, "subtotal": invoice.subtotal},
+            )
+            if finalize:
+                invoice = _finalize_locked(invoice, actor=actor, today=today)
+            issued.append(invoice)
+            contract.next_billing_date = invoice.period_end + datetime.timedelta(days=1)
+            contract.save(update_fields=["next_billing_date", "updated_at"])
+    return issued
+
+
+@dataclass
+class BillingRunResult:
+    invoice_ids: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def billing_run(
+    *, today: datetime.date | None = None, actor: Actor = BILLING_RUN
+) -> BillingRunResult:
+    """Bill every live contract whose next period has started. Safe to run any number of times.
+
+    Candidates come from the (status, next_billing_date) index, so the cost follows the
+    number of contracts due today, not the size of the table. Each contract is billed in
+    its own transaction: one bad contract is reported and does not stop the others.
+    """
+    today = today or timezone.localdate()
+    result = BillingRunResult()
+    due = LeaseContract.objects.filter(
+        status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE], next_billing_date__lte=today
+    ).values_list("pk", flat=True)
+    for contract_id in due.iterator(chunk_size=1000):
+        try:
+            invoices = contract_bill_due_periods(contract_id=contract_id, today=today, actor=actor)
+        except DomainError as exc:
+            logger.error("billing run: contract %s not billed: %s", contract_id, exc.message)
+            result.errors[contract_id] = exc.message
+            continue
+        result.invoice_ids.extend(inv.pk for inv in invoices)
+    return result
+
+
+def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) -> Invoice:
+    check_transition(
+        INVOICE_TRANSITIONS,
+        label=f"Invoice {invoice}",
+        current=invoice.status,
+        target=InvoiceStatus.OPEN,
+    )
+    customer = invoice.customer
+    lines = list(invoice.lines.all())
+    if not lines:
+        raise DomainError(
+            f"Invoice {invoice} has no lines; add one before finalising.", code="empty"
+        )
+    decision = tax_for(country=customer.country, tax_id=customer.tax_id, on=today)
+    for line in lines:
+        line.tax_rate = decision.rate
+    InvoiceLine.objects.bulk_update(lines, ["tax_rate"])
+    groups = tax_breakdown(((line.amount, line.tax_rate) for line in lines), decision)
+    invoice.tax_lines.all().delete()
+    InvoiceTax.objects.bulk_create(
+        InvoiceTax(
+            invoice=invoice,
+            name=g.name,
+            rate=g.rate,
+            taxable_amount=g.taxable_amount,
+            amount=g.amount,
+            note=g.note,
+        )
+        for g in groups
+    )
+    invoice.subtotal = sum((g.taxable_amount for g in groups), ZERO)
+    invoice.tax = sum((g.amount for g in groups), ZERO)
+    invoice.total = invoice.subtotal + invoice.tax
+    invoice.tax_note = decision.note
+    invoice.issue_date = today
+    invoice.due_date = today + datetime.timedelta(days=settings.PAYMENT_TERMS_DAYS)
+    invoice.number = allocate_invoice_number(series=settings.INVOICE_NUMBER_SERIES, year=today.year)
+    invoice.bill_to_name = customer.name
+    invoice.bill_to_address = "\n".join(customer.address_lines)
+    invoice.bill_to_country = customer.country
+    invoice.bill_to_tax_id = customer.tax_id
+    invoice.bill_to_email = customer.email
+    _set_invoice_status(
+        invoice,
+        InvoiceStatus.OPEN,
+        actor=actor,
+        extra={"number": invoice.number, "total": invoice.total, "due_date": invoice.due_date},
+    )
+    if invoice.total == ZERO:
+        # Nothing to collect: settle at once, as Stripe does with zero-amount invoices.
+        invoice.paid_out_of_band = True
+        _set_invoice_status(invoice, InvoiceStatus.PAID, actor=actor, note="zero total")
+    _emit_after_commit(signals.invoice_finalized, invoice_id=invoice.pk)
+    return invoice
+
+
+def invoice_finalize(
+    *, invoice_id: int, actor: Actor, today: datetime.date | None = None
+) -> Invoice:
+    """Draft -> Open: taxes, gapless number, issue and due dates. Refuses a non-draft."""
+    with transaction.atomic():
+        invoice = _lock_invoice(invoice_id)
+        return _finalize_locked(invoice, actor=actor, today=today or timezone.localdate())
+
+
+def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
+    """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided."""
+    with transaction.atomic():
+        invoice = _lock_invoice(invoice_id)
+        if invoice.status == InvoiceStatus.VOID:
+            return invoice
+        if invoice.amount_paid > 0:
+            raise DomainError(
+                f"Invoice {invoice} has payments on it; refund them instead of voiding.",
+                code="has_payments",
+            )
+        _set_invoice_status(invoice, InvoiceStatus.VOID, actor=actor, note=reason)
+    return invoice
+
+
+def invoice_mark_uncollectible(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
+    """Open -> Uncollectible (written off by staff; a later payment still settles it)."""
+    with transaction.atomic():
+        invoice = _lock_invoice(invoice_id)
+        if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
+            return invoice
+        _set_invoice_status(invoice, InvoiceStatus.UNCOLLECTIBLE, actor=actor, note=reason)
+    return invoice
+
+
+# --- Payments -----------------------------------------------------------------------
+
+
+def payment_create(
+    *,
+    invoice_id: int,
+    provider: str,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Record a new attempt to collect the invoice's amount_remaining."""
+    with transaction.atomic():
+        invoice = _lock_invoice(invoice_id)
+        if not invoice.is_payable:
+            raise DomainError(
+                f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+                code="invoice_not_payable",
+            )
+        attempt = invoice.payments.filter(kind=kind).count() + 1
+        payment = Payment.objects.create(
+            invoice=invoice,
+            provider=provider,
+            kind=kind,
+            amount=invoice.amount_remaining,
+            currency=invoice.currency,
+            attempt=attempt,
+            idempotency_key=idempotency_key or f"invoice-{invoice.pk}-{kind}-{attempt}",
+        )
+        audit_record(
+            actor=actor,
+            action="payment.created",
+            target=payment,
+            customer=invoice.customer,
+            after={"amount": payment.amount, "kind": kind, "attempt": attempt},
+        )
+    return payment
+
+
+def _lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
+    invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
+    invoice = _lock_invoice(invoice_id)
+    return invoice, Payment.objects.select_for_update().get(pk=payment_id)
+
+
+def _set_payment_status(payment: Payment, target: str, *, actor: Actor, customer, note="") -> None:
+    check_transition(
+        PAYMENT_TRANSITIONS, label=f"Payment {payment.pk}", current=payment.status, target=target
+    )
+    before = payment.status
+    payment.status = target
+    payment.save()
+    audit_record(
+        actor=actor,
+        action=f"payment.{target}",
+        target=payment,
+        customer=customer,
+        before={"status": before},
+        after={"status": target, "amount": payment.amount, "refunded": payment.amount_refunded},
+        note=note,
+    )
+
+
+def _restore_standing_if_settled(invoice: Invoice, *, actor: Actor, today: datetime.date) -> None:
+    if not invoice.contract_id:
+        return
+    still_overdue = Invoice.objects.filter(
+        contract_id=invoice.contract_id, status=InvoiceStatus.OPEN, due_date__lt=today
+    ).exists()
+    if not still_overdue:
+        contract_restore(contract_id=invoice.contract_id, actor=actor)
+
+
+def payment_record_success(
+    *,
+    payment_id: int,
+    actor: Actor,
+    provider_payment_id: str | None = None,
+    provider_charge_id: str = "",
+    brand: str = "",
+    last4: str = "",
+    now: datetime.datetime | None = None,
+) -> Payment:
+    """The provider took the money. Applies it to the invoice exactly once.
+
+    Quietly returns when the payment is already recorded as succeeded. Money that
+    arrives for an invoice that no longer owes it (already paid, void, refunded) is
+    flagged as a duplicate and handed back through `payment_needs_refund`.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        invoice, payment = _lock_payment(payment_id)
+        if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+            return payment
+        payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
+        payment.provider_charge_id = provider_charge_id or payment.provider_charge_id
+        payment.method_brand = brand or payment.method_brand
+        payment.method_last4 = last4 or payment.method_last4
+        payment.succeeded_at = now
+        applied = min(payment.amount, invoice.amount_remaining) if invoice.is_payable else ZERO
+        excess = payment.amount - applied
+        payment.is_duplicate = applied == ZERO
+        _set_payment_status(
+            payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer
+        )
+        if applied:
+            invoice.amount_paid += applied
+            if invoice.amount_paid == invoice.total:
+                invoice.paid_out_of_band = payment.kind == PaymentKind.OUT_OF_BAND
+                _set_invoice_status(
+                    invoice, InvoiceStatus.PAID, actor=actor, now=now, extra={"payment": payment.pk}
+                )
+                _restore_standing_if_settled(invoice, actor=actor, today=now.date())
+            else:
+                invoice.state_version += 1
+                invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+        if excess:
+            audit_record(
+                actor=actor,
+                action="payment.excess",
+                target=payment,
+                customer=invoice.customer,
+                after={"excess": excess, "invoice_status": invoice.status},
+                note="Money arrived that the invoice no longer owed; it is refunded.",
+            )
+            _emit_after_commit(signals.payment_needs_refund, payment_id=payment.pk, amount=excess)
+    return payment
+
+
+def payment_record_failure(
+    *,
+    payment_id: int,
+    actor: Actor,
+    code: str,
+    message: str,
+    requires_action: bool = False,
+    now: datetime.datetime | None = None,
+) -> Payment:
+    """The attempt failed (or needs the customer). The invoice stays Open.
+
+    Quietly ignored when the payment already reached a final state: a late failure
+    event never undoes a success.
+    """
+    target = PaymentStatus.REQUIRES_ACTION if requires_action else PaymentStatus.FAILED
+    with transaction.atomic():
+        invoice, payment = _lock_payment(payment_id)
+        if payment.status == target or target not in PAYMENT_TRANSITIONS[payment.status]:
+            return payment
+        payment.failure_code = code[:64]
+        payment.failure_message = message[:300]
+        payment.failed_at = now or timezone.now()
+        _set_payment_status(payment, target, actor=actor, customer=invoice.customer, note=message)
+        _emit_after_commit(signals.payment_failed, payment_id=payment.pk)
+    return payment
+
+
+def payment_record_refund(
+    *,
+    payment_id: int,
+    amount: Decimal,
+    provider_refund_id: str,
+    actor: Actor,
+    reason: str = "",
+    returns_excess: bool = False,
+    now: datetime.datetime | None = None,
+) -> Refund:
+    """The provider returned `amount` of a payment. Recorded once per provider refund id.
+
+    A full refund of what an invoice was paid moves it to Refund; a partial one
+    stays Paid with the refunded amount shown. Returning a duplicate's money
+    (`returns_excess`) does not touch the invoice it never paid.
+    """
+    now = now or timezone.now()
+    amount = quantize(amount)
+    with transaction.atomic():
+        invoice, payment = _lock_payment(payment_id)
+        existing = Refund.objects.filter(provider_refund_id=provider_refund_id).first()
+        if existing and existing.status == RefundStatus.SUCCEEDED:
+            return existing
+        if amount <= 0 or amount > payment.amount - payment.amount_refunded:
+            raise DomainError(
+                f"Cannot refund {amount}: only {payment.amount - payment.amount_refunded} "
+                "of this payment is left.",
+                code="refund_amount",
+            )
+        refund = existing or Refund(
+            payment=payment,
+            amount=amount,
+            idempotency_key=f"refund-{provider_refund_id}",
+            provider_refund_id=provider_refund_id,
+        )
+        refund.status = RefundStatus.SUCCEEDED
+        refund.succeeded_at = now
+        refund.reason = refund.reason or reason
+        refund.save()
+        payment.amount_refunded += amount
+        if payment.amount_refunded == payment.amount:
+            _set_payment_status(
+                payment, PaymentStatus.REFUNDED, actor=actor, customer=invoice.customer
+            )
+        else:
+            payment.save(update_fields=["amount_refunded", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="refund.succeeded",
+            target=refund,
+            customer=invoice.customer,
+            after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+            note=reason,
+        )
+        if not (returns_excess or payment.is_duplicate):
+            invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
+            if (
+                invoice.status == InvoiceStatus.PAID
+                and invoice.amount_refunded == invoice.amount_paid
+            ):
+                _set_invoice_status(
+                    invoice, InvoiceStatus.REFUND, actor=actor, now=now, note=reason
+                )
+            else:
+                invoice.state_version += 1
+                invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+    return refund
+
+
+def invoice_record_out_of_band_payment(*, invoice_id: int, actor: Actor, note: str = "") -> Invoice:
+    """Staff record money received outside the portal (e.g. a bank transfer)."""
+    with transaction.atomic():
+        payment = payment_create(
+            invoice_id=invoice_id, provider="manual", kind=PaymentKind.OUT_OF_BAND, actor=actor
+        )
+        payment_record_success(payment_id=payment.pk, actor=actor)
+        invoice = Invoice.objects.get(pk=invoice_id)
+        if note:
+            audit_record(
+                actor=actor,
+                action="invoice.note",
+                target=invoice,
+                customer=invoice.customer,
+                note=note,
+            )
+    return invoice

@@ -1,0 +1,339 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .errors import DomainError
+from .models import (
+    AssignmentRequest,
+    AuditEntry,
+    CancellationReason,
+    ContractStatus,
+    Customer,
+    IPBlock,
+    LeaseContract,
+    Membership,
+    RdnsDelegation,
+)
+
+
+def audit_trail(obj) -> str:
+    """Read-only HTML list of an object's audit entries, newest first."""
+    if not obj or not obj.pk:
+        return "—"
+    entries = AuditEntry.objects.filter(
+        content_type__app_label=obj._meta.app_label,
+        content_type__model=obj._meta.model_name,
+        object_id=str(obj.pk),
+    )[:50]
+    rows = format_html_join(
+        "",
+        "<li>{} · {} · <strong>{}</strong> {} → {} {}</li>",
+        (
+            (
+                f"{e.created_at:%Y-%m-%d %H:%M}",
+                e.actor_label,
+                e.action,
+                e.before or "",
+                e.after or "",
+                e.note,
+            )
+            for e in entries
+        ),
+    )
+    return format_html("<ul>{}</ul>", rows) if entries else "No entries yet."
+
+
+def report(request, done: list[str], errors: list[str]) -> None:
+    """Tell staff what an admin action did, one line per object that failed."""
+    if done:
+        messages.success(request, f"Done: {', '.join(done)}.")
+    for error in errors:
+        messages.error(request, error)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["name", "email", "country", "tax_id", "default_currency", "created_at"]
+    list_filter = ["country", "is_business", "default_currency"]
+    search_fields = ["name", "email", "tax_id", "stripe_customer_id"]
+    readonly_fields = ["stripe_customer_id", "created_at"]
+    inlines = [MembershipInline]
+
+
+class IPBlockForm(forms.ModelForm):
+    class Meta:
+        model = IPBlock
+        fields = ["prefix", "registry"]
+
+    def clean_prefix(self):
+        prefix, first, last = services.ipblock_validate(
+            prefix=self.cleaned_data["prefix"], exclude_pk=self.instance.pk
+        )
+        self.instance.first_address, self.instance.last_address = first, last
+        return prefix
+
+
+@admin.register(IPBlock)
+class IPBlockAdmin(admin.ModelAdmin):
+    form = IPBlockForm
+    list_display = ["prefix", "registry", "status", "size"]
+    list_filter = ["status", "registry"]
+    search_fields = ["prefix"]
+    readonly_fields = ["status", "audit"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A leased prefix is part of issued invoices; it never changes shape.
+        return ["prefix", *self.readonly_fields] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        created = services.ipblock_create(
+            prefix=form.cleaned_data["prefix"], registry=obj.registry, actor=request.user
+        )
+        obj.pk = created.pk
+
+    @admin.display(description="Audit trail")
+    def audit(self, obj):
+        return audit_trail(obj)
+
+
+class ContractCreateForm(forms.ModelForm):
+    class Meta:
+        model = LeaseContract
+        fields = [
+            "customer",
+            "blocks",
+            "price_per_block",
+            "currency",
+            "started_on",
+            "billing_anchor_day",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.created = services.contract_create(
+                customer=data["customer"],
+                block_ids=[b.pk for b in data["blocks"]],
+                price_per_block=data["price_per_block"],
+                currency=data["currency"],
+                started_on=data["started_on"],
+                billing_anchor_day=data.get("billing_anchor_day"),
+                actor=self.actor,
+            )
+        except DomainError as exc:
+            raise ValidationError(exc.message) from None
+        return data
+
+
+class AssignmentInline(admin.TabularInline):
+    model = AssignmentRequest
+    extra = 0
+    fields = ["block", "reference", "netname", "status", "removed_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RdnsInline(AssignmentInline):
+    model = RdnsDelegation
+    fields = ["block", "zone", "nameservers", "status", "removed_at"]
+    readonly_fields = fields
+
+
+@admin.register(LeaseContract)
+class LeaseContractAdmin(admin.ModelAdmin):
+    list_display = [
+        "reference",
+        "customer",
+        "status",
+        "price_per_block",
+        "currency",
+        "next_billing_date",
+        "grace_extended_until",
+        "cancelled_at",
+    ]
+    list_filter = ["status", "currency", "cancellation_reason"]
+    search_fields = ["customer__name", "blocks__prefix", "id"]
+    list_select_related = ["customer"]
+    autocomplete_fields = ["customer"]
+    inlines = [AssignmentInline, RdnsInline]
+    actions = ["run_billing", "cancel_contracts"]
+    fields = [
+        "customer",
+        "block_list",
+        "price_per_block",
+        "currency",
+        "billing_anchor_day",
+        "status",
+        "started_on",
+        "next_billing_date",
+        "grace_extended_until",
+        "cancelled_at",
+        "cancellation_reason",
+        "audit",
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            # A subclass per request: the acting user must not leak between requests.
+            kwargs["form"] = type(
+                "ContractCreateForm", (ContractCreateForm,), {"actor": request.user}
+            )
+            kwargs["fields"] = ContractCreateForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj else ContractCreateForm.Meta.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # Money and status change only through services; staff may move the deadline.
+        return [f for f in self.fields if f != "grace_extended_until"]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.pk = form.created.pk
+            return
+        if "grace_extended_until" in form.changed_data and obj.grace_extended_until:
+            try:
+                services.contract_extend_grace(
+                    contract_id=obj.pk, until=obj.grace_extended_until, actor=request.user
+                )
+            except DomainError as exc:
+                messages.error(request, exc.message)
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    @admin.display(description="Blocks")
+    def block_list(self, obj):
+        return ", ".join(b.prefix for b in obj.blocks.all())
+
+    @admin.display(description="Audit trail")
+    def audit(self, obj):
+        return audit_trail(obj)
+
+    @admin.action(description="Run billing for the selected contracts (due periods only)")
+    def run_billing(self, request, queryset):
+        from django.utils import timezone
+
+        from billing.services import contract_bill_due_periods
+
+        done, errors = [], []
+        for contract in queryset:
+            try:
+                issued = contract_bill_due_periods(
+                    contract_id=contract.pk, today=timezone.localdate(), actor=request.user
+                )
+            except DomainError as exc:
+                errors.append(f"{contract.reference}: {exc.message}")
+                continue
+            done.append(f"{contract.reference} ({len(issued)} invoice(s))")
+        report(request, done, errors)
+
+    @admin.action(description="Cancel the selected contracts (blocks deactivated)")
+    def cancel_contracts(self, request, queryset):
+        done = []
+        for contract in queryset.exclude(status=ContractStatus.CANCELLED):
+            services.contract_cancel(
+                contract_id=contract.pk, reason=CancellationReason.STAFF, actor=request.user
+            )
+            done.append(contract.reference)
+        report(request, done, [] if done else ["No live contract was selected."])
+
+
+class ResourceAdminForm(forms.ModelForm):
+    def clean(self):
+        data = super().clean()
+        contract, block = data.get("contract"), data.get("block")
+        if contract and block and not contract.blocks.filter(pk=block.pk).exists():
+            raise ValidationError(f"{block} is not part of {contract.reference}.")
+        return data
+
+
+class ResourceAdmin(admin.ModelAdmin):
+    form = ResourceAdminForm
+    list_filter = ["status"]
+    list_select_related = ["contract", "block"]
+    readonly_fields = ["status", "removed_at", "created_at"]
+    autocomplete_fields = ["block"]
+    create_service = None
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "contract", "block"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        fields = {k: v for k, v in form.cleaned_data.items() if k not in ("contract", "block")}
+        try:
+            created = type(self).create_service(
+                contract=obj.contract, block=obj.block, actor=request.user, **fields
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return
+        obj.pk = created.pk
+
+
+@admin.register(AssignmentRequest)
+class AssignmentRequestAdmin(ResourceAdmin):
+    list_display = ["reference", "netname", "block", "contract", "status", "removed_at"]
+    search_fields = ["reference", "netname", "block__prefix"]
+    fields = ["contract", "block", "reference", "netname", "status", "removed_at", "created_at"]
+    create_service = staticmethod(services.assignment_create)
+
+
+@admin.register(RdnsDelegation)
+class RdnsDelegationAdmin(ResourceAdmin):
+    list_display = ["zone", "nameservers", "block", "contract", "status", "removed_at"]
+    search_fields = ["zone", "block__prefix"]
+    fields = ["contract", "block", "zone", "nameservers", "status", "removed_at", "created_at"]
+    create_service = staticmethod(services.rdns_create)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_link", "customer"]
+    list_filter = ["action", "content_type"]
+    search_fields = ["object_repr", "actor_label", "action", "object_id", "note"]
+    list_select_related = ["customer", "content_type"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Object")
+    def object_link(self, obj):
+        ct = obj.content_type
+        try:
+            url = reverse(f"admin:{ct.app_label}_{ct.model}_change", args=[obj.object_id])
+        except NoReverseMatch:  # models without an admin page show plain text
+            return obj.object_repr
+        return format_html('<a href="{}">{}</a>', url, obj.object_repr)

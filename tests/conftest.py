@@ -1,0 +1,42 @@
+import importlib
+
+import pytest
+
+from tests.factories import CustomerFactory, MembershipFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def customer(db):
+    return CustomerFactory()
+
+
+@pytest.fixture
+def owner(customer):
+    return MembershipFactory(customer=customer).user
+
+
+@pytest.fixture
+def other_customer(db):
+    return CustomerFactory(name="Someone Else Ltd")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(username="staff", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture(autouse=True)
+def _tax_rates_after_flush(request):
+    """Transactional tests flush every table, data migrations included: put the rates back."""
+    marker = request.node.get_closest_marker("django_db")
+    if not (marker and marker.kwargs.get("transaction")):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+
+    importlib.import_module("billing.migrations.0003_tax_rates").add_rates(apps, None)
