@@ -6,4 +6,6 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/invoices/", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("", include("billing.urls")),
+    path("", include("contracts.urls")),
 ]

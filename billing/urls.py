@@ -1,0 +1,19 @@
+"""Customer-facing billing URLs (ARCHITECTURE.md §6). Views live in one module per concern:
+pages in billing.views, documents in billing.pdf.views, money in billing.payment_views."""
+
+from django.urls import path
+
+from . import payment_views, views
+from .pdf import views as pdf_views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("invoices/", views.invoice_list, name="invoice-list"),
+    path("invoices/export.csv", views.invoice_export_csv, name="invoice-export-csv"),
+    path("invoices/download.zip", views.invoice_download_zip, name="invoice-download-zip"),
+    path("invoices/<str:number>/", views.invoice_detail, name="invoice-detail"),
+    path("invoices/<str:number>/pdf/", pdf_views.invoice_pdf, name="invoice-pdf"),
+    path("invoices/<str:number>/pay/", payment_views.invoice_pay, name="invoice-pay"),
+    path("payment-methods/", payment_views.payment_methods, name="payment-methods"),
+]

@@ -1,0 +1,63 @@
+"""Which customer a logged-in person is acting for.
+
+A user may belong to several customers; the chosen one is kept in the session.
+Every customer-facing view gets it through `member_required`, so scoping to one
+customer is decided in one place.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from .models import Membership
+
+SESSION_KEY = "active_customer_id"
+
+
+def active_membership(request: HttpRequest) -> Membership | None:
+    """The membership the user acts through: the one chosen in the session, else their first."""
+    if not request.user.is_authenticated:
+        return None
+    memberships = Membership.objects.select_related("customer").filter(user=request.user)
+    chosen = request.session.get(SESSION_KEY)
+    if chosen:
+        found = memberships.filter(customer_id=chosen).first()
+        if found:
+            return found
+    return memberships.order_by("customer__name", "customer_id").first()
+
+
+def choose_customer(request: HttpRequest, customer_id: int) -> Membership | None:
+    membership = Membership.objects.filter(user=request.user, customer_id=customer_id).first()
+    if membership:
+        request.session[SESSION_KEY] = membership.customer_id
+    return membership
+
+
+def member_required(*, paying: bool = False) -> Callable:
+    """Login required; sets request.membership and request.customer.
+
+    With paying=True, viewers get 403: only owners and billing members pay,
+    download final documents in bulk, manage payment methods and tokens.
+    """
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            membership = active_membership(request)
+            if membership is None:
+                return redirect("contracts:no-customer")
+            if paying and not membership.can_pay:
+                raise PermissionDenied("Your role can view invoices but not pay them.")
+            request.membership = membership
+            request.customer = membership.customer
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "contracts"
+
+urlpatterns = [
+    path("contracts/", views.contract_list, name="contract-list"),
+    path("contracts/<int:pk>/", views.contract_detail, name="contract-detail"),
+    path("account/customer/", views.customer_switch, name="customer-switch"),
+    path("account/no-customer/", views.no_customer, name="no-customer"),
+]
