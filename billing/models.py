@@ -4,10 +4,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.urls import reverse
 
 from contracts.models import Customer, IPBlock, LeaseContract
 
 from .money import ZERO
+
+DRAFT_REF_PREFIX = "draft-"
 
 
 class InvoiceStatus(models.TextChoices):
@@ -160,6 +163,14 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number or f"Draft #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("billing:invoice-detail", args=[self.ref])
+
+    @property
+    def ref(self) -> str:
+        """How URLs name the invoice: its number, or draft-<id> before it has one."""
+        return self.number or f"{DRAFT_REF_PREFIX}{self.pk}"
 
     @property
     def amount_remaining(self) -> Decimal:
