@@ -6,6 +6,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/invoices/", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("", include("billing.api.urls")),
     path("", include("billing.urls")),
     path("", include("contracts.urls")),
 ]
