@@ -1,0 +1,68 @@
+import pytest
+from jsonschema_rs import Draft202012Validator
+
+from billing.api.schema import openapi_document
+from billing.api.tokens import token_create
+from billing.models import ApiScope
+from contracts.models import Membership
+
+
+def _validator(name: str) -> Draft202012Validator:
+    doc = openapi_document()
+    schema = {**doc["components"]["schemas"][name], "components": doc["components"]}
+    # $refs in the document point at #/components/...; resolve them against the same root.
+    return Draft202012Validator(schema)
+
+
+@pytest.fixture
+def assert_invoice_schema():
+    validator = _validator("Invoice")
+
+    def check(body: dict) -> dict:
+        validator.validate(body)
+        return body
+
+    return check
+
+
+@pytest.fixture
+def assert_error_schema():
+    validator = _validator("Error")
+
+    def check(response, status: int, code: str | None = None) -> dict:
+        assert response.status_code == status, response.content
+        assert response["Content-Type"] == "application/json"
+        body = response.json()
+        validator.validate(body)
+        if code is not None:
+            assert body["error"]["code"] == code, body
+        return body["error"]
+
+    return check
+
+
+@pytest.fixture
+def make_token(db):
+    def make(membership: Membership, scopes=(ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES), **kw):
+        token, raw = token_create(
+            membership=membership,
+            name="test",
+            scopes=list(scopes),
+            expires_at=None,
+            actor="t",
+            **kw,
+        )
+        return token, raw
+
+    return make
+
+
+@pytest.fixture
+def api(client):
+    def call(method: str, path: str, raw: str | None = None, **kw):
+        headers = kw.pop("headers", {})
+        if raw:
+            headers["Authorization"] = f"Bearer {raw}"
+        return getattr(client, method)(path, headers=headers, **kw)
+
+    return call
