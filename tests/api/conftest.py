@@ -43,16 +43,18 @@ def assert_error_schema():
 
 @pytest.fixture
 def make_token(db):
-    def make(membership: Membership, scopes=(ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES), **kw):
-        token, raw = token_create(
+    def make(
+        membership: Membership,
+        scopes=(ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES),
+        expires_at=None,
+    ):
+        return token_create(
             membership=membership,
             name="test",
             scopes=list(scopes),
-            expires_at=None,
+            expires_at=expires_at,
             actor="t",
-            **kw,
         )
-        return token, raw
 
     return make
 
