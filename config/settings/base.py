@@ -160,3 +160,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
 CHARGE_RETRY_DAYS = (1, 3, 5)
 # Reminders before the contract is cancelled, in days before the cancellation date.
 CANCELLATION_WARNING_DAYS = (3, 1)
+# Staff alerts (e.g. a payment that arrived after its contract was cancelled) go to ADMINS.
+ADMINS = [("Billing staff", e) for e in env.list("DJANGO_ADMINS", default=[SELLER["email"]])]
