@@ -165,3 +165,13 @@ def test_enforce_grace_period_command_dry_run_and_real(invoice, capsys):
 
         call_command("enforce_grace_period")
         assert "Cancelled 0 contract(s)" in capsys.readouterr().out
+
+
+def test_admin_shows_the_cancellation_date(invoice, staff, client):
+    client.force_login(staff)
+    listing = client.get("/admin/contracts/leasecontract/")
+    assert listing.status_code == 200
+    assert "Cancellation date" in listing.content.decode()
+    assert "Jan. 22, 2026" in listing.content.decode()
+    detail = client.get(f"/admin/contracts/leasecontract/{invoice.contract_id}/change/")
+    assert "2026-01-22" in detail.content.decode()
