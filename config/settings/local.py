@@ -13,5 +13,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_CELERY_DIR),
         "data_folder_out": str(_CELERY_DIR),
+        "control_folder": str(_CELERY_DIR / "control"),
         "store_processed": False,
     }
