@@ -1,6 +1,10 @@
+import datetime
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Min, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -165,6 +169,7 @@ class LeaseContractAdmin(admin.ModelAdmin):
         "currency",
         "next_billing_date",
         "grace_extended_until",
+        "cancellation_date",
         "cancelled_at",
     ]
     list_filter = ["status", "currency", "cancellation_reason"]
@@ -183,6 +188,7 @@ class LeaseContractAdmin(admin.ModelAdmin):
         "started_on",
         "next_billing_date",
         "grace_extended_until",
+        "cancellation_date",
         "cancelled_at",
         "cancellation_reason",
         "audit",
@@ -224,6 +230,23 @@ class LeaseContractAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         if change:
             super().save_related(request, form, formsets, change)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(oldest_open_due=Min("invoices__due_date", filter=Q(invoices__status="open")))
+        )
+
+    @admin.display(description="Cancellation date")
+    def cancellation_date(self, obj):
+        """When an unpaid Open invoice cancels the contract: due date + grace, or the extension."""
+        due = getattr(obj, "oldest_open_due", None)
+        if obj.status == ContractStatus.CANCELLED or due is None:
+            return "—"
+        deadline = due + datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
+        extended = obj.grace_extended_until
+        return max(deadline, extended) if extended else deadline
 
     @admin.display(description="Blocks")
     def block_list(self, obj):

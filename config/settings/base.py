@@ -132,3 +132,36 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Celery ------------------------------------------------------------------
+# The broker is Redis in production (CELERY_BROKER_URL); local.py uses the filesystem
+# transport so `make demo` needs no server. Tasks are acknowledged after they ran, and
+# a task whose worker died is delivered again: every task is idempotent.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that queues work while Redis is down must not hang: give up quickly,
+# log it, and let the next beat tick find the work by query.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# Days after the first failed automatic charge on which it is tried again.
+CHARGE_RETRY_DAYS = (1, 3, 5)
+# Reminders before the contract is cancelled, in days before the cancellation date.
+CANCELLATION_WARNING_DAYS = (3, 1)
+# Staff alerts (e.g. a payment that arrived after its contract was cancelled) go to ADMINS.
+ADMINS = [("Billing staff", e) for e in env.list("DJANGO_ADMINS", default=[SELLER["email"]])]

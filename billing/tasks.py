@@ -1,0 +1,155 @@
+"""Billing calendar tasks: each takes ids, calls one service and is safe to run twice.
+
+Work that other helpers' modules do (automatic charges, reconciliation, checkout
+expiry, PDFs) is imported inside the task, so this module loads without them.
+"""
+
+import datetime
+import importlib
+import logging
+
+from celery import Task, shared_task
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from contracts.grace import cancellation_warnings_due, invoices_due_for_charge_retry
+from contracts.models import ContractStatus
+
+from . import notifications
+from .models import Invoice, InvoiceStatus, Payment, PaymentStatus
+
+logger = logging.getLogger(__name__)
+
+CALENDAR = "billing calendar"
+
+
+def enqueue(task: Task, *args) -> bool:
+    """Queue `task` now; if the broker is down, log it and return False.
+
+    Every piece of work queued here is also found by a periodic job's query, so a
+    message that could not be sent is done by the next beat tick instead of lost,
+    and the web request that triggered it still succeeds.
+    """
+    try:
+        task.delay(*args)
+    except (BrokerError, OSError) as exc:
+        logger.warning(
+            "could not queue %s%r (%s); the next beat tick picks it up", task.name, args, exc
+        )
+        return False
+    return True
+
+
+def enqueue_on_commit(task: Task, *args) -> None:
+    transaction.on_commit(lambda: enqueue(task, *args))
+
+
+def _optional(module: str, name: str):
+    """A service from another part of the portal, or None (logged) when it is not installed."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        logger.warning("%s.%s is not available; skipped", module, name)
+        return None
+
+
+@shared_task(name="billing.run_billing")
+def run_billing() -> int:
+    from .services import billing_run
+
+    result = billing_run()
+    return len(result.invoice_ids)
+
+
+@shared_task(name="billing.charge_invoice")
+def charge_invoice(invoice_id: int) -> None:
+    """Charge the saved payment method once, unless the invoice is settled or its contract gone."""
+    invoice = Invoice.objects.select_related("contract").filter(pk=invoice_id).first()
+    if invoice is None or not invoice.is_payable or invoice.status != InvoiceStatus.OPEN:
+        return
+    if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
+        logger.info("not charging %s: %s is cancelled", invoice, invoice.contract.reference)
+        return
+    charge = _optional("billing.payments", "invoice_charge_automatically")
+    if charge:
+        charge(invoice_id=invoice_id, actor=CALENDAR)
+
+
+@shared_task(name="billing.retry_failed_charges")
+def retry_failed_charges() -> int:
+    due = invoices_due_for_charge_retry(today=timezone.localdate())
+    for invoice_id in due:
+        enqueue(charge_invoice, invoice_id)
+    return len(due)
+
+
+@shared_task(name="billing.reconcile_payments")
+def reconcile_payments() -> int:
+    reconcile = _optional("billing.payments", "payments_reconcile")
+    return reconcile(actor=CALENDAR) if reconcile else 0
+
+
+@shared_task(name="billing.expire_checkout_sessions")
+def expire_checkout_sessions(invoice_id: int) -> int:
+    expire = _optional("billing.payments", "checkout_expire_for_invoice")
+    return expire(invoice_id=invoice_id, actor=CALENDAR) if expire else 0
+
+
+@shared_task(name="billing.render_invoice_pdf")
+def render_invoice_pdf(invoice_id: int) -> None:
+    render = _optional("billing.pdf.documents", "invoice_pdf_render")
+    if render:
+        render(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.notify_payment_failed")
+def notify_payment_failed(payment_id: int) -> bool:
+    return notifications.notify_payment_failed(payment_id=payment_id)
+
+
+@shared_task(name="billing.notify_invoice_paid")
+def notify_invoice_paid(invoice_id: int) -> bool:
+    return notifications.notify_invoice_paid(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.send_reminders")
+def send_reminders() -> int:
+    """Every reminder that is due and not yet sent; also catches up e-mails whose queuing failed.
+
+    Each e-mail goes out at most once (see billing.notifications), so this may run at
+    any time and any number of times.
+    """
+    from contracts.grace import overdue_invoices_to_remind
+    from contracts.models import CancellationReason, LeaseContract
+
+    today = timezone.localdate()
+    recent = timezone.now() - datetime.timedelta(days=3)
+    sent = 0
+    overdue = notifications.not_notified(
+        overdue_invoices_to_remind(today=today), notifications.INVOICE_OVERDUE
+    )
+    for invoice_id in overdue.values_list("pk", flat=True):
+        sent += notifications.notify_invoice_overdue(invoice_id=invoice_id)
+    for invoice, days in cancellation_warnings_due(today=today):
+        sent += notifications.notify_cancellation_warning(invoice_id=invoice.pk, days=days)
+    failed = Payment.objects.filter(status=PaymentStatus.FAILED, failed_at__gte=recent)
+    for payment_id in notifications.not_notified(failed, notifications.PAYMENT_FAILED).values_list(
+        "pk", flat=True
+    ):
+        sent += notifications.notify_payment_failed(payment_id=payment_id)
+    paid = Invoice.objects.filter(status=InvoiceStatus.PAID, paid_at__gte=recent)
+    for invoice_id in notifications.not_notified(paid, notifications.RECEIPT).values_list(
+        "pk", flat=True
+    ):
+        sent += notifications.notify_invoice_paid(invoice_id=invoice_id)
+    cancelled = LeaseContract.objects.filter(
+        status=ContractStatus.CANCELLED,
+        cancellation_reason=CancellationReason.NON_PAYMENT,
+        cancelled_at__gte=recent,
+    )
+    for contract_id in notifications.not_notified(
+        cancelled, notifications.CONTRACT_CANCELLED
+    ).values_list("pk", flat=True):
+        sent += notifications.notify_contract_cancelled(contract_id=contract_id)
+    return sent

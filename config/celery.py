@@ -1,0 +1,44 @@
+"""The Celery app and the one beat schedule of the billing calendar.
+
+Every periodic job finds its work by query, so a tick that was missed (worker
+down, Redis down) is caught up by the next one; nothing depends on a message
+having been delivered.
+"""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    "billing-run-daily": {
+        "task": "billing.run_billing",
+        "schedule": crontab(minute=5, hour=0),
+    },
+    "charge-retries-hourly": {
+        "task": "billing.retry_failed_charges",
+        "schedule": crontab(minute=20),
+    },
+    "past-due-marking-hourly": {
+        "task": "contracts.mark_past_due",
+        "schedule": crontab(minute=30),
+    },
+    "grace-enforcement-hourly": {
+        "task": "contracts.enforce_grace_period",
+        "schedule": crontab(minute=35),
+    },
+    "reminders-hourly": {
+        "task": "billing.send_reminders",
+        "schedule": crontab(minute=45),
+    },
+    "payments-reconcile-nightly": {
+        "task": "billing.reconcile_payments",
+        "schedule": crontab(minute=15, hour=3),
+    },
+}

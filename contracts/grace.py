@@ -1,0 +1,261 @@
+"""The dunning calendar: past-due marking, grace cancellation, what to remind and retry.
+
+An Open invoice still unpaid GRACE_PERIOD_DAYS after its due date cancels its
+contract on its cancellation date (`Invoice.cancellation_date`: due date + grace, or
+the staff extension if later), the date the customer's warnings name.
+
+Every function here finds its work with an indexed query, so each beat tick can run
+any number of times, late or twice, and does each thing once.
+
+Lock order is the invoice rows, then the contract row: the same order as
+billing.services.payment_record_success (invoice, then contract_restore), so
+enforcement racing a payment waits instead of deadlocking, and whichever commits
+first decides: paid first -> nothing to cancel; cancelled first -> the payment marks
+the invoice Paid, the contract stays cancelled and staff are alerted.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.utils import timezone
+
+from billing.models import Invoice, InvoiceStatus, Payment, PaymentKind, PaymentStatus
+
+from .audit import Actor, audit_record
+from .models import CancellationReason, ContractStatus, LeaseContract
+from .services import contract_cancel, contract_mark_past_due
+
+logger = logging.getLogger(__name__)
+
+GRACE_ACTOR = "grace enforcement"
+LIVE_STATUSES = (ContractStatus.ACTIVE, ContractStatus.PAST_DUE)
+
+
+def _grace() -> datetime.timedelta:
+    return datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
+
+
+def _not_extended(today: datetime.date, prefix: str = "contract__") -> Q:
+    field_name = f"{prefix}grace_extended_until"
+    return Q(**{f"{field_name}__isnull": True}) | Q(**{f"{field_name}__lte": today})
+
+
+# --- Grace enforcement ----------------------------------------------------------------
+
+
+def grace_candidates(*, today: datetime.date) -> QuerySet:
+    """Ids of live contracts with an Open invoice whose cancellation date has come.
+
+    Driven by the (status, due_date) index on invoices: the cost follows the number of
+    overdue invoices, not the size of the table.
+    """
+    return (
+        Invoice.objects.filter(
+            status=InvoiceStatus.OPEN,
+            due_date__lte=today - _grace(),
+            contract__status__in=LIVE_STATUSES,
+        )
+        .filter(_not_extended(today))
+        .values_list("contract_id", flat=True)
+        .order_by("contract_id")
+        .distinct()
+    )
+
+
+def contract_enforce_grace(
+    *, contract_id: int, today: datetime.date | None = None, actor: Actor = GRACE_ACTOR
+) -> bool:
+    """Cancel the contract for non-payment if, under lock, an invoice is still unpaid past grace.
+
+    Returns True when this call cancelled it; quietly False when it was paid meanwhile,
+    extended, or already cancelled (e.g. by a second worker running at the same time).
+    """
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        overdue = list(
+            Invoice.objects.select_for_update()
+            .filter(
+                contract_id=contract_id,
+                status=InvoiceStatus.OPEN,
+                due_date__lte=today - _grace(),
+            )
+            .order_by("pk")
+        )
+        contract = (
+            LeaseContract.objects.select_for_update().select_related("customer").get(pk=contract_id)
+        )
+        if not overdue or contract.status == ContractStatus.CANCELLED:
+            return False
+        if contract.grace_extended_until and contract.grace_extended_until > today:
+            return False
+        contract_cancel(contract_id=contract_id, reason=CancellationReason.NON_PAYMENT, actor=actor)
+        audit_record(
+            actor=actor,
+            action="contract.grace_enforced",
+            target=contract,
+            customer=contract.customer,
+            after={"invoices": [inv.number for inv in overdue], "on": today},
+            note=f"Unpaid {settings.GRACE_PERIOD_DAYS} days after the due date.",
+        )
+        invoice_ids = [inv.pk for inv in overdue]
+        transaction.on_commit(lambda: _after_cancellation(contract_id, invoice_ids))
+    logger.info("grace: cancelled %s for non-payment", contract.reference)
+    return True
+
+
+def _after_cancellation(contract_id: int, invoice_ids: list[int]) -> None:
+    from billing.tasks import enqueue, expire_checkout_sessions
+
+    from .tasks import send_cancellation_notice
+
+    enqueue(send_cancellation_notice, contract_id)
+    for invoice_id in invoice_ids:
+        enqueue(expire_checkout_sessions, invoice_id)
+
+
+@dataclass
+class GraceResult:
+    candidates: list[LeaseContract] = field(default_factory=list)
+    cancelled: list[LeaseContract] = field(default_factory=list)
+
+
+def grace_enforce(
+    *, today: datetime.date | None = None, dry_run: bool = False, actor: Actor = GRACE_ACTOR
+) -> GraceResult:
+    """Cancel every contract past its grace deadline, each in its own transaction."""
+    today = today or timezone.localdate()
+    result = GraceResult()
+    ids = list(grace_candidates(today=today))
+    contracts = LeaseContract.objects.filter(pk__in=ids).select_related("customer").order_by("pk")
+    result.candidates = list(contracts)
+    if dry_run:
+        return result
+    for contract in result.candidates:
+        if contract_enforce_grace(contract_id=contract.pk, today=today, actor=actor):
+            result.cancelled.append(contract)
+    return result
+
+
+# --- Past due -------------------------------------------------------------------------
+
+
+def past_due_candidates(*, today: datetime.date) -> QuerySet:
+    return (
+        Invoice.objects.filter(
+            status=InvoiceStatus.OPEN, due_date__lt=today, contract__status=ContractStatus.ACTIVE
+        )
+        .values_list("contract_id", flat=True)
+        .order_by("contract_id")
+        .distinct()
+    )
+
+
+def contract_mark_past_due_if_overdue(
+    *, contract_id: int, today: datetime.date, actor: Actor = GRACE_ACTOR
+) -> bool:
+    """Active -> past_due while an invoice is overdue; re-checked under the contract lock.
+
+    The re-check matters: a payment that committed since the candidates were read has
+    already restored standing, and marking it past due again would be wrong.
+    """
+    with transaction.atomic():
+        contract = LeaseContract.objects.select_for_update().get(pk=contract_id)
+        if contract.status != ContractStatus.ACTIVE:
+            return False
+        overdue = Invoice.objects.filter(
+            contract_id=contract_id, status=InvoiceStatus.OPEN, due_date__lt=today
+        ).exists()
+        if not overdue:
+            return False
+        contract_mark_past_due(contract_id=contract_id, actor=actor)
+    return True
+
+
+def contracts_mark_past_due(*, today: datetime.date | None = None) -> int:
+    today = today or timezone.localdate()
+    return sum(
+        contract_mark_past_due_if_overdue(contract_id=cid, today=today)
+        for cid in list(past_due_candidates(today=today))
+    )
+
+
+# --- What to remind and retry ---------------------------------------------------------
+
+
+def overdue_invoices_to_remind(*, today: datetime.date) -> QuerySet:
+    """Open invoices past their due date on a live contract (or none)."""
+    return (
+        Invoice.objects.filter(status=InvoiceStatus.OPEN, due_date__lt=today)
+        .exclude(contract__status=ContractStatus.CANCELLED)
+        .select_related("customer", "contract")
+        .order_by("pk")
+    )
+
+
+def cancellation_warnings_due(*, today: datetime.date) -> list[tuple[Invoice, int]]:
+    """(invoice, days) for each Open invoice whose cancellation is at most `days` away.
+
+    `days` is the most urgent warning that applies (3, then 1 by default), so a warning
+    missed while the workers were down is not sent together with the next one.
+    """
+    warn_days = sorted(settings.CANCELLATION_WARNING_DAYS)
+    horizon = today + datetime.timedelta(days=warn_days[-1]) - _grace()
+    invoices = (
+        Invoice.objects.filter(
+            status=InvoiceStatus.OPEN,
+            due_date__lte=horizon,
+            contract__status__in=LIVE_STATUSES,
+        )
+        .filter(Q(due_date__gt=today - _grace()) | Q(contract__grace_extended_until__gt=today))
+        .select_related("customer", "contract")
+        .order_by("pk")
+    )
+    due = []
+    for invoice in invoices:
+        days_left = (invoice.cancellation_date - today).days
+        applicable = [d for d in warn_days if d >= days_left > 0]
+        if applicable:
+            due.append((invoice, applicable[0]))
+    return due
+
+
+def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
+    """Open invoices whose automatic charges all failed and whose next retry day has come.
+
+    Retries follow CHARGE_RETRY_DAYS (1, 3, 5) counted from the first failed automatic
+    attempt; a cancelled contract's invoices are never charged again.
+    """
+    schedule = settings.CHARGE_RETRY_DAYS
+    oldest = today - datetime.timedelta(days=schedule[-1] + 7)
+    recent_failures = Payment.objects.filter(
+        kind=PaymentKind.AUTOMATIC, status=PaymentStatus.FAILED, failed_at__date__gte=oldest
+    ).values("invoice_id")
+    rows = (
+        Payment.objects.filter(
+            kind=PaymentKind.AUTOMATIC,
+            invoice_id__in=recent_failures,
+            invoice__status=InvoiceStatus.OPEN,
+        )
+        .exclude(invoice__contract__status=ContractStatus.CANCELLED)
+        .values("invoice_id")
+        .annotate(
+            attempts=Count("pk"),
+            unfinished=Count("pk", filter=~Q(status=PaymentStatus.FAILED)),
+            first_failed=Min("failed_at"),
+            last_failed=Max("failed_at"),
+        )
+        .order_by("invoice_id")
+    )
+    due = []
+    for row in rows:
+        attempts = row["attempts"]
+        if row["unfinished"] or attempts > len(schedule) or row["first_failed"] is None:
+            continue
+        first_day = timezone.localdate(row["first_failed"])
+        if today >= first_day + datetime.timedelta(days=schedule[attempts - 1]):
+            due.append(row["invoice_id"])
+    return due

@@ -1,0 +1,160 @@
+"""Calendar tasks: thin, idempotent (run twice), safe when the broker is down."""
+
+import datetime
+import sys
+import types
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from kombu.exceptions import OperationalError
+
+from billing import services as billing
+from billing import tasks
+from billing.models import Invoice, PaymentKind
+from contracts.models import CancellationReason
+from contracts.services import contract_cancel
+from tests.factories import make_contract, make_invoice
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def payments_module(monkeypatch):
+    """Stands in for billing.payments (built by the payments helper)."""
+    calls = []
+    module = types.ModuleType("billing.payments")
+    module.invoice_charge_automatically = lambda **kw: calls.append(("charge", kw))
+    module.payments_reconcile = lambda **kw: calls.append(("reconcile", kw)) or 0
+    module.checkout_expire_for_invoice = lambda **kw: calls.append(("expire", kw)) or 0
+    monkeypatch.setitem(sys.modules, "billing.payments", module)
+    return calls
+
+
+def _fail_automatic(invoice, day):
+    with time_machine.travel(datetime.datetime(2026, 1, day, 6), tick=False):
+        payment = billing.payment_create(
+            invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.AUTOMATIC, actor="t"
+        )
+        billing.payment_record_failure(payment_id=payment.pk, actor="t", code="x", message="no")
+
+
+def test_run_billing_task_twice_issues_once(customer):
+    make_contract(customer, started_on=datetime.date(2026, 1, 1))
+    with time_machine.travel(datetime.datetime(2026, 1, 1, 1), tick=False):
+        assert tasks.run_billing() == 1
+        assert tasks.run_billing() == 0
+    with time_machine.travel(datetime.datetime(2026, 2, 1, 1), tick=False):
+        assert tasks.run_billing() == 1
+        assert tasks.run_billing() == 0
+    assert Invoice.objects.count() == 2
+
+
+def test_run_billing_command_prints_counts(customer, capsys):
+    make_contract(customer, started_on=datetime.date(2026, 1, 1))
+    call_command("run_billing", "--date", "2026-01-01")
+    call_command("run_billing", "--date", "2026-01-01")
+    out = capsys.readouterr().out
+    assert "Billing run 2026-01-01: 1 invoice(s) issued, 0 contract(s) with errors." in out
+    assert "Billing run 2026-01-01: 0 invoice(s) issued" in out
+
+
+def test_finalized_invoice_is_charged_and_rendered(
+    customer, payments_module, django_capture_on_commit_callbacks, monkeypatch
+):
+    rendered = []
+    pdf = types.ModuleType("billing.pdf.documents")
+    pdf.invoice_pdf_render = lambda **kw: rendered.append(kw["invoice_id"])
+    monkeypatch.setitem(sys.modules, "billing.pdf.documents", pdf)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = make_invoice(make_contract(customer))
+    assert payments_module == [("charge", {"invoice_id": invoice.pk, "actor": tasks.CALENDAR})]
+    assert invoice.pk in rendered
+
+
+def test_cancelled_contract_is_never_charged(customer, payments_module):
+    invoice = make_invoice(make_contract(customer))
+    contract_cancel(
+        contract_id=invoice.contract_id, reason=CancellationReason.NON_PAYMENT, actor="t"
+    )
+    tasks.charge_invoice(invoice.pk)
+    tasks.charge_invoice(invoice.pk)
+    assert payments_module == []
+
+
+def test_paid_invoice_is_not_charged(customer, payments_module):
+    invoice = make_invoice(make_contract(customer))
+    billing.invoice_record_out_of_band_payment(invoice_id=invoice.pk, actor="t")
+    tasks.charge_invoice(invoice.pk)
+    assert payments_module == []
+
+
+def test_retries_follow_one_three_five_days_then_stop(customer, payments_module):
+    invoice = make_invoice(make_contract(customer))
+
+    def retried_on(day):
+        payments_module.clear()
+        with time_machine.travel(datetime.datetime(2026, 1, day, 12), tick=False):
+            tasks.retry_failed_charges()
+            tasks.retry_failed_charges()
+        return [kw["invoice_id"] for _, kw in payments_module]
+
+    _fail_automatic(invoice, 2)
+    assert retried_on(2) == []
+    assert retried_on(3) == [invoice.pk, invoice.pk]  # fake: no new Payment row
+    _fail_automatic(invoice, 3)
+    assert retried_on(4) == []
+    assert retried_on(5) == [invoice.pk, invoice.pk]
+    _fail_automatic(invoice, 5)
+    assert retried_on(6) == []
+    assert retried_on(7) == [invoice.pk, invoice.pk]
+    _fail_automatic(invoice, 7)
+    assert retried_on(8) == []
+    assert retried_on(20) == []
+
+
+def test_no_retry_for_a_cancelled_contract(customer, payments_module):
+    invoice = make_invoice(make_contract(customer))
+    _fail_automatic(invoice, 2)
+    contract_cancel(
+        contract_id=invoice.contract_id, reason=CancellationReason.NON_PAYMENT, actor="t"
+    )
+    with time_machine.travel(datetime.datetime(2026, 1, 3, 12), tick=False):
+        tasks.retry_failed_charges()
+    assert payments_module == []
+
+
+def test_grace_cancellation_expires_checkout_sessions(
+    customer, payments_module, django_capture_on_commit_callbacks
+):
+    invoice = make_invoice(make_contract(customer))
+    with (
+        time_machine.travel(datetime.datetime(2026, 1, 22, 1), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        from contracts.tasks import enforce_grace_period
+
+        enforce_grace_period()
+        enforce_grace_period()
+    assert payments_module == [("expire", {"invoice_id": invoice.pk, "actor": tasks.CALENDAR})]
+
+
+def test_reconcile_and_expire_without_the_payments_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "billing.payments", None)
+    assert tasks.reconcile_payments() == 0
+    assert tasks.expire_checkout_sessions(1) == 0
+
+
+def test_reconcile_calls_the_service(payments_module):
+    tasks.reconcile_payments()
+    tasks.reconcile_payments()
+    assert payments_module == [("reconcile", {"actor": tasks.CALENDAR})] * 2
+
+
+def test_broker_down_does_not_break_the_caller(monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.charge_invoice, "delay", refuse)
+    assert tasks.enqueue(tasks.charge_invoice, 1) is False
+    assert "next beat tick" in caplog.text
