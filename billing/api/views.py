@@ -29,6 +29,7 @@ from .tokens import token_authenticate
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
+MAX_UNIX_TIME = 32503680000  # 3000-01-01, as in the OpenAPI document
 LIST_PARAMS = {
     "limit",
     "starting_after",
@@ -170,6 +171,16 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
         raise invalid(f"{name} must be an integer.", param=name) from None
 
 
+def _cursor(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    cursor = parse_invoice_api_id(value)
+    if cursor is None:
+        raise invalid(f"{name} must be an invoice id such as in_123.", param=name)
+    return cursor
+
+
 @api_view(methods=("GET",), scope=ApiScope.READ_INVOICES)
 def invoice_list(request: HttpRequest) -> JsonResponse:
     token = request.api_token
@@ -195,24 +206,22 @@ def invoice_list(request: HttpRequest) -> JsonResponse:
     for name, lookup in (("created[gte]", "created_at__gte"), ("created[lte]", "created_at__lte")):
         value = _int_param(request, name)
         if value is not None:
-            try:
-                qs = qs.filter(**{lookup: datetime.datetime.fromtimestamp(value, tz=datetime.UTC)})
-            except (OverflowError, OSError, ValueError):
-                raise invalid(f"{name} is not a valid Unix time.", param=name) from None
-    after, before = request.GET.get("starting_after"), request.GET.get("ending_before")
-    if after and before:
-        raise invalid("Use starting_after or ending_before, not both.", param="ending_before")
-    # Newest first by id, like Stripe; the cursor is an invoice id from a previous page.
-    if after or before:
-        param = "starting_after" if after else "ending_before"
-        cursor = parse_invoice_api_id(after or before)
-        if cursor is None:
-            raise invalid(f"{param} must be an invoice id such as in_123.", param=param)
-        qs = qs.filter(pk__lt=cursor) if after else qs.filter(pk__gt=cursor)
-    rows = list(qs.order_by("pk" if before else "-pk")[: limit + 1])
+            if not 0 <= value <= MAX_UNIX_TIME:
+                raise invalid(f"{name} is not a valid Unix time.", param=name)
+            qs = qs.filter(**{lookup: datetime.datetime.fromtimestamp(value, tz=datetime.UTC)})
+    # Newest first by id, like Stripe; a cursor is an invoice id from a previous page.
+    # Both cursors together select the window between them, read from starting_after.
+    after = _cursor(request, "starting_after")
+    before = _cursor(request, "ending_before")
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
-    if before:
+    if backwards:
         rows.reverse()
     delinquent = (
         _delinquent(token) if "customer" in expand or "subscription.customer" in expand else False
