@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 AUTO_REFUND = "automatic refund"
 RECONCILE = "reconciliation"
+UNKNOWN_PAYMENT = "unknown payment"
 _OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
 
@@ -595,7 +596,7 @@ def refund_excess_on_signal(sender, payment_id: int, amount: Decimal, **kwargs) 
 # --- Provider events (webhooks, the sandbox, reconciliation) ----------------------------
 
 
-def _find_payment(event: ProviderEvent) -> Payment | None:
+def find_payment(event: ProviderEvent) -> Payment | None:
     if event.payment_id:
         payment = Payment.objects.filter(pk=event.payment_id).first()
         if payment and event.invoice_id in (None, payment.invoice_id):
@@ -722,7 +723,7 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             _method_forget(provider_id=event.method.id, provider=provider_name, actor=actor)
         return "method removed"
 
-    payment = _find_payment(event)
+    payment = find_payment(event)
     if payment is None:
         logger.warning(
             "STAFF: %s for an unknown payment (invoice %s, payment %s, intent %s)",
@@ -731,7 +732,7 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             event.payment_id,
             event.provider_payment_id or event.checkout_id or event.charge_id,
         )
-        return "unknown payment"
+        return UNKNOWN_PAYMENT
     _remember_provider_ids(
         payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
     )

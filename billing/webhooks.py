@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .models import WebhookEvent, WebhookEventStatus
-from .payments import provider_event_apply
+from .payments import UNKNOWN_PAYMENT, find_payment, provider_event_apply
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
 
@@ -44,6 +44,7 @@ def webhook_event_process(*, event_pk: int) -> str:
         stored = WebhookEvent.objects.select_for_update().get(pk=event_pk)
         if stored.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
             return stored.status
+        result = ""
         event = json.loads(stored.body)
         domain_event = event_from_stripe(event)
         if domain_event is None:
@@ -59,7 +60,22 @@ def webhook_event_process(*, event_pk: int) -> str:
         stored.note = result
         stored.processed_at = timezone.now()
         stored.save(update_fields=["status", "note", "processed_at"])
-        return status
+    if result == "applied":
+        _retry_unmatched(domain_event)
+    return status
+
+
+def _retry_unmatched(domain_event) -> None:
+    """Events that named a payment before we knew its provider ids get another go now."""
+    payment = find_payment(domain_event)
+    if payment is None:
+        return
+    refs = [r for r in (payment.provider_payment_id, payment.provider_charge_id) if r]
+    waiting = WebhookEvent.objects.filter(note=UNKNOWN_PAYMENT)
+    for ref in refs:
+        for pk in waiting.filter(body__contains=f'"{ref}"').values_list("pk", flat=True):
+            WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
+            webhook_event_process(event_pk=pk)
 
 
 @csrf_exempt
