@@ -53,6 +53,10 @@ def stripe_client() -> stripe.StripeClient:
     )
 
 
+def _plain(obj: Any) -> Any:
+    return obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
+
+
 def _call(fn: Callable[[], T]) -> T:
     """Run one Stripe call and translate its errors into our exception tree."""
     try:
@@ -60,7 +64,7 @@ def _call(fn: Callable[[], T]) -> T:
     except stripe.CardError as exc:
         err = exc.error
         code = (err.decline_code if err else None) or exc.code or "card_declined"
-        pi = getattr(err, "payment_intent", None) if err else None
+        pi = _plain(getattr(err, "payment_intent", None)) if err else None
         message = exc.user_message or CardDeclined.default_message
         cls = AuthenticationRequired if exc.code == "authentication_required" else CardDeclined
         declined = cls(message if cls is CardDeclined else "", code=code)
@@ -78,6 +82,10 @@ def _call(fn: Callable[[], T]) -> T:
         raise PaymentError(code=exc.code or "stripe_error") from exc
 
 
+def _call_plain(fn: Callable[[], Any]) -> dict:
+    return _plain(_call(fn))
+
+
 def _card(obj: Any) -> tuple[str, str]:
     details = (obj or {}).get("payment_method_details") or {}
     card = details.get("card") or {}
@@ -85,6 +93,7 @@ def _card(obj: Any) -> tuple[str, str]:
 
 
 def _method_info(pm: Any) -> MethodInfo:
+    pm = _plain(pm)
     card = pm.get("card") or {}
     return MethodInfo(
         id=pm["id"],
@@ -96,6 +105,7 @@ def _method_info(pm: Any) -> MethodInfo:
 
 
 def _outcome_from_intent(pi: Any) -> ChargeOutcome:
+    pi = _plain(pi)
     charge = pi.get("latest_charge")
     charge_id, brand, last4 = "", "", ""
     if isinstance(charge, str):
@@ -230,7 +240,7 @@ class StripeProvider(PaymentProvider):
             )
             return _outcome_from_intent(pi)
         if payment.provider_checkout_id:
-            session = _call(
+            session = _call_plain(
                 lambda: self.client.v1.checkout.sessions.retrieve(
                     payment.provider_checkout_id, {"expand": ["payment_intent.latest_charge"]}
                 )
@@ -414,7 +424,7 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
 
 def setup_intent_method(setup_id: str) -> MethodInfo | None:
     client = stripe_client()
-    intent = _call(
+    intent = _call_plain(
         lambda: client.v1.setup_intents.retrieve(setup_id, {"expand": ["payment_method"]})
     )
     pm = intent.get("payment_method")
