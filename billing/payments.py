@@ -796,3 +796,19 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         payment.refresh_from_db()
         changed += payment.status != before
     return changed
+
+
+def payment_methods_sync_all(*, actor: Actor) -> int:
+    """Make our saved cards match the provider's for every customer it knows."""
+    provider = get_provider()
+    count = 0
+    for customer in Customer.objects.exclude(stripe_customer_id="").iterator():
+        infos = provider.methods_list(customer_ref=customer.stripe_customer_id)
+        for info in infos:
+            _method_upsert(customer=customer, provider=provider.name, info=info, actor=actor)
+        keep = {info.id for info in infos}
+        for stale in PaymentMethod.objects.filter(customer=customer, provider=provider.name):
+            if stale.provider_id not in keep:
+                _method_forget(provider_id=stale.provider_id, provider=provider.name, actor=actor)
+        count += 1
+    return count
