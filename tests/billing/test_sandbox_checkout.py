@@ -204,3 +204,33 @@ def test_payment_methods_page_is_for_paying_members_only(client, customer):
     viewer = MembershipFactory(customer=customer, role=Role.VIEWER).user
     client.force_login(viewer)
     assert client.get("/payment-methods/").status_code == 403
+
+
+def test_checkout_expire_for_invoice_closes_open_sessions(logged_in, invoice):
+    url = _start(logged_in, invoice)
+    assert payments.checkout_expire_for_invoice(invoice_id=invoice.pk, actor="grace") == 1
+    assert invoice.payments.get().status == PaymentStatus.CANCELLED
+    assert logged_in.get(url).status_code == 410
+    assert _start(logged_in, invoice) != url
+
+
+def test_pay_with_saved_method_and_repeat_with_same_key(customer, invoice):
+    PaymentMethod.objects.create(
+        customer=customer,
+        provider="sandbox",
+        provider_id="pm_sandbox_4242_a",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2034,
+    )
+    kwargs = dict(
+        invoice_id=invoice.pk,
+        payment_method_id="pm_sandbox_4242_a",
+        off_session=False,
+        actor="api",
+        idempotency_key="k1",
+    )
+    assert payments.invoice_pay_with_saved_method(**kwargs).status == InvoiceStatus.PAID
+    assert payments.invoice_pay_with_saved_method(**kwargs).status == InvoiceStatus.PAID
+    assert invoice.payments.count() == 1
