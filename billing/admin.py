@@ -1,10 +1,13 @@
+from decimal import Decimal, InvalidOperation
+
 from django.contrib import admin
 from django.db.models import QuerySet
+from django.template.response import TemplateResponse
 
 from contracts.admin import audit_trail, report
 from contracts.errors import DomainError
 
-from . import services
+from . import payments, services
 from .models import (
     Invoice,
     InvoiceLine,
@@ -15,6 +18,7 @@ from .models import (
     Refund,
     TaxRate,
 )
+from .providers import PaymentError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -148,6 +152,21 @@ class InvoiceAdmin(ReadOnlyAdmin):
         )
 
 
+def _refund_each(request, queryset: QuerySet, *, amount, reason: str) -> None:
+    """Refunds go to the provider; the webhook (or the sandbox at once) confirms them."""
+    done, errors = [], []
+    for payment in queryset:
+        try:
+            refund = payments.payment_refund(
+                payment_id=payment.pk, amount=amount, actor=request.user, reason=reason
+            )
+        except (DomainError, PaymentError) as exc:
+            errors.append(f"Payment {payment.pk}: {exc.message}")
+            continue
+        done.append(f"Payment {payment.pk}: {refund.amount} ({refund.get_status_display()})")
+    report(request, done, errors)
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
     list_display = [
@@ -176,6 +195,34 @@ class PaymentAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Payment._meta.fields] + ["audit"]
+
+    actions = ["refund_full", "refund_partial"]
+
+    @admin.action(description="Refund in full through the provider")
+    def refund_full(self, request, queryset):
+        _refund_each(request, queryset, amount=None, reason="refunded by staff")
+
+    @admin.action(description="Refund part of the payment through the provider")
+    def refund_partial(self, request, queryset):
+        if request.POST.get("apply"):
+            try:
+                amount = Decimal(request.POST.get("amount", ""))
+            except InvalidOperation:
+                self.message_user(request, "Enter an amount such as 12.50.", level="error")
+                return None
+            reason = request.POST.get("reason", "") or "partial refund by staff"
+            _refund_each(request, queryset, amount=amount, reason=reason)
+            return None
+        return TemplateResponse(
+            request,
+            "billing/payments/admin_refund.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Partial refund",
+                "payments": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.display(description="Audit trail")
     def audit(self, obj):

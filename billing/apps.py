@@ -6,4 +6,6 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401 - connects the billing calendar's receivers
+        # Importing connects the signal receivers: the billing calendar's tasks and the
+        # automatic refund of duplicate payments.
+        from . import payments, receivers  # noqa: F401

@@ -445,3 +445,35 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class WebhookEventStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored"
+    FAILED = "failed", "Failed (will be retried)"
+    INVALID = "invalid", "Invalid signature"
+
+
+class WebhookEvent(models.Model):
+    """A provider event as it arrived: stored raw, once per event id, before it is acted on."""
+
+    provider = models.CharField(max_length=16, default="stripe")
+    event_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    type = models.CharField(max_length=100, blank=True, db_index=True)
+    object_id = models.CharField(max_length=100, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=12, choices=WebhookEventStatus.choices, default=WebhookEventStatus.RECEIVED
+    )
+    body = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    deliveries = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_received")]
+
+    def __str__(self) -> str:
+        return f"{self.type or 'event'} {self.event_id or '(invalid)'}"

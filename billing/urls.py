@@ -17,3 +17,17 @@ urlpatterns = [
     path("invoices/<str:number>/pay/", payment_views.invoice_pay, name="invoice-pay"),
     path("payment-methods/", payment_views.payment_methods, name="payment-methods"),
 ]
+urlpatterns += [
+    path(
+        "invoices/<str:number>/pay/done/",
+        payment_views.checkout_success,
+        name="checkout-success",
+    ),
+    path(
+        "invoices/<str:number>/pay/cancelled/",
+        payment_views.checkout_cancel,
+        name="checkout-cancel",
+    ),
+    path("sandbox/checkout/<str:token>/", payment_views.sandbox_checkout, name="sandbox-checkout"),
+    path("sandbox/setup/<str:token>/", payment_views.sandbox_setup, name="sandbox-setup"),
+]

@@ -1,0 +1,814 @@
+"""Provider-facing payment services: Pay online, automatic charges, saved methods, refunds.
+
+The money itself only moves through billing.services (payment_create,
+payment_record_success/failure/refund), which lock the invoice row before the
+payment row, re-check state and are idempotent. This module talks to the provider
+(billing.providers) and turns what it answers, and what its events say, into calls
+of those services. Stripe webhooks and the sandbox's checkout page both end in
+`provider_event_apply`, so they drive exactly the same code.
+"""
+
+import datetime
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.dispatch import receiver
+from django.utils import timezone
+
+from contracts.audit import Actor, audit_record
+from contracts.errors import DomainError, InvalidTransition
+from contracts.models import ContractStatus, Customer
+
+from . import services, signals
+from .models import (
+    Invoice,
+    Payment,
+    PaymentKind,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from .money import ZERO, quantize, to_minor_units
+from .providers import (
+    AuthenticationRequired,
+    CardDeclined,
+    PaymentError,
+    PaymentProvider,
+    get_provider,
+)
+from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
+
+logger = logging.getLogger(__name__)
+
+AUTO_REFUND = "automatic refund"
+RECONCILE = "reconciliation"
+UNKNOWN_PAYMENT = "unknown payment"
+_OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
+
+
+# --- Checks and helpers ---------------------------------------------------------------
+
+
+def invoice_check_payable_online(invoice: Invoice) -> None:
+    """Raise DomainError (safe to show) unless the invoice may be paid online now."""
+    if invoice.contract_id and invoice.contract.status == ContractStatus.CANCELLED:
+        raise DomainError(
+            f"The contract of invoice {invoice} is cancelled; please contact us to pay it.",
+            code="invoice_not_payable",
+        )
+    if not invoice.is_payable:
+        raise DomainError(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+            code="invoice_not_payable",
+        )
+
+
+def _invoice(invoice_id: int) -> Invoice:
+    try:
+        return Invoice.objects.select_related("customer", "contract").get(pk=invoice_id)
+    except Invoice.DoesNotExist:
+        raise DomainError("That invoice does not exist.", code="not_found") from None
+
+
+def customer_provider_ref(*, provider: PaymentProvider, customer: Customer, actor: Actor) -> str:
+    """The customer's id at the provider, created when first needed and stored once."""
+    if provider.name != "stripe":
+        return provider.customer_ref(customer=customer)
+    if customer.stripe_customer_id:
+        return customer.stripe_customer_id
+    # The create call carries an idempotency key per customer: a race makes one Customer.
+    ref = provider.customer_ref(customer=customer)
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        if not locked.stripe_customer_id:
+            locked.stripe_customer_id = ref
+            locked.save(update_fields=["stripe_customer_id"])
+            audit_record(
+                actor=actor,
+                action="customer.provider_created",
+                target=locked,
+                customer=locked,
+                after={"stripe_customer_id": ref},
+            )
+        customer.stripe_customer_id = locked.stripe_customer_id
+    return customer.stripe_customer_id
+
+
+def _remember_provider_ids(
+    payment_id: int, *, provider_payment_id: str = "", charge_id: str = "", checkout_url=None
+) -> None:
+    """Fill in provider ids we did not know yet; never overwrites one."""
+    with transaction.atomic():
+        _invoice_locked, payment = services._lock_payment(payment_id)
+        changed = []
+        if provider_payment_id and not payment.provider_payment_id:
+            payment.provider_payment_id = provider_payment_id
+            changed.append("provider_payment_id")
+        if charge_id and not payment.provider_charge_id:
+            payment.provider_charge_id = charge_id
+            changed.append("provider_charge_id")
+        if changed:
+            payment.save(update_fields=[*changed, "updated_at"])
+
+
+def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Payment:
+    """An attempt that can no longer take money (expired session). Quiet when already final."""
+    with transaction.atomic():
+        invoice, payment = services._lock_payment(payment_id)
+        if payment.status not in _OPEN_STATES:
+            return payment
+        services._set_payment_status(
+            payment, PaymentStatus.CANCELLED, actor=actor, customer=invoice.customer, note=reason
+        )
+    return payment
+
+
+# --- Pay online ---------------------------------------------------------------------
+
+
+def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment | None:
+    since = timezone.now() - datetime.timedelta(minutes=settings.CHECKOUT_REUSE_MINUTES)
+    return (
+        Payment.objects.filter(
+            invoice=invoice,
+            kind=PaymentKind.CHECKOUT,
+            provider=provider.name,
+            status__in=[PaymentStatus.PENDING, PaymentStatus.FAILED],
+            amount=invoice.amount_remaining,
+            created_at__gte=since,
+            provider_checkout_id__isnull=False,
+        )
+        .exclude(checkout_url="")
+        .exclude(failure_code="async_payment_failed")
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
+    """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
+
+    A still-open session for the same invoice and amount is reused. The invoice row is
+    locked while the session is created, so two clicks make one session. When the
+    provider fails, the attempt is recorded as failed and the error (safe to show) raised.
+    """
+    provider = get_provider()
+    failure: PaymentError | None = None
+    with transaction.atomic():
+        invoice = services._lock_invoice(invoice_id)
+        invoice = Invoice.objects.select_related("customer", "contract").get(pk=invoice.pk)
+        invoice_check_payable_online(invoice)
+        reusable = _reusable_checkout(invoice, provider)
+        if reusable:
+            return reusable.checkout_url
+        customer_ref = customer_provider_ref(
+            provider=provider, customer=invoice.customer, actor=actor
+        )
+        payment = services.payment_create(
+            invoice_id=invoice.pk, provider=provider.name, kind=PaymentKind.CHECKOUT, actor=actor
+        )
+        try:
+            session = provider.checkout_create(
+                payment=payment,
+                invoice=invoice,
+                customer_ref=customer_ref,
+                success_url=success_url,
+                cancel_url=cancel_url,
+            )
+        except PaymentError as exc:
+            failure = exc
+        else:
+            payment.provider_checkout_id = session.id
+            payment.checkout_url = session.url
+            payment.save(update_fields=["provider_checkout_id", "checkout_url", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="payment.checkout_started",
+                target=payment,
+                customer=invoice.customer,
+                after={"session": session.id, "amount": payment.amount},
+            )
+            return session.url
+    services.payment_record_failure(
+        payment_id=payment.pk, actor=actor, code=failure.code, message=failure.message
+    )
+    raise failure
+
+
+def checkout_expire_for_invoice(*, invoice_id: int, actor: Actor) -> int:
+    """Close every open Pay online session of the invoice (e.g. its contract was cancelled)."""
+    open_sessions = Payment.objects.filter(
+        invoice_id=invoice_id,
+        kind=PaymentKind.CHECKOUT,
+        status__in=[*_OPEN_STATES, PaymentStatus.FAILED],
+        provider_checkout_id__isnull=False,
+    )
+    count = 0
+    for payment in open_sessions:
+        get_provider(payment.provider).checkout_expire(checkout_id=payment.provider_checkout_id)
+        payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
+        count += 1
+    return count
+
+
+# --- Charging a saved payment method -----------------------------------------------------
+
+
+def _apply_outcome(payment: Payment, outcome: ChargeOutcome, *, actor: Actor) -> None:
+    event_kind = {
+        "succeeded": EventKind.PAYMENT_SUCCEEDED,
+        "failed": EventKind.PAYMENT_FAILED,
+        "requires_action": EventKind.PAYMENT_REQUIRES_ACTION,
+        "cancelled": EventKind.CHECKOUT_EXPIRED,
+    }.get(outcome.status)
+    if event_kind is None:
+        _remember_provider_ids(
+            payment.pk, provider_payment_id=outcome.provider_payment_id, charge_id=outcome.charge_id
+        )
+        return
+    provider_event_apply(
+        ProviderEvent(
+            kind=event_kind,
+            payment_id=payment.pk,
+            provider_payment_id=outcome.provider_payment_id,
+            charge_id=outcome.charge_id,
+            brand=outcome.brand,
+            last4=outcome.last4,
+            failure_code=outcome.failure_code
+            or (
+                "authentication_required" if event_kind == EventKind.PAYMENT_REQUIRES_ACTION else ""
+            ),
+            failure_message=outcome.failure_message
+            or (
+                AuthenticationRequired.default_message
+                if event_kind == EventKind.PAYMENT_REQUIRES_ACTION
+                else CardDeclined.default_message
+            ),
+        ),
+        actor=actor,
+    )
+
+
+def _charge(
+    *,
+    invoice: Invoice,
+    method_id: str,
+    off_session: bool,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Create the attempt, charge the method, record what happened. Raises PaymentError."""
+    provider = get_provider()
+    customer_ref = customer_provider_ref(provider=provider, customer=invoice.customer, actor=actor)
+    payment = services.payment_create(
+        invoice_id=invoice.pk,
+        provider=provider.name,
+        kind=kind,
+        actor=actor,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        outcome = provider.charge_saved_method(
+            payment=payment,
+            invoice=invoice,
+            customer_ref=customer_ref,
+            method_id=method_id,
+            off_session=off_session,
+        )
+    except PaymentError as exc:
+        _remember_provider_ids(
+            payment.pk, provider_payment_id=getattr(exc, "provider_payment_id", "")
+        )
+        services.payment_record_failure(
+            payment_id=payment.pk,
+            actor=actor,
+            code=exc.code,
+            message=exc.message,
+            requires_action=isinstance(exc, AuthenticationRequired),
+        )
+        raise
+    _apply_outcome(payment, outcome, actor=actor)
+    payment.refresh_from_db()
+    return payment
+
+
+def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | None:
+    """Charge the customer's default payment method off-session for amount_remaining.
+
+    Returns None when there is nothing to do (not payable, no default method, an
+    attempt already in flight). A decline or a 3-D Secure request returns the failed
+    (or requires_action) Payment and leaves the invoice Open with the reason; the
+    payment_failed signal tells the customer. ProviderUnavailable is raised after the
+    attempt is recorded, so the caller (a Celery task) retries later with a new attempt.
+    """
+    invoice = _invoice(invoice_id)
+    try:
+        invoice_check_payable_online(invoice)
+    except DomainError:
+        return None
+    provider_name = settings.PAYMENT_PROVIDER
+    method = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id, provider=provider_name, is_default=True
+    ).first()
+    if method is None:
+        return None
+    if invoice.payments.filter(kind=PaymentKind.AUTOMATIC, status__in=_OPEN_STATES[1:]).exists():
+        return None
+    try:
+        return _charge(
+            invoice=invoice,
+            method_id=method.provider_id,
+            off_session=True,
+            kind=PaymentKind.AUTOMATIC,
+            actor=actor,
+        )
+    except (CardDeclined, AuthenticationRequired):
+        return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()
+    except DomainError:
+        return None  # paid in the meantime
+
+
+def invoice_pay_with_saved_method(
+    *,
+    invoice_id: int,
+    payment_method_id: str,
+    off_session: bool,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Invoice:
+    """Charge one of the customer's saved methods now (the API's pay endpoint).
+
+    Raises DomainError (not payable, unknown method), CardDeclined,
+    AuthenticationRequired or ProviderUnavailable, each with a message safe to show.
+    Repeating a request with the same idempotency_key returns the invoice as it is.
+    """
+    invoice = _invoice(invoice_id)
+    key = f"invoice-{invoice.pk}-api-{idempotency_key}" if idempotency_key else None
+    if key and Payment.objects.filter(idempotency_key=key, invoice=invoice).exists():
+        return _invoice(invoice_id)
+    invoice_check_payable_online(invoice)
+    method = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id,
+        provider=settings.PAYMENT_PROVIDER,
+        provider_id=payment_method_id,
+    ).first()
+    if method is None:
+        raise DomainError("That payment method is not saved for this customer.", code="method")
+    try:
+        payment = _charge(
+            invoice=invoice,
+            method_id=method.provider_id,
+            off_session=off_session,
+            kind=PaymentKind.API,
+            actor=actor,
+            idempotency_key=key,
+        )
+    except IntegrityError:
+        return _invoice(invoice_id)  # the same key raced in: the first request owns it
+    if payment.status == PaymentStatus.REQUIRES_ACTION:
+        raise AuthenticationRequired()
+    if payment.status == PaymentStatus.FAILED:
+        raise CardDeclined(payment.failure_message, code=payment.failure_code or None)
+    return _invoice(invoice_id)
+
+
+# --- Saved payment methods -------------------------------------------------------------
+
+
+def payment_method_setup_start(
+    *, customer_id: int, actor: Actor, success_url: str, cancel_url: str
+) -> str:
+    """Start saving a new card (Checkout in setup mode); returns the URL to go to."""
+    provider = get_provider()
+    customer = Customer.objects.get(pk=customer_id)
+    ref = customer_provider_ref(provider=provider, customer=customer, actor=actor)
+    session = provider.setup_checkout_create(
+        customer=customer, customer_ref=ref, success_url=success_url, cancel_url=cancel_url
+    )
+    return session.url
+
+
+def _method_upsert(*, customer: Customer, provider: str, info: MethodInfo, actor: Actor) -> None:
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer.pk)
+        method, created = PaymentMethod.objects.update_or_create(
+            provider=provider,
+            provider_id=info.id,
+            defaults={
+                "customer": customer,
+                "brand": info.brand,
+                "last4": info.last4,
+                "exp_month": info.exp_month,
+                "exp_year": info.exp_year,
+            },
+        )
+        if not PaymentMethod.objects.filter(customer=customer, is_default=True).exists():
+            method.is_default = True
+            method.save(update_fields=["is_default"])
+        if created:
+            audit_record(
+                actor=actor,
+                action="payment_method.added",
+                target=method,
+                customer=customer,
+                after={"brand": info.brand, "last4": info.last4, "default": method.is_default},
+            )
+
+
+def payment_method_set_default(*, customer_id: int, method_id: int, actor: Actor) -> PaymentMethod:
+    """Make one saved method the one automatic charges use."""
+    method = PaymentMethod.objects.select_related("customer").get(
+        pk=method_id, customer_id=customer_id
+    )
+    provider = get_provider(method.provider)
+    provider.method_set_default(
+        customer_ref=customer_provider_ref(
+            provider=provider, customer=method.customer, actor=actor
+        ),
+        method_id=method.provider_id,
+    )
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer_id)
+        PaymentMethod.objects.filter(customer_id=customer_id, is_default=True).update(
+            is_default=False
+        )
+        PaymentMethod.objects.filter(pk=method.pk).update(is_default=True)
+        audit_record(
+            actor=actor, action="payment_method.default", target=method, customer=method.customer
+        )
+    method.is_default = True
+    return method
+
+
+def payment_method_remove(*, customer_id: int, method_id: int, actor: Actor) -> None:
+    """Detach a saved method at the provider and forget it. Quiet when already gone."""
+    method = PaymentMethod.objects.filter(pk=method_id, customer_id=customer_id).first()
+    if method is None:
+        return
+    get_provider(method.provider).method_detach(method_id=method.provider_id)
+    _method_forget(provider_id=method.provider_id, provider=method.provider, actor=actor)
+
+
+def _method_forget(*, provider_id: str, provider: str, actor: Actor) -> None:
+    with transaction.atomic():
+        method = (
+            PaymentMethod.objects.select_related("customer")
+            .filter(provider=provider, provider_id=provider_id)
+            .first()
+        )
+        if method is None:
+            return
+        Customer.objects.select_for_update().get(pk=method.customer_id)
+        audit_record(
+            actor=actor,
+            action="payment_method.removed",
+            target=method,
+            customer=method.customer,
+            before={"brand": method.brand, "last4": method.last4},
+        )
+        method.delete()
+
+
+# --- Refunds -----------------------------------------------------------------------
+
+
+def payment_refund(
+    *,
+    payment_id: int,
+    amount: Decimal | None,
+    actor: Actor,
+    reason: str = "",
+    returns_excess: bool = False,
+) -> Refund:
+    """Send `amount` (None: all that is left) of a payment back through its provider.
+
+    A pending Refund is written first (under the invoice and payment locks, so two
+    refunds never exceed the payment); the provider's confirmation (webhook, or the
+    sandbox at once) makes it succeeded through payment_record_refund. Returning a
+    duplicate's excess is done once per payment.
+    """
+    with transaction.atomic():
+        invoice, payment = services._lock_payment(payment_id)
+        if returns_excess:
+            previous = Refund.objects.filter(
+                payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-excess"
+            )
+            done = previous.exclude(status=RefundStatus.FAILED).first()
+            if done:
+                return done
+            key = f"payment-{payment.pk}-excess-{previous.count() + 1}"
+        else:
+            key = f"payment-{payment.pk}-refund-{payment.refunds.count() + 1}"
+        if payment.status != PaymentStatus.SUCCEEDED:
+            raise DomainError(
+                f"Payment {payment.pk} is {payment.get_status_display().lower()}; "
+                "only a succeeded payment can be refunded.",
+                code="refund_state",
+            )
+        if not (payment.provider_payment_id or payment.provider_charge_id):
+            raise DomainError(
+                f"Payment {payment.pk} has no reference at the provider; refund it by hand.",
+                code="refund_no_reference",
+            )
+        pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
+        available = payment.amount - payment.amount_refunded - pending
+        amount = quantize(amount) if amount is not None else available
+        if amount <= 0 or amount > available:
+            raise DomainError(
+                f"Cannot refund {amount}: {available} of this payment can still be refunded.",
+                code="refund_amount",
+            )
+        refund = Refund.objects.create(
+            payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
+        )
+        audit_record(
+            actor=actor,
+            action="refund.requested",
+            target=refund,
+            customer=invoice.customer,
+            after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+            note=reason,
+        )
+    provider = get_provider(payment.provider)
+    try:
+        outcome = provider.refund_create(
+            payment=payment,
+            amount_minor=to_minor_units(amount),
+            idempotency_key=key,
+            reason="duplicate" if returns_excess else reason,
+        )
+    except PaymentError as exc:
+        with transaction.atomic():
+            Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
+            audit_record(
+                actor=actor,
+                action="refund.failed",
+                target=refund,
+                customer=invoice.customer,
+                note=exc.message,
+            )
+        raise
+    with transaction.atomic():
+        services._lock_payment(payment_id)
+        if Refund.objects.filter(provider_refund_id=outcome.id).exclude(pk=refund.pk).exists():
+            # The provider's confirmation got here first and recorded the refund itself.
+            refund.delete()
+            return Refund.objects.get(provider_refund_id=outcome.id)
+        Refund.objects.filter(pk=refund.pk).update(provider_refund_id=outcome.id)
+    if outcome.status == "succeeded" and provider.confirms_refunds_synchronously:
+        provider_event_apply(
+            ProviderEvent(
+                kind=EventKind.REFUNDED,
+                payment_id=payment.pk,
+                refunds=((outcome.id, outcome.amount),),
+            ),
+            actor=actor,
+        )
+    elif outcome.status == "failed":
+        Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
+    return Refund.objects.get(pk=refund.pk)
+
+
+@receiver(signals.payment_needs_refund, dispatch_uid="billing.payments.refund_excess")
+def refund_excess_on_signal(sender, payment_id: int, amount: Decimal, **kwargs) -> None:
+    """Money that arrived for an invoice that no longer owed it goes back at once."""
+    try:
+        payment_refund(
+            payment_id=payment_id,
+            amount=amount,
+            actor=AUTO_REFUND,
+            reason="duplicate",
+            returns_excess=True,
+        )
+    except (DomainError, PaymentError) as exc:
+        logger.error(
+            "STAFF: payment %s received %s that must be refunded by hand: %s",
+            payment_id,
+            amount,
+            getattr(exc, "message", exc),
+        )
+
+
+# --- Provider events (webhooks, the sandbox, reconciliation) ----------------------------
+
+
+def find_payment(event: ProviderEvent) -> Payment | None:
+    if event.payment_id:
+        payment = Payment.objects.filter(pk=event.payment_id).first()
+        if payment and event.invoice_id in (None, payment.invoice_id):
+            return payment
+    for field, value in (
+        ("provider_checkout_id", event.checkout_id),
+        ("provider_payment_id", event.provider_payment_id),
+        ("provider_charge_id", event.charge_id),
+    ):
+        if value:
+            payment = Payment.objects.filter(**{field: value}).first()
+            if payment:
+                return payment
+    return None
+
+
+def _find_customer(event: ProviderEvent) -> Customer | None:
+    if event.customer_id:
+        return Customer.objects.filter(pk=event.customer_id).first()
+    if event.provider_customer_id:
+        return Customer.objects.filter(stripe_customer_id=event.provider_customer_id).first()
+    return None
+
+
+def _succeed(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    if payment.status == PaymentStatus.CANCELLED:
+        logger.error(
+            "STAFF: provider took money for cancelled payment %s (%s); refund it by hand",
+            payment.pk,
+            event.provider_payment_id,
+        )
+        return
+    services.payment_record_success(
+        payment_id=payment.pk,
+        actor=actor,
+        provider_payment_id=event.provider_payment_id or None,
+        provider_charge_id=event.charge_id,
+        brand=event.brand,
+        last4=event.last4,
+    )
+
+
+def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    refunds = list(event.refunds)
+    known_total = sum((amount for _, amount in refunds), ZERO)
+    wanted = event.extra.get("amount_refunded")
+    if wanted is not None and wanted > known_total and payment.provider == "stripe":
+        from .providers.stripe_provider import StripeProvider
+
+        refunds = StripeProvider().refunds_for_charge(charge_id=event.charge_id)
+    for refund_id, amount in refunds:
+        placeholder = Refund.objects.filter(provider_refund_id=refund_id).first()
+        returns_excess = bool(placeholder and "-excess" in placeholder.idempotency_key)
+        if placeholder and placeholder.status == RefundStatus.SUCCEEDED:
+            continue
+        services.payment_record_refund(
+            payment_id=payment.pk,
+            amount=amount,
+            provider_refund_id=refund_id,
+            actor=actor,
+            reason=placeholder.reason if placeholder else "refunded at the provider",
+            returns_excess=returns_excess,
+        )
+
+
+def _dispute(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    final = {"won", "lost", "warning_closed"}
+    with transaction.atomic():
+        invoice, locked = services._lock_payment(payment.pk)
+        if locked.dispute_status in final and event.dispute_status not in final:
+            return
+        if locked.dispute_status != event.dispute_status:
+            before = locked.dispute_status
+            locked.dispute_status = event.dispute_status[:24]
+            locked.save(update_fields=["dispute_status", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="payment.dispute",
+                target=locked,
+                customer=invoice.customer,
+                before={"dispute": before},
+                after={"dispute": locked.dispute_status, "dispute_id": event.dispute_id},
+            )
+    if event.kind == EventKind.DISPUTE_CLOSED and event.dispute_status == "lost":
+        payment.refresh_from_db()
+        if Refund.objects.filter(provider_refund_id=event.dispute_id).exists():
+            return
+        left = payment.amount - payment.amount_refunded
+        amount = min(event.dispute_amount or left, left)
+        if amount > 0:
+            services.payment_record_refund(
+                payment_id=payment.pk,
+                amount=amount,
+                provider_refund_id=event.dispute_id,
+                actor=actor,
+                reason="dispute lost",
+            )
+
+
+def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
+    """Apply one provider event through the money services; returns what was done.
+
+    Safe in any order and any number of times: every service it calls is idempotent
+    and only moves state forward. An event for a payment or customer we do not know
+    is logged for staff and answered "unknown".
+    """
+    if event.kind in (EventKind.METHOD_ATTACHED, EventKind.SETUP_COMPLETED):
+        customer = _find_customer(event)
+        if customer is None:
+            logger.warning("STAFF: payment method event for unknown customer %s", event)
+            return "unknown customer"
+        info = event.method
+        provider_name = "sandbox" if event.provider_customer_id.startswith("sandbox_") else "stripe"
+        if event.kind == EventKind.SETUP_COMPLETED:
+            from .providers.stripe_provider import setup_intent_method
+
+            info = setup_intent_method(event.setup_id)
+        if info is None:
+            return "no payment method"
+        _method_upsert(customer=customer, provider=provider_name, info=info, actor=actor)
+        return "method saved"
+    if event.kind == EventKind.METHOD_DETACHED:
+        for provider_name in ("stripe", "sandbox"):
+            _method_forget(provider_id=event.method.id, provider=provider_name, actor=actor)
+        return "method removed"
+
+    payment = find_payment(event)
+    if payment is None:
+        logger.warning(
+            "STAFF: %s for an unknown payment (invoice %s, payment %s, intent %s)",
+            event.kind,
+            event.invoice_id,
+            event.payment_id,
+            event.provider_payment_id or event.checkout_id or event.charge_id,
+        )
+        return UNKNOWN_PAYMENT
+    _remember_provider_ids(
+        payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
+    )
+    payment.refresh_from_db()
+    try:
+        if event.kind == EventKind.PAYMENT_SUCCEEDED:
+            _succeed(payment, event, actor=actor)
+        elif event.kind in (EventKind.PAYMENT_FAILED, EventKind.PAYMENT_REQUIRES_ACTION):
+            services.payment_record_failure(
+                payment_id=payment.pk,
+                actor=actor,
+                code=event.failure_code or "payment_failed",
+                message=event.failure_message or CardDeclined.default_message,
+                requires_action=event.kind == EventKind.PAYMENT_REQUIRES_ACTION,
+            )
+        elif event.kind == EventKind.CHECKOUT_EXPIRED:
+            payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
+        elif event.kind == EventKind.REFUNDED:
+            # A refunded or disputed charge was paid, whatever order the events came in.
+            _succeed(payment, event, actor=actor)
+            payment.refresh_from_db()
+            _record_refunds(payment, event, actor=actor)
+        elif event.kind in (EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED):
+            _succeed(payment, event, actor=actor)
+            payment.refresh_from_db()
+            _dispute(payment, event, actor=actor)
+    except InvalidTransition as exc:
+        logger.warning("STAFF: %s not applied to payment %s: %s", event.kind, payment.pk, exc)
+        return "not applicable"
+    return "applied"
+
+
+# --- Reconciliation ----------------------------------------------------------------
+
+
+def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
+    """Re-read unfinished payments from their provider and apply what events missed.
+
+    Returns how many payments changed state. A provider that cannot be reached is
+    logged and skipped; the next run tries again.
+    """
+    cutoff = timezone.now() - datetime.timedelta(minutes=older_than_minutes)
+    changed = 0
+    candidates = Payment.objects.filter(
+        status__in=[*_OPEN_STATES, PaymentStatus.FAILED],
+        created_at__lte=cutoff,
+        created_at__gte=timezone.now() - datetime.timedelta(days=30),
+    ).exclude(provider__in=["manual", "sandbox"])
+    for payment in candidates.iterator():
+        try:
+            outcome = get_provider(payment.provider).payment_retrieve(payment=payment)
+        except PaymentError as exc:
+            logger.warning("reconcile: payment %s not read: %s", payment.pk, exc.message)
+            continue
+        if outcome is None or outcome.status in ("pending", "processing"):
+            continue
+        if outcome.status == "failed" and payment.status == PaymentStatus.FAILED:
+            continue
+        before = payment.status
+        _apply_outcome(payment, outcome, actor=actor)
+        payment.refresh_from_db()
+        changed += payment.status != before
+    return changed
+
+
+def payment_methods_sync_all(*, actor: Actor) -> int:
+    """Make our saved cards match the provider's for every customer it knows."""
+    provider = get_provider()
+    count = 0
+    for customer in Customer.objects.exclude(stripe_customer_id="").iterator():
+        infos = provider.methods_list(customer_ref=customer.stripe_customer_id)
+        for info in infos:
+            _method_upsert(customer=customer, provider=provider.name, info=info, actor=actor)
+        keep = {info.id for info in infos}
+        for stale in PaymentMethod.objects.filter(customer=customer, provider=provider.name):
+            if stale.provider_id not in keep:
+                _method_forget(provider_id=stale.provider_id, provider=provider.name, actor=actor)
+        count += 1
+    return count

@@ -1,0 +1,185 @@
+"""The payment provider interface and the errors every provider raises.
+
+Providers speak in minor units and provider ids; billing.payments turns what they
+answer (and what their webhooks say) into calls of the money services. Error
+messages are written for the customer and safe to show as they are.
+"""
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contracts.models import Customer
+
+    from ..models import Invoice, Payment
+
+
+class PaymentError(Exception):
+    """The provider refused or failed; `message` is safe to show to the customer."""
+
+    code = "payment_error"
+    default_message = "The payment could not be completed."
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        if code:
+            self.code = code
+
+
+class ProviderUnavailable(PaymentError):
+    """Unreachable, timed out, 5xx or rate limited: nothing was charged, try again later."""
+
+    code = "provider_unavailable"
+    default_message = (
+        "The payment service is not reachable right now. Nothing was charged; "
+        "please try again in a few minutes."
+    )
+
+
+class CardDeclined(PaymentError):
+    code = "card_declined"
+    default_message = "The card was declined. Please use another card."
+
+
+class AuthenticationRequired(PaymentError):
+    """The bank wants the customer to confirm (3-D Secure); they must pay online."""
+
+    code = "authentication_required"
+    default_message = "Your bank asks you to confirm this payment. Please pay the invoice online."
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    """What a provider says about one payment (a PaymentIntent)."""
+
+    status: str  # succeeded | processing | requires_action | failed | cancelled | pending
+    provider_payment_id: str = ""
+    charge_id: str = ""
+    brand: str = ""
+    last4: str = ""
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    id: str
+    status: str  # pending | succeeded | failed
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+class EventKind(enum.StrEnum):
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_REQUIRES_ACTION = "payment_requires_action"
+    CHECKOUT_EXPIRED = "checkout_expired"
+    REFUNDED = "refunded"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_CLOSED = "dispute_closed"
+    METHOD_ATTACHED = "method_attached"
+    METHOD_DETACHED = "method_detached"
+    SETUP_COMPLETED = "setup_completed"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A provider's event in our terms. Payments are found by our id, else provider ids."""
+
+    kind: EventKind
+    payment_id: int | None = None
+    invoice_id: int | None = None
+    checkout_id: str = ""
+    provider_payment_id: str = ""
+    charge_id: str = ""
+    brand: str = ""
+    last4: str = ""
+    failure_code: str = ""
+    failure_message: str = ""
+    # REFUNDED: (provider refund id, amount) of every succeeded refund on the charge.
+    refunds: tuple[tuple[str, Decimal], ...] = ()
+    dispute_id: str = ""
+    dispute_status: str = ""
+    dispute_amount: Decimal | None = None
+    provider_customer_id: str = ""
+    customer_id: int | None = None
+    method: MethodInfo | None = None
+    setup_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PaymentProvider:
+    """What billing.payments needs from a payment processor."""
+
+    name = ""
+    # True when refunds are final as soon as refund_create returns (no webhook follows).
+    confirms_refunds_synchronously = False
+
+    def checkout_create(
+        self,
+        *,
+        payment: "Payment",
+        invoice: "Invoice",
+        customer_ref: str,
+        success_url: str,
+        cancel_url: str,
+    ) -> CheckoutSession:
+        raise NotImplementedError
+
+    def checkout_expire(self, *, checkout_id: str) -> None:
+        raise NotImplementedError
+
+    def setup_checkout_create(
+        self, *, customer: "Customer", customer_ref: str, success_url: str, cancel_url: str
+    ) -> CheckoutSession:
+        raise NotImplementedError
+
+    def customer_ref(self, *, customer: "Customer") -> str:
+        """The provider's id for the customer, created when first needed."""
+        return ""
+
+    def charge_saved_method(
+        self,
+        *,
+        payment: "Payment",
+        invoice: "Invoice",
+        customer_ref: str,
+        method_id: str,
+        off_session: bool,
+    ) -> ChargeOutcome:
+        raise NotImplementedError
+
+    def payment_retrieve(self, *, payment: "Payment") -> ChargeOutcome | None:
+        """Current state of a payment at the provider; None when it never got there."""
+        raise NotImplementedError
+
+    def refund_create(
+        self, *, payment: "Payment", amount_minor: int, idempotency_key: str, reason: str
+    ) -> RefundOutcome:
+        raise NotImplementedError
+
+    def methods_list(self, *, customer_ref: str) -> list[MethodInfo]:
+        raise NotImplementedError
+
+    def method_detach(self, *, method_id: str) -> None:
+        raise NotImplementedError
+
+    def method_set_default(self, *, customer_ref: str, method_id: str) -> None:
+        raise NotImplementedError
