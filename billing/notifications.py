@@ -127,18 +127,27 @@ def _invoice(invoice_id: int) -> Invoice | None:
 
 
 def notify_payment_failed(*, payment_id: int) -> bool:
-    """Tell the customer an automatic charge failed and the invoice is still open."""
+    """Tell the customer an automatic charge failed (or needs them, for 3-D Secure) and the
+    invoice is still open, with the Pay online link."""
     payment = Payment.objects.select_related("invoice__customer", "invoice__contract").get(
         pk=payment_id
     )
     invoice = payment.invoice
-    if payment.status != PaymentStatus.FAILED or invoice.status != InvoiceStatus.OPEN:
+    needs_customer = payment.status == PaymentStatus.REQUIRES_ACTION
+    if not (payment.status == PaymentStatus.FAILED or needs_customer):
         return False
+    if invoice.status != InvoiceStatus.OPEN:
+        return False
+    subject = (
+        f"Please confirm the payment for invoice {invoice.number}"
+        if needs_customer
+        else f"Payment for invoice {invoice.number} failed"
+    )
     return _send_once(
         kind=PAYMENT_FAILED,
         target=payment,
         customer=invoice.customer,
-        subject=f"Payment for invoice {invoice.number} failed",
+        subject=subject,
         template="payment_failed",
         context={
             "invoice": invoice,

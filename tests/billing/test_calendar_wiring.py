@@ -1,0 +1,79 @@
+"""The calendar's tasks driving the real payment services through the sandbox provider."""
+
+import pytest
+from django.core import mail
+
+from billing.models import InvoiceStatus, PaymentKind, PaymentMethod, PaymentStatus
+from contracts.models import Role
+from tests.factories import MembershipFactory, make_contract, make_invoice
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def saved_card(customer):
+    MembershipFactory(customer=customer, role=Role.BILLING, user__email="payer@example.com")
+
+    def save(last4: str) -> PaymentMethod:
+        return PaymentMethod.objects.create(
+            customer=customer,
+            provider="sandbox",
+            provider_id=f"pm_sandbox_{last4}_test",
+            brand="visa",
+            last4=last4,
+            exp_month=12,
+            exp_year=2034,
+            is_default=True,
+        )
+
+    return save
+
+
+def _issue(customer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        invoice = make_invoice(make_contract(customer))
+    # Callbacks queued by callbacks (receipt after payment) run too.
+    while callbacks:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            pass
+    invoice.refresh_from_db()
+    return invoice
+
+
+def test_a_new_invoice_is_charged_to_the_default_card_and_receipted_once(
+    customer, saved_card, django_capture_on_commit_callbacks
+):
+    saved_card("4242")
+    invoice = _issue(customer, django_capture_on_commit_callbacks)
+    assert invoice.status == InvoiceStatus.PAID
+    payment = invoice.payments.get()
+    assert (payment.kind, payment.status, payment.method_last4) == (
+        PaymentKind.AUTOMATIC,
+        PaymentStatus.SUCCEEDED,
+        "4242",
+    )
+    receipts = [m for m in mail.outbox if invoice.number in m.subject and "eceipt" in m.subject]
+    assert len(receipts) == 1, [m.subject for m in mail.outbox]
+
+
+def test_a_declined_automatic_charge_keeps_the_invoice_open_and_tells_the_customer(
+    customer, saved_card, django_capture_on_commit_callbacks
+):
+    saved_card("0002")
+    invoice = _issue(customer, django_capture_on_commit_callbacks)
+    assert invoice.status == InvoiceStatus.OPEN
+    payment = invoice.payments.get()
+    assert payment.status == PaymentStatus.FAILED and payment.failure_message
+    failed = [m for m in mail.outbox if m.subject == f"Payment for invoice {invoice.number} failed"]
+    assert len(failed) == 1
+    assert "/pay/?token=" in failed[0].body
+
+
+def test_three_d_secure_off_session_emails_the_pay_online_link(
+    customer, saved_card, django_capture_on_commit_callbacks
+):
+    saved_card("3184")
+    invoice = _issue(customer, django_capture_on_commit_callbacks)
+    assert invoice.status == InvoiceStatus.OPEN
+    asks = [m for m in mail.outbox if "confirm the payment" in m.subject]
+    assert len(asks) == 1 and "/pay/?token=" in asks[0].body
