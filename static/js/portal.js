@@ -31,10 +31,12 @@
     summary.addEventListener("keydown", function (event) {
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
         event.preventDefault();
+        event.stopPropagation();
         menu.open = true;
         var list = items(menu);
         if (list.length) (event.key === "ArrowDown" ? list[0] : list[list.length - 1]).focus();
       } else if (event.key === "Escape") {
+        event.stopPropagation();
         closeMenu(menu, true);
       }
     });
