@@ -1,10 +1,159 @@
-"""Placeholder: the customer pages issue builds these views."""
+"""The customer's invoice pages: list, detail and the CSV export.
 
-from django.http import HttpResponse
+PDFs and the ZIP live in billing.pdf.views, Pay online in billing.payment_views.
+"""
+
+import csv
+from urllib.parse import urlencode
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from contracts.context import member_required
+
+from . import selectors
+from .filters import PAGE_SIZES, SORT_LABELS, STATUS_CHOICES, parse_invoice_query
+from .models import InvoiceStatus
 
 
-def _todo(request, *args, **kwargs):
+def _sort_headers(query) -> list[dict]:
+    """Each sortable column with the link that sorts by it (toggling direction)."""
+    params = query.filter_params()
+    if query.per_page != PAGE_SIZES[1]:
+        params["per_page"] = str(query.per_page)
+    headers = []
+    for key, label in SORT_LABELS.items():
+        active = query.sort_key == key
+        next_sort = key if active and query.descending else f"-{key}"
+        if not active and key in ("number", "status"):
+            next_sort = key
+        headers.append(
+            {
+                "key": key,
+                "label": label,
+                "url": "?" + urlencode({**params, "sort": next_sort}),
+                "aria_sort": ("descending" if query.descending else "ascending")
+                if active
+                else "none",
+            }
+        )
+    return headers
+
+
+@require_GET
+@member_required()
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    today = timezone.localdate()
+    query = parse_invoice_query(request.GET)
+    filtered = selectors.invoice_filter(
+        request.customer,
+        today=today,
+        status=query.status,
+        q=query.q,
+        date_from=query.date_from,
+        date_to=query.date_to,
+    )
+    ordered = selectors.invoice_ordered(
+        selectors.invoice_list_rows(filtered), sort_key=query.sort_key, descending=query.descending
+    )
+    paginator = Paginator(ordered, query.per_page)
+    number = query.page
+    if number > paginator.num_pages:
+        query.notes.append(
+            f"There is no page {number}; showing page {paginator.num_pages}, the last one."
+        )
+        number = paginator.num_pages
+    page = paginator.page(number)
+
+    params = query.filter_params()
+    keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {
+            "query": query,
+            "page": page,
+            "invoices": list(page.object_list),
+            "today": today,
+            "summary": selectors.invoice_summary(
+                request.customer, today=today, date_from=query.date_from, date_to=query.date_to
+            ),
+            "status_choices": STATUS_CHOICES,
+            "page_sizes": PAGE_SIZES,
+            "sort_headers": _sort_headers(query),
+            "page_query": urlencode(keep),
+            "export_query": urlencode({**params, "sort": query.sort}),
+            "can_pay": request.membership.can_pay,
+        },
+    )
+
+
+@require_GET
+@member_required()
+def invoice_detail(request: HttpRequest, number: str) -> HttpResponse:
+    invoice = selectors.invoice_detail(request.customer, number)
+    today = timezone.localdate()
+    payments = list(invoice.payments.all())
+    return render(
+        request,
+        "billing/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "today": today,
+            "is_overdue": invoice.is_overdue(today),
+            "lines": invoice.lines.all(),
+            "tax_lines": invoice.tax_lines.all(),
+            "payments": payments,
+            "failed_payments": [p for p in payments if p.failure_message or p.failure_code],
+            "refunds": [r for p in payments for r in p.refunds.all()],
+            "blocks": list(invoice.contract.blocks.all()) if invoice.contract_id else [],
+            "can_pay": request.membership.can_pay,
+            "statuses": InvoiceStatus,
+        },
+    )
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@require_GET
+@member_required()
+def invoice_export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Every invoice of the current filter (not just the page), streamed as it is read."""
+    today = timezone.localdate()
+    query = parse_invoice_query(request.GET)
+    qs = selectors.invoice_ordered(
+        selectors.invoice_filter(
+            request.customer,
+            today=today,
+            status=query.status,
+            q=query.q,
+            date_from=query.date_from,
+            date_to=query.date_to,
+        ),
+        sort_key=query.sort_key,
+        descending=query.descending,
+    )
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(selectors.CSV_HEADER)
+        for row in selectors.invoice_export_rows(qs):
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="invoices-{today.isoformat()}.csv"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def invoice_download_zip(request: HttpRequest) -> HttpResponse:
+    """Placeholder until billing/urls.py points at billing.pdf.views.invoice_download_zip."""
     return HttpResponse("Not built yet.", status=501, content_type="text/plain")
-
-
-invoice_list = invoice_detail = invoice_export_csv = invoice_download_zip = _todo

@@ -1,10 +1,90 @@
-"""Placeholder: the customer pages issue builds these views."""
+"""The customer's IP-Blocks (lease contracts) and the choice of which customer to act for."""
 
-from django.http import HttpResponse
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import selectors
+from .context import active_membership, choose_customer, member_required
+from .models import Membership
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("Not built yet.", status=501, content_type="text/plain")
+@require_GET
+@member_required()
+def contract_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "contracts/contract_list.html",
+        {"contracts": list(selectors.contract_list(request.customer))},
+    )
 
 
-contract_list = contract_detail = customer_switch = no_customer = _todo
+@require_GET
+@member_required()
+def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = selectors.contract_detail(request.customer, pk)
+    return render(
+        request,
+        "contracts/contract_detail.html",
+        {
+            "contract": contract,
+            "blocks": contract.blocks.all(),
+            "assignments": contract.assignment_requests.all(),
+            "rdns": contract.rdns_delegations.all(),
+            "invoices": contract.invoices.all(),
+            "can_pay": request.membership.can_pay,
+            "today": timezone.localdate(),
+        },
+    )
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "/invoices/"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def customer_switch(request: HttpRequest) -> HttpResponse:
+    memberships = list(
+        Membership.objects.select_related("customer")
+        .filter(user=request.user)
+        .order_by("customer__name", "customer_id")
+    )
+    if not memberships:
+        return redirect("contracts:no-customer")
+    if request.method == "POST":
+        raw = request.POST.get("customer", "")
+        chosen = choose_customer(request, int(raw)) if raw.isdigit() else None
+        if chosen is None:
+            messages.error(request, "Choose one of the customers listed.")
+        else:
+            messages.success(request, f"You are now acting for {chosen.customer.name}.")
+            return redirect(_safe_next(request))
+    current = active_membership(request)
+    return render(
+        request,
+        "contracts/customer_switch.html",
+        {
+            "memberships": memberships,
+            "current_id": current.customer_id if current else None,
+            "next": _safe_next(request),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_GET
+def no_customer(request: HttpRequest) -> HttpResponse:
+    if active_membership(request) is not None:
+        return redirect("billing:invoice-list")
+    return render(request, "contracts/no_customer.html")
