@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0003_tax_rates'),
+        ('billing', '0004_search_indexes'),
     ]
 
     operations = [
