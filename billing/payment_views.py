@@ -22,6 +22,7 @@ from .links import invoice_for_pay_token
 from .models import Invoice, Payment, PaymentMethod, PaymentStatus
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
+from .providers.base import AuthenticationRequired
 from .selectors import invoice_for_customer_or_404
 
 
@@ -65,7 +66,20 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
         return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
     if is_member and not token and not request.membership.can_pay:
         raise PermissionDenied("Your role can view invoices but not pay them.")
-    context = {"invoice": invoice, "token": token, "is_member": is_member, "error": ""}
+    may_use_saved = is_member and request.membership.can_pay
+    context = {
+        "invoice": invoice,
+        "token": token,
+        "is_member": is_member,
+        "error": "",
+        "saved": (
+            PaymentMethod.objects.filter(
+                customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
+            )
+            if may_use_saved
+            else []
+        ),
+    }
     try:
         payments.invoice_check_payable_online(invoice)
     except DomainError as exc:
@@ -73,6 +87,8 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
         return render(request, "billing/payments/pay.html", context, status=200)
     if request.method == "GET":
         return render(request, "billing/payments/pay.html", context)
+    if request.POST.get("payment_method") and may_use_saved:
+        return _pay_with_saved_method(request, invoice, context)
     success = reverse("billing:checkout-success", args=[invoice.number])
     cancel = reverse("billing:checkout-cancel", args=[invoice.number])
     query = f"?{urlencode({'token': token})}" if token else ""
@@ -91,6 +107,31 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
         status = 503 if isinstance(exc, ProviderUnavailable) else 402
         return render(request, "billing/payments/pay.html", context, status=status)
     return _Redirect303(url)
+
+
+def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict) -> HttpResponse:
+    """The same service as the API's POST /api/invoices/<id>/pay, with the customer present."""
+    try:
+        payments.invoice_pay_with_saved_method(
+            invoice_id=invoice.pk,
+            payment_method_id=request.POST["payment_method"],
+            off_session=False,
+            actor=request.user,
+        )
+    except AuthenticationRequired:
+        context["error"] = (
+            "Your bank wants to confirm this payment. Use “Continue to payment” to confirm it."
+        )
+        return render(request, "billing/payments/pay.html", context, status=402)
+    except DomainError as exc:
+        context["error"] = exc.message
+        return render(request, "billing/payments/pay.html", context, status=409)
+    except PaymentError as exc:
+        context["error"] = exc.message
+        status = 503 if isinstance(exc, ProviderUnavailable) else 402
+        return render(request, "billing/payments/pay.html", context, status=status)
+    messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+    return _Redirect303(invoice.get_absolute_url())
 
 
 def _result_page(request: HttpRequest, number: str, template: str) -> HttpResponse:

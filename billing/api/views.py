@@ -313,7 +313,12 @@ def _pay(
     token: ApiToken, invoice_id: str, body: dict, expand: set[str], key: str | None
 ) -> JsonResponse:
     from ..payments import invoice_pay_with_saved_method
-    from ..providers.base import CardDeclined, PaymentError, ProviderUnavailable
+    from ..providers.base import (
+        AuthenticationRequired,
+        CardDeclined,
+        PaymentError,
+        ProviderUnavailable,
+    )
 
     invoice = _get_invoice(token, invoice_id, expand)
     if not PaymentMethod.objects.filter(
@@ -339,6 +344,8 @@ def _pay(
         )
     except CardDeclined as exc:
         raise ApiError(402, str(exc), type="card_error", code="card_declined") from None
+    except AuthenticationRequired as exc:
+        raise ApiError(402, str(exc), type="card_error", code="authentication_required") from None
     except ProviderUnavailable as exc:
         raise ApiError(503, str(exc), type="api_error", code="provider_unavailable") from None
     except PaymentError as exc:
