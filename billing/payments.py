@@ -37,6 +37,7 @@ from .providers import (
     CardDeclined,
     PaymentError,
     PaymentProvider,
+    ProviderUnavailable,
     get_provider,
 )
 from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
@@ -260,11 +261,19 @@ def _charge(
     kind: str,
     actor: Actor,
     idempotency_key: str | None = None,
+    resume: Payment | None = None,
 ) -> Payment:
-    """Create the attempt, charge the method, record what happened. Raises PaymentError."""
+    """Create the attempt (or resume a pending one), charge the method, record what happened.
+
+    Resuming sends the attempt's own idempotency key again, so a charge that reached the
+    provider before a worker died is answered with the same PaymentIntent, never a second
+    one. For the same reason a resumable attempt stays pending when the provider is
+    unreachable: a timeout does not tell whether the charge went through. Raises
+    PaymentError.
+    """
     provider = get_provider()
     customer_ref = customer_provider_ref(provider=provider, customer=invoice.customer, actor=actor)
-    payment = services.payment_create(
+    payment = resume or services.payment_create(
         invoice_id=invoice.pk,
         provider=provider.name,
         kind=kind,
@@ -279,6 +288,12 @@ def _charge(
             method_id=method_id,
             off_session=off_session,
         )
+    except ProviderUnavailable as exc:
+        if kind != PaymentKind.AUTOMATIC:
+            services.payment_record_failure(
+                payment_id=payment.pk, actor=actor, code=exc.code, message=exc.message
+            )
+        raise
     except PaymentError as exc:
         _remember_provider_ids(
             payment.pk, provider_payment_id=getattr(exc, "provider_payment_id", "")
@@ -302,8 +317,9 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
     Returns None when there is nothing to do (not payable, no default method, an
     attempt already in flight). A decline or a 3-D Secure request returns the failed
     (or requires_action) Payment and leaves the invoice Open with the reason; the
-    payment_failed signal tells the customer. ProviderUnavailable is raised after the
-    attempt is recorded, so the caller (a Celery task) retries later with a new attempt.
+    payment_failed signal tells the customer. ProviderUnavailable is raised with the
+    attempt left pending, so the caller (a Celery task) retries and resumes that same
+    attempt under its idempotency key.
     """
     invoice = _invoice(invoice_id)
     try:
@@ -318,6 +334,17 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
         return None
     if invoice.payments.filter(kind=PaymentKind.AUTOMATIC, status__in=_OPEN_STATES[1:]).exists():
         return None
+    # An attempt left pending (worker killed mid-charge, provider unreachable) is resumed
+    # with its own idempotency key rather than replaced by a new attempt.
+    pending = (
+        invoice.payments.filter(
+            kind=PaymentKind.AUTOMATIC,
+            status=PaymentStatus.PENDING,
+            amount=invoice.amount_remaining,
+        )
+        .order_by("-attempt")
+        .first()
+    )
     try:
         return _charge(
             invoice=invoice,
@@ -325,6 +352,7 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
             off_session=True,
             kind=PaymentKind.AUTOMATIC,
             actor=actor,
+            resume=pending,
         )
     except (CardDeclined, AuthenticationRequired):
         return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()

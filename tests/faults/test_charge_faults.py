@@ -1,0 +1,112 @@
+"""Fault injection around automatic charges: provider down, a worker killed mid-charge."""
+
+import pytest
+
+from billing import payments, tasks
+from billing.models import InvoiceStatus, PaymentKind, PaymentMethod, PaymentStatus
+from billing.providers import ProviderUnavailable
+from billing.providers.sandbox import SandboxProvider
+from tests.factories import make_invoice
+
+pytestmark = pytest.mark.django_db
+
+
+class WorkerKilled(BaseException):
+    """What a SIGKILL looks like from inside: nothing after it runs (not an Exception)."""
+
+
+@pytest.fixture
+def default_card(customer):
+    return PaymentMethod.objects.create(
+        customer=customer, provider="sandbox", provider_id="pm_sandbox_4242_k", brand="visa",
+        last4="4242", exp_month=12, exp_year=2034, is_default=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def charges_seen(monkeypatch):
+    """Every charge request the provider receives, with the idempotency key it carried."""
+    seen = []
+    real = SandboxProvider.charge_saved_method
+
+    def spy(self, *, payment, **kw):
+        seen.append(payment.idempotency_key)
+        return real(self, payment=payment, **kw)
+
+    monkeypatch.setattr(SandboxProvider, "charge_saved_method", spy)
+    return seen
+
+
+def test_worker_killed_after_the_provider_charged_resumes_the_same_attempt(
+    customer, default_card, charges_seen, monkeypatch
+):
+    invoice = make_invoice(customer=customer)
+    real_apply = payments._apply_outcome
+
+    def die(*args, **kwargs):
+        raise WorkerKilled
+
+    monkeypatch.setattr(payments, "_apply_outcome", die)
+    with pytest.raises(WorkerKilled):
+        tasks.charge_invoice(invoice.pk)
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.OPEN
+    assert invoice.payments.get().status == PaymentStatus.PENDING
+
+    # The message is delivered again (acks_late); the task resumes, it does not re-charge.
+    monkeypatch.setattr(payments, "_apply_outcome", real_apply)
+    tasks.charge_invoice(invoice.pk)
+    tasks.charge_invoice(invoice.pk)
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.payments.count() == 1
+    assert len(charges_seen) == 2 and charges_seen[0] == charges_seen[1], (
+        "the retry reached the provider under the first attempt's idempotency key"
+    )
+
+
+def test_provider_down_during_an_automatic_charge_keeps_the_attempt_for_later(
+    customer, default_card, charges_seen, monkeypatch
+):
+    invoice = make_invoice(customer=customer)
+
+    def down(self, **kw):
+        raise ProviderUnavailable()
+
+    with monkeypatch.context() as m:
+        m.setattr(SandboxProvider, "charge_saved_method", down)
+        with pytest.raises(ProviderUnavailable):
+            payments.invoice_charge_automatically(invoice_id=invoice.pk, actor="t")
+    invoice.refresh_from_db()
+    payment = invoice.payments.get()
+    assert invoice.status == InvoiceStatus.OPEN and payment.status == PaymentStatus.PENDING
+
+    payments.invoice_charge_automatically(invoice_id=invoice.pk, actor="t")
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.payments.get().pk == payment.pk
+    assert charges_seen == [payment.idempotency_key]
+
+
+def test_charge_task_retries_itself_on_an_outage():
+    assert ProviderUnavailable in tasks.charge_invoice.autoretry_for
+    assert tasks.charge_invoice.max_retries >= 3
+
+
+def test_api_pay_during_an_outage_records_a_failed_attempt(customer, default_card, monkeypatch):
+    invoice = make_invoice(customer=customer)
+    monkeypatch.setattr(
+        SandboxProvider,
+        "charge_saved_method",
+        lambda self, **kw: (_ for _ in ()).throw(ProviderUnavailable()),
+    )
+    with pytest.raises(ProviderUnavailable):
+        payments.invoice_pay_with_saved_method(
+            invoice_id=invoice.pk,
+            payment_method_id=default_card.provider_id,
+            off_session=False,
+            actor="t",
+        )
+    payment = invoice.payments.get()
+    assert (payment.kind, payment.status) == (PaymentKind.API, PaymentStatus.FAILED)
+    assert "unavailable" in payment.failure_message.lower() or payment.failure_message
