@@ -2,6 +2,9 @@ import importlib
 
 import pytest
 
+from billing.api.tokens import token_create
+from billing.models import ApiScope
+from contracts.models import Membership
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
 
@@ -40,3 +43,21 @@ def _tax_rates_after_flush(request):
     from django.apps import apps
 
     importlib.import_module("billing.migrations.0003_tax_rates").add_rates(apps, None)
+
+
+@pytest.fixture
+def make_token(db):
+    def make(
+        membership: Membership,
+        scopes=(ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES),
+        expires_at=None,
+    ):
+        return token_create(
+            membership=membership,
+            name="test",
+            scopes=list(scopes),
+            expires_at=expires_at,
+            actor="t",
+        )
+
+    return make

@@ -2,9 +2,6 @@ import pytest
 from jsonschema_rs import Draft202012Validator
 
 from billing.api.schema import openapi_document
-from billing.api.tokens import token_create
-from billing.models import ApiScope
-from contracts.models import Membership
 
 
 def _validator(name: str) -> Draft202012Validator:
@@ -39,24 +36,6 @@ def assert_error_schema():
         return body["error"]
 
     return check
-
-
-@pytest.fixture
-def make_token(db):
-    def make(
-        membership: Membership,
-        scopes=(ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES),
-        expires_at=None,
-    ):
-        return token_create(
-            membership=membership,
-            name="test",
-            scopes=list(scopes),
-            expires_at=expires_at,
-            actor="t",
-        )
-
-    return make
 
 
 @pytest.fixture
