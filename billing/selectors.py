@@ -1,16 +1,18 @@
 """Reads for billing pages. Every customer-facing read is scoped to one customer."""
 
 import datetime
+import logging
+import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.db.models import (
     DecimalField,
-    Exists,
     ExpressionWrapper,
     F,
-    OuterRef,
     Prefetch,
     Q,
     QuerySet,
@@ -34,6 +36,8 @@ from .models import (
     Refund,
 )
 from .money import ZERO
+
+logger = logging.getLogger(__name__)
 
 
 def invoices_of(customer: Customer) -> QuerySet[Invoice]:
@@ -59,12 +63,44 @@ def invoice_for_customer_or_404(customer: Customer, ref: str) -> Invoice:
 # --- The invoice list ---------------------------------------------------------------
 
 
-def _search(qs: QuerySet[Invoice], text: str) -> QuerySet[Invoice]:
-    """Number, line description or block prefix. EXISTS keeps one row per invoice."""
-    lines = InvoiceLine.objects.filter(invoice_id=OuterRef("pk")).filter(
-        Q(description__icontains=text) | Q(block__prefix__startswith=text)
+# The start of an invoice number ("INV-2026-0001", "inv-"): series letters and a dash.
+_NUMBER_START = re.compile(r"^[A-Za-z]+-[0-9-]*$")
+
+
+# A search matching more invoices than this is answered by a subquery instead of a list.
+_SEARCH_ID_LIMIT = 2000
+
+
+def _search(qs: QuerySet[Invoice], customer: Customer, text: str) -> QuerySet[Invoice]:
+    """Number, line description or block prefix, one row per invoice.
+
+    Three separate indexed lookups joined by UNION on the invoice id, never an OR across
+    joins (which PostgreSQL can only answer by scanning every invoice of the customer).
+    A query that starts like an invoice number matches numbers by prefix through the
+    unique number's btree: its trigrams ("INV", "-20", "000") are in every number, so the
+    trigram index would read all of them. Numbers are issued in upper case.
+
+    The ids are read first (one query) when there are few of them: the planner cannot
+    estimate a UNION of LIKEs and would otherwise hash-join all the customer's invoices.
+    """
+    if _NUMBER_START.match(text):
+        by_number = Invoice.objects.filter(number__startswith=text.upper())
+    else:
+        by_number = Invoice.objects.filter(number__icontains=text)
+    lines = InvoiceLine.objects.order_by().filter(invoice__customer=customer)
+    ids = (
+        by_number.filter(customer=customer)
+        .order_by()
+        .values_list("pk", flat=True)
+        .union(
+            lines.filter(description__icontains=text).values_list("invoice_id", flat=True),
+            lines.filter(block__prefix__startswith=text).values_list("invoice_id", flat=True),
+        )
     )
-    return qs.filter(Q(number__icontains=text) | Exists(lines))
+    found = list(ids[: _SEARCH_ID_LIMIT + 1])
+    if len(found) <= _SEARCH_ID_LIMIT:
+        return qs.filter(pk__in=found)
+    return qs.filter(pk__in=ids)
 
 
 def invoice_filter(
@@ -86,7 +122,7 @@ def invoice_filter(
     if date_to:
         qs = qs.filter(issue_date__lte=date_to)
     if q:
-        qs = _search(qs, q)
+        qs = _search(qs, customer, q)
     return qs
 
 
@@ -96,6 +132,26 @@ def invoice_ordered(qs: QuerySet[Invoice], *, sort_key: str, descending: bool) -
     if descending:
         return qs.order_by(column.desc(nulls_first=True), F("id").desc())
     return qs.order_by(column.asc(nulls_last=True), F("id").asc())
+
+
+def invoice_page(
+    qs: QuerySet[Invoice], *, sort_key: str, descending: bool, offset: int, limit: int, count: int
+) -> list[Invoice]:
+    """One page of the sorted list. Past the middle, it reads from the other end.
+
+    OFFSET makes PostgreSQL walk and throw away every row before the page; the last page
+    of 100,000 invoices is the first page of the reverse order.
+    """
+    if offset + limit / 2 <= count / 2:
+        return list(
+            invoice_ordered(qs, sort_key=sort_key, descending=descending)[offset : offset + limit]
+        )
+    end = max(count - offset - limit, 0)
+    rows = list(
+        invoice_ordered(qs, sort_key=sort_key, descending=not descending)[end : count - offset]
+    )
+    rows.reverse()
+    return rows
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
@@ -114,6 +170,65 @@ def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
         "total",
         "amount_paid",
     )
+
+
+# --- Per-customer cache of counts and summary cards ------------------------------------
+#
+# Counting or summing a customer's 100,000 invoices costs tens of milliseconds on every
+# page view. Both are cached under a per-customer version that billing.services replaces
+# after every commit that creates an invoice or changes its status or amounts, so a
+# reader never gets a total older than the last committed change: a reader that computed
+# before the change stores under the old version, which nobody asks for again. The TTL
+# only bounds what a lost version bump (cache down at that moment) could leave behind.
+LIST_CACHE_SECONDS = 300
+
+
+def _version_key(customer_id: int) -> str:
+    return f"billing:invoice-list:{customer_id}:version"
+
+
+def invoice_list_changed(customer_id: int) -> None:
+    """Forget the customer's cached counts and totals (call after commit)."""
+    try:
+        cache.set(_version_key(customer_id), uuid.uuid4().hex, None)
+    except Exception:
+        logger.exception("could not bump the invoice list version of customer %s", customer_id)
+
+
+def _cached(customer_id: int, key: str, compute):
+    """compute() under the customer's current version; the cache is an optimisation only."""
+    try:
+        version = cache.get(_version_key(customer_id))
+        if version is None:
+            cache.add(_version_key(customer_id), uuid.uuid4().hex, None)
+            version = cache.get(_version_key(customer_id))
+        full_key = f"billing:invoice-list:{customer_id}:{version}:{key}"
+        value = cache.get(full_key)
+    except Exception:
+        logger.exception("invoice list cache unavailable")
+        return compute()
+    if value is None:
+        value = compute()
+        try:
+            cache.set(full_key, value, LIST_CACHE_SECONDS)
+        except Exception:
+            logger.exception("invoice list cache unavailable")
+    return value
+
+
+def invoice_count(
+    customer: Customer,
+    qs: QuerySet[Invoice],
+    *,
+    today: datetime.date,
+    status: str = "",
+    q: str = "",
+    date_from: datetime.date | None = None,
+    date_to: datetime.date | None = None,
+) -> int:
+    """How many invoices `qs` (the filter described by the other arguments) holds."""
+    key = f"count:{today}:{status}:{date_from}:{date_to}:{q.encode().hex()}"
+    return _cached(customer.pk, key, qs.count)
 
 
 @dataclass
@@ -136,6 +251,20 @@ def invoice_summary(
     Pending is what is still owed on Open and Uncollectible invoices; Overdue is the part
     of it on Open invoices past their due date.
     """
+    return _cached(
+        customer.pk,
+        f"summary:{today}:{date_from}:{date_to}",
+        lambda: _invoice_summary(customer, today=today, date_from=date_from, date_to=date_to),
+    )
+
+
+def _invoice_summary(
+    customer: Customer,
+    *,
+    today: datetime.date,
+    date_from: datetime.date | None,
+    date_to: datetime.date | None,
+) -> list[CurrencyTotals]:
     qs = invoice_filter(customer, today=today, date_from=date_from, date_to=date_to)
     owed = ExpressionWrapper(F("total") - F("amount_paid"), output_field=DecimalField())
     zero = Value(ZERO, output_field=DecimalField())

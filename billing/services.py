@@ -22,7 +22,7 @@ from contracts.models import ContractStatus, LeaseContract
 from contracts.periods import add_months, period_for
 from contracts.services import contract_restore
 
-from . import signals
+from . import selectors, signals
 from .models import (
     INVOICE_TRANSITIONS,
     PAYMENT_TRANSITIONS,
@@ -62,6 +62,18 @@ def _emit_after_commit(signal: Signal, **kwargs) -> None:
     transaction.on_commit(send)
 
 
+def _invoice_list_changed(invoice: Invoice) -> None:
+    """The customer's cached list counts and summary cards are stale once this commits.
+
+    Bumped now (so this transaction's own later reads, and tests, see fresh numbers) and
+    again after commit: a concurrent reader that cached the old numbers in between did so
+    under the intermediate version, which the second bump abandons.
+    """
+    customer_id = invoice.customer_id
+    selectors.invoice_list_changed(customer_id)
+    transaction.on_commit(lambda: selectors.invoice_list_changed(customer_id))
+
+
 def _lock_invoice(invoice_id: int) -> Invoice:
     try:
         return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
@@ -90,6 +102,7 @@ def _set_invoice_status(
         setattr(invoice, stamp, now or timezone.now())
     invoice.state_version += 1
     invoice.save()
+    _invoice_list_changed(invoice)
     audit_record(
         actor=actor,
         action=f"invoice.{target}",
@@ -147,6 +160,7 @@ def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
     InvoiceLine.objects.bulk_create(lines)
     invoice.subtotal = invoice.total = sum((line.amount for line in lines), ZERO)
     invoice.save(update_fields=["subtotal", "total"])
+    _invoice_list_changed(invoice)
     return invoice
 
 
@@ -418,6 +432,7 @@ def payment_record_success(
             else:
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+                _invoice_list_changed(invoice)
         if excess:
             audit_record(
                 actor=actor,
@@ -524,6 +539,7 @@ def payment_record_refund(
             else:
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+                _invoice_list_changed(invoice)
     return refund
 
 

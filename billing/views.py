@@ -6,7 +6,7 @@ PDFs and the ZIP live in billing.pdf.views, Pay online in billing.payment_views.
 import csv
 from urllib.parse import urlencode
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -56,17 +56,32 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         date_from=query.date_from,
         date_to=query.date_to,
     )
-    ordered = selectors.invoice_ordered(
-        selectors.invoice_list_rows(filtered), sort_key=query.sort_key, descending=query.descending
+    count = selectors.invoice_count(
+        request.customer,
+        filtered,
+        today=today,
+        status=query.status,
+        q=query.q,
+        date_from=query.date_from,
+        date_to=query.date_to,
     )
-    paginator = Paginator(ordered, query.per_page)
+    paginator = Paginator(range(count), query.per_page)
     number = query.page
     if number > paginator.num_pages:
         query.notes.append(
             f"There is no page {number}; showing page {paginator.num_pages}, the last one."
         )
         number = paginator.num_pages
-    page = paginator.page(number)
+    offset = (number - 1) * query.per_page
+    rows = selectors.invoice_page(
+        selectors.invoice_list_rows(filtered),
+        sort_key=query.sort_key,
+        descending=query.descending,
+        offset=offset,
+        limit=query.per_page,
+        count=count,
+    )
+    page = Page(rows, number, paginator)
 
     params = query.filter_params()
     keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
@@ -76,7 +91,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         {
             "query": query,
             "page": page,
-            "invoices": list(page.object_list),
+            "invoices": rows,
             "today": today,
             "summary": selectors.invoice_summary(
                 request.customer, today=today, date_from=query.date_from, date_to=query.date_to

@@ -1,0 +1,87 @@
+"""The list's cached counts and summary cards follow every service change; deep pages
+read from the other end and still show the same rows as a plain OFFSET would."""
+
+import datetime
+
+import pytest
+import time_machine
+from django.http import QueryDict
+
+from billing import selectors, services
+from billing.filters import parse_invoice_query
+from billing.models import InvoiceStatus
+from tests.billing.test_pages_support import every_status, invoice_on, pay
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/invoices/"
+
+
+@pytest.fixture(autouse=True)
+def _today():
+    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
+        yield
+
+
+@pytest.fixture
+def client_owner(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def _recount(customer):
+    today = datetime.date(2026, 6, 5)
+    return selectors._invoice_summary(customer, today=today, date_from=None, date_to=None)
+
+
+def test_cached_summary_and_count_follow_service_changes(client_owner, customer):
+    invoices = every_status(customer)
+    first = client_owner.get(LIST)
+    assert first.context["summary"] == _recount(customer)
+    assert first.context["page"].paginator.count == 7
+
+    pay(invoices["open"])
+    services.invoice_mark_uncollectible(invoice_id=invoices["overdue"].pk, actor="t")
+    invoice_on(customer, datetime.date(2026, 5, 20))
+
+    second = client_owner.get(LIST)
+    assert second.context["summary"] == _recount(customer) != first.context["summary"]
+    assert second.context["page"].paginator.count == 8
+    opened = client_owner.get(LIST, {"status": "open"})
+    assert (
+        opened.context["page"].paginator.count
+        == customer.invoices.filter(status=InvoiceStatus.OPEN).count()
+    )
+
+
+def test_cache_failure_falls_back_to_the_database(client_owner, customer, monkeypatch):
+    every_status(customer)
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(selectors.cache, "get", broken)
+    response = client_owner.get(LIST)
+    assert response.status_code == 200
+    assert response.context["page"].paginator.count == 7
+
+
+@pytest.mark.parametrize("sort", ["-date", "date", "number", "-amount", "status"])
+def test_every_page_matches_a_plain_offset(client_owner, customer, sort):
+    every_status(customer)
+    for i in range(6):
+        invoice_on(customer, datetime.date(2025, 1, 1 + i))
+    parsed = parse_invoice_query(QueryDict(f"sort={sort}"))
+    expected = [
+        inv.ref
+        for inv in selectors.invoice_ordered(
+            customer.invoices.all(), sort_key=parsed.sort_key, descending=parsed.descending
+        )
+    ]
+    seen = []
+    for page in (1, 2, 3, 4, 5):
+        response = client_owner.get(LIST, {"sort": sort, "per_page": "10", "page": str(page)})
+        seen += [inv.ref for inv in response.context["invoices"]]
+        if not response.context["page"].has_next():
+            break
+    assert seen == expected
