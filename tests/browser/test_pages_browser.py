@@ -93,7 +93,8 @@ def test_invoice_list_flow(browser, live_server, account):
     summary = first.locator("summary")
     summary.focus()
     page.keyboard.press("Enter")
-    assert summary.get_attribute("aria-expanded") == "true"
+    # The menu script sets the state on the toggle event: wait for it, do not race it.
+    sync_api.expect(summary).to_have_attribute("aria-expanded", "true")
     page.keyboard.press("ArrowDown")
     focused = page.evaluate("document.activeElement.textContent.trim()")
     assert focused == "View"
@@ -104,7 +105,7 @@ def test_invoice_list_flow(browser, live_server, account):
     page.keyboard.press("ArrowDown")
     assert page.evaluate("document.activeElement.textContent.trim()") == "Pay online"
     page.keyboard.press("Escape")
-    assert summary.get_attribute("aria-expanded") == "false"
+    sync_api.expect(summary).to_have_attribute("aria-expanded", "false")
     assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
 
     if page.request.get(f"{live_server.url}{pdf_href}").status != 501:
