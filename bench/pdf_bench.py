@@ -113,14 +113,14 @@ def _bench(db_name, settings, Client, media) -> None:
     user = MembershipFactory(customer=customer).user
 
     one = _with_lines(make_invoice(customer=customer, blocks=3).pk)
-    twenty = _with_lines(invoice_with_lines(customer, 480).pk)
+    twenty = _with_lines(invoice_with_lines(customer, 760).pk)
     pages_one = len(reader(render_invoice_pdf_bytes(one)).pages)
     pages_twenty = len(reader(render_invoice_pdf_bytes(twenty)).pages)
     render_one = _median_ms(lambda: render_invoice_pdf_bytes(one))
     render_twenty = _median_ms(lambda: render_invoice_pdf_bytes(twenty), RENDER_RUNS_LONG)
     print(f"render, {pages_one} page (3 lines): median {render_one:.1f} ms over {RUNS}")
     print(
-        f"render, {pages_twenty} pages (480 lines): median {render_twenty:.1f} ms "
+        f"render, {pages_twenty} pages (760 lines): median {render_twenty:.1f} ms "
         f"over {RENDER_RUNS_LONG}"
     )
 

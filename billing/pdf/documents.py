@@ -153,10 +153,10 @@ def _looks_complete(content: bytes) -> bool:
 
 def _read_cached(name: str) -> bytes | None:
     try:
-        if not default_storage.exists(name):
-            return None
         with default_storage.open(name, "rb") as fh:
             content = fh.read()
+    except FileNotFoundError:
+        return None
     except OSError:
         logger.exception("invoice PDF %s could not be read; rendering again", name)
         return None

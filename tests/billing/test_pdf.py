@@ -3,6 +3,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import time_machine
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
@@ -30,6 +31,8 @@ from tests.factories import CustomerFactory, MembershipFactory, make_invoice
 
 pytestmark = pytest.mark.django_db
 D = datetime.date
+# Signed tokens carry a timestamp: freeze the clock so pay_url() is reproducible.
+FROZEN = time_machine.travel(datetime.datetime(2026, 1, 2, 9, 0, tzinfo=datetime.UTC), tick=False)
 
 
 def _url(invoice):
@@ -125,6 +128,7 @@ def test_reverse_charge_note_and_customer_vat_id(client_of, customer):
     assert "VAT/GST id: ATU12345678" in text
 
 
+@FROZEN
 def test_pay_link_is_the_signed_link_of_exactly_this_invoice(client_of, customer):
     invoice = make_invoice(customer=customer)
     make_invoice(customer=customer)  # a neighbour the token must not open
@@ -185,6 +189,7 @@ def test_refunded_invoice_is_marked_refunded(client_of, customer):
     assert f"Refunded {invoice.total} EUR" in text
 
 
+@FROZEN
 def test_partly_paid_invoice_shows_what_is_still_due(client_of, customer):
     invoice = make_invoice(customer=customer, price="200.00")
     payment = services.payment_create(
