@@ -1,0 +1,208 @@
+"""Invoice PDF benchmark (issue 4). Prints results; not part of the test run.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal .venv/bin/python bench/pdf_bench.py
+
+Creates a throw-away test database (test_<name>) and media directory, then measures:
+1. median render time (20 runs) of a 1-page and a ~20-page invoice;
+2. a cached PDF download through the Django test client vs the same bytes served
+   as a static file (django.views.static.serve) through the same middleware stack;
+3. peak RSS above idle while streaming a ZIP of 100 PDFs (in a fresh child process,
+   so earlier rendering does not count), with the PDFs cached and uncached.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+RUNS = 20
+RENDER_RUNS_LONG = int(os.environ.get("PDF_BENCH_LONG_RUNS", RUNS))
+ZIP_COUNT = 100
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    # VmHWM, not getrusage: Linux keeps ru_maxrss across execve, so a child would
+    # report its parent's peak.
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _setup(db_name: str | None = None):
+    import django
+    from django.conf import settings
+
+    if db_name:
+        settings.DATABASES["default"]["NAME"] = db_name
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.ROOT_URLCONF = "bench.pdf_bench_urls"
+    django.setup()
+
+
+def _median_ms(fn, runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def zip_child(db_name: str, numbers: list[str], username: str) -> None:
+    """Runs in a fresh process: stream the ZIP and report idle and peak RSS."""
+    _setup(db_name)
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    client.post("/invoices/download.zip", {"numbers": numbers[:1]})  # warm imports
+    idle = _rss_mb()
+    start = time.perf_counter()
+    response = client.post("/invoices/download.zip", {"numbers": numbers})
+    size = sum(len(chunk) for chunk in response.streaming_content)
+    elapsed = time.perf_counter() - start
+    print(f"{idle:.1f} {_peak_rss_mb():.1f} {size} {elapsed:.2f}")
+
+
+def main() -> None:
+    media = tempfile.mkdtemp(prefix="pdf-bench-media-")
+    os.environ["DJANGO_MEDIA_ROOT"] = media
+    _setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    db_name = connection.creation.create_test_db(verbosity=0, keepdb=False)
+    try:
+        _bench(db_name, settings, Client, media)
+    finally:
+        connection.creation.destroy_test_db(db_name, verbosity=0)
+
+
+def _bench(db_name, settings, Client, media) -> None:
+    import importlib
+
+    from django.apps import apps
+    from django.core.files.storage import default_storage
+
+    importlib.import_module("billing.migrations.0003_tax_rates").add_rates(apps, None)
+    from billing.pdf import documents
+    from billing.pdf.documents import _with_lines, invoice_pdf_render, render_invoice_pdf_bytes
+    from tests.billing.pdf_helpers import invoice_with_lines, reader
+    from tests.factories import CustomerFactory, MembershipFactory, make_invoice
+
+    customer = CustomerFactory(name="Müller GmbH", city="Zürich", country="CH")
+    user = MembershipFactory(customer=customer).user
+
+    one = _with_lines(make_invoice(customer=customer, blocks=3).pk)
+    twenty = _with_lines(invoice_with_lines(customer, 760).pk)
+    pages_one = len(reader(render_invoice_pdf_bytes(one)).pages)
+    pages_twenty = len(reader(render_invoice_pdf_bytes(twenty)).pages)
+    render_one = _median_ms(lambda: render_invoice_pdf_bytes(one))
+    render_twenty = _median_ms(lambda: render_invoice_pdf_bytes(twenty), RENDER_RUNS_LONG)
+    print(f"render, {pages_one} page (3 lines): median {render_one:.1f} ms over {RUNS}")
+    print(
+        f"render, {pages_twenty} pages (760 lines): median {render_twenty:.1f} ms "
+        f"over {RENDER_RUNS_LONG}"
+    )
+
+    name = invoice_pdf_render(invoice_id=one.pk)
+    static_dir = Path(media) / "static-copy"
+    static_dir.mkdir()
+    (static_dir / "same.pdf").write_bytes(default_storage.open(name, "rb").read())
+    settings.BENCH_STATIC_DIR = str(static_dir)
+    client = Client()
+    client.force_login(user)
+    pdf_url = f"/invoices/{one.number}/pdf/"
+    assert client.get(pdf_url).status_code == 200
+    assert client.get("/bench-static/same.pdf").status_code == 200
+
+    def cached():
+        response = client.get(pdf_url)
+        assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+
+    def static():
+        response = client.get("/bench-static/same.pdf")
+        b"".join(response.streaming_content)
+
+    def member_static():
+        response = client.get("/bench-member-static/same.pdf")
+        assert response.status_code == 200
+        b"".join(response.streaming_content)
+
+    for _ in range(20):
+        cached(), static()
+    if os.environ.get("PDF_BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        from django.db import connection, reset_queries
+
+        settings.DEBUG = True
+        reset_queries()
+        cProfile.runctx("for _ in range(50): cached()", globals(), locals(), "/tmp/pdfbench.prof")
+        print(len(connection.queries) / 50, "queries per cached download")
+        for q in connection.queries[:8]:
+            print("   ", q["time"], q["sql"][:120])
+        settings.DEBUG = False
+        pstats.Stats("/tmp/pdfbench.prof").sort_stats("cumulative").print_stats(30)
+    runs = 200
+    t_cached = _median_ms(cached, runs)
+    t_static = _median_ms(static, runs)
+    t_member = _median_ms(member_static, runs)
+    print(f"cached PDF download through the test client: {t_cached:.2f} ms (median of {runs})")
+    print(
+        f"  vs static file, anonymous:               {t_static:.2f} ms -> "
+        f"ratio {t_cached / t_static:.2f}x (target <= 1.5x)"
+    )
+    print(
+        f"  vs static file behind member_required:   {t_member:.2f} ms -> "
+        f"ratio {t_cached / t_member:.2f}x (target <= 1.5x)"
+    )
+
+    numbers = [make_invoice(customer=customer, blocks=2).number for _ in range(ZIP_COUNT)]
+    for label, prerender in (("uncached (rendered on demand)", False), ("cached", True)):
+        if prerender:
+            from billing.models import Invoice
+
+            for pk in Invoice.objects.filter(number__in=numbers).values_list("pk", flat=True):
+                invoice_pdf_render(invoice_id=pk)
+        out = subprocess.run(
+            [sys.executable, __file__, "--zip-child", db_name, user.username, *numbers],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DJANGO_MEDIA_ROOT": media},
+        ).stdout.split()
+        idle, peak, size, elapsed = float(out[0]), float(out[1]), int(out[2]), float(out[3])
+        print(
+            f"ZIP of {ZIP_COUNT} PDFs, {label}: {size / 2**20:.1f} MB in {elapsed:.1f} s, "
+            f"idle RSS {idle:.0f} MB, peak {peak:.0f} MB, above idle {peak - idle:.0f} MB "
+            "(target < 200 MB)"
+        )
+    del documents
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--zip-child":
+        zip_child(sys.argv[2], sys.argv[4:], sys.argv[3])
+    else:
+        main()
