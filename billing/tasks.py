@@ -13,6 +13,7 @@ from contracts.models import ContractStatus
 
 from . import notifications, payments
 from .models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from .pdf import documents
 from .providers.base import ProviderUnavailable
 
 logger = logging.getLogger(__name__)
@@ -85,14 +86,14 @@ def expire_checkout_sessions(invoice_id: int) -> int:
     return payments.checkout_expire_for_invoice(invoice_id=invoice_id, actor=CALENDAR)
 
 
-@shared_task(name="billing.render_invoice_pdf")
+@shared_task(
+    name="billing.render_invoice_pdf",
+    autoretry_for=(OSError,),  # storage write failures; the download renders on demand meanwhile
+    retry_backoff=60,
+    max_retries=5,
+)
 def render_invoice_pdf(invoice_id: int) -> None:
-    try:
-        from .pdf.documents import invoice_pdf_render
-    except ImportError:  # until the PDF package lands; then a plain import
-        logger.warning("PDF rendering is not available; skipped")
-        return
-    invoice_pdf_render(invoice_id=invoice_id)
+    documents.invoice_pdf_render(invoice_id=invoice_id)
 
 
 @shared_task(name="billing.notify_payment_failed")

@@ -167,8 +167,3 @@ def invoice_export_csv(request: HttpRequest) -> StreamingHttpResponse:
     response["Content-Disposition"] = f'attachment; filename="invoices-{today.isoformat()}.csv"'
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-def invoice_download_zip(request: HttpRequest) -> HttpResponse:
-    """Placeholder until billing/urls.py points at billing.pdf.views.invoice_download_zip."""
-    return HttpResponse("Not built yet.", status=501, content_type="text/plain")

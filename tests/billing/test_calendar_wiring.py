@@ -77,3 +77,16 @@ def test_three_d_secure_off_session_emails_the_pay_online_link(
     assert invoice.status == InvoiceStatus.OPEN
     asks = [m for m in mail.outbox if "confirm the payment" in m.subject]
     assert len(asks) == 1 and "/pay/?token=" in asks[0].body
+
+
+def test_finalisation_renders_the_pdf_off_the_request_path(
+    customer, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    from billing.pdf.documents import storage_name
+
+    invoice = _issue(customer, django_capture_on_commit_callbacks)
+    assert default_storage.exists(storage_name(invoice))
+    with default_storage.open(storage_name(invoice)) as stored:
+        assert stored.read(4) == b"%PDF"

@@ -1,8 +1,6 @@
 """Calendar tasks: thin, idempotent (run twice), safe when the broker is down."""
 
 import datetime
-import sys
-import types
 
 import pytest
 import time_machine
@@ -12,6 +10,7 @@ from kombu.exceptions import OperationalError
 from billing import payments, tasks
 from billing import services as billing
 from billing.models import Invoice, PaymentKind
+from billing.pdf import documents
 from contracts.models import CancellationReason
 from contracts.services import contract_cancel
 from tests.factories import make_contract, make_invoice
@@ -67,9 +66,9 @@ def test_finalized_invoice_is_charged_and_rendered(
     customer, payments_module, django_capture_on_commit_callbacks, monkeypatch
 ):
     rendered = []
-    pdf = types.ModuleType("billing.pdf.documents")
-    pdf.invoice_pdf_render = lambda **kw: rendered.append(kw["invoice_id"])
-    monkeypatch.setitem(sys.modules, "billing.pdf.documents", pdf)
+    monkeypatch.setattr(
+        documents, "invoice_pdf_render", lambda **kw: rendered.append(kw["invoice_id"])
+    )
     with django_capture_on_commit_callbacks(execute=True):
         invoice = make_invoice(make_contract(customer))
     assert payments_module == [("charge", {"invoice_id": invoice.pk, "actor": tasks.CALENDAR})]
