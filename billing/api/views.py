@@ -11,11 +11,13 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from contracts.auth import FailureCounter, client_ip
 from contracts.errors import DomainError
 
 from ..models import ApiScope, ApiToken, Invoice, InvoiceStatus, PaymentMethod
@@ -97,7 +99,32 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
     return decorator
 
 
+def _token_failures() -> FailureCounter:
+    return FailureCounter(
+        "api-token",
+        limit=settings.API_TOKEN_FAILURE_LIMIT,
+        window=settings.LOGIN_FAILURE_WINDOW,
+        lockout=settings.LOGIN_LOCKOUT_SECONDS,
+    )
+
+
+def _locked(seconds: int) -> ApiError:
+    return ApiError(
+        429,
+        "Too many invalid API tokens from your address; try again later.",
+        type="rate_limit_error",
+        code="too_many_invalid_tokens",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def _authenticate(request: HttpRequest) -> ApiToken:
+    """The token of the request; an address that sends many bad tokens is locked out."""
+    failures = _token_failures()
+    address = client_ip(request)
+    left = failures.locked_for(address)
+    if left is not None:
+        raise _locked(left)
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -110,6 +137,9 @@ def _authenticate(request: HttpRequest) -> ApiToken:
         )
     token, why = token_authenticate(raw.strip())
     if token is None:
+        started = failures.fail(address)
+        if started is not None:
+            raise _locked(started)
         raise ApiError(
             401,
             why,
