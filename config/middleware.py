@@ -1,5 +1,5 @@
 """Response headers Django 5.2 does not set itself: Content-Security-Policy and
-Permissions-Policy.
+Permissions-Policy (and X-Frame-Options on static files).
 
 HSTS, nosniff, Referrer-Policy and Cross-Origin-Opener-Policy come from Django's
 SecurityMiddleware, X-Frame-Options from XFrameOptionsMiddleware (settings in
@@ -30,4 +30,6 @@ class SecurityHeadersMiddleware:
         # A view that needs a different policy sets its own header; it is kept.
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        # WhiteNoise answers static files before XFrameOptionsMiddleware runs.
+        response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
         return response
