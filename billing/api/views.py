@@ -26,7 +26,7 @@ from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
 from .schema import openapi_document
 from .serializers import EXPANDABLE, STATUS_FOR_API, invoice_object, parse_invoice_api_id
-from .tokens import token_authenticate
+from .tokens import UNKNOWN_TOKEN, token_authenticate
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,11 @@ def _locked(seconds: int) -> ApiError:
 
 
 def _authenticate(request: HttpRequest) -> ApiToken:
-    """The token of the request; an address that sends many bad tokens is locked out."""
-    failures = _token_failures()
-    address = client_ip(request)
-    left = failures.locked_for(address)
-    if left is not None:
-        raise _locked(left)
+    """The token of the request; an address that sends many unknown tokens is locked out.
+
+    Only guesses count: a missing header is a plain 401, and a revoked or expired token
+    is a known one (an integration to fix), not an attempt to find a secret.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -135,9 +134,14 @@ def _authenticate(request: HttpRequest) -> ApiToken:
             code="missing_token",
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
+    failures = _token_failures()
+    address = client_ip(request)
+    left = failures.locked_for(address)
+    if left is not None:
+        raise _locked(left)
     token, why = token_authenticate(raw.strip())
     if token is None:
-        started = failures.fail(address)
+        started = failures.fail(address) if why == UNKNOWN_TOKEN else None
         if started is not None:
             raise _locked(started)
         raise ApiError(

@@ -123,3 +123,17 @@ def test_api_invalid_tokens_lock_the_address(client, world, api_limit):
     # Even the right token waits out the lock from that address; others are unaffected.
     assert call(world.token_secret).status_code == 429
     assert call(world.token_secret, ip="10.8.8.8").status_code == 200
+
+
+def test_api_missing_or_revoked_tokens_are_not_guesses(client, world, api_limit):
+    from billing.api.tokens import token_revoke
+
+    token_revoke(token_id=world.other_token.pk, membership=world.other, actor="t")
+    for _ in range(api_limit + 1):
+        assert client.get("/api/invoices/").status_code == 401
+        response = client.get(
+            "/api/invoices/", headers={"Authorization": f"Bearer {world.other_token_secret}"}
+        )
+        assert response.status_code == 401
+    ok = client.get("/api/invoices/", headers={"Authorization": f"Bearer {world.token_secret}"})
+    assert ok.status_code == 200
