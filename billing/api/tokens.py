@@ -75,6 +75,9 @@ def token_revoke(*, token_id: int, membership: Membership, actor: Actor) -> ApiT
     return token
 
 
+UNKNOWN_TOKEN = "Invalid API token."
+
+
 def token_authenticate(raw: str) -> tuple[ApiToken | None, str]:
     """The live token for a bearer secret, or (None, why not)."""
     token = (
@@ -84,7 +87,7 @@ def token_authenticate(raw: str) -> tuple[ApiToken | None, str]:
     )
     now = timezone.now()
     if token is None:
-        return None, "Invalid API token."
+        return None, UNKNOWN_TOKEN
     if token.revoked_at is not None:
         return None, "This API token has been revoked."
     if token.expires_at is not None and token.expires_at <= now:

@@ -11,11 +11,13 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from contracts.auth import FailureCounter, client_ip
 from contracts.errors import DomainError
 
 from ..models import ApiScope, ApiToken, Invoice, InvoiceStatus, PaymentMethod
@@ -24,7 +26,7 @@ from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
 from .schema import openapi_document
 from .serializers import EXPANDABLE, STATUS_FOR_API, invoice_object, parse_invoice_api_id
-from .tokens import token_authenticate
+from .tokens import UNKNOWN_TOKEN, token_authenticate
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,31 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
     return decorator
 
 
+def _token_failures() -> FailureCounter:
+    return FailureCounter(
+        "api-token",
+        limit=settings.API_TOKEN_FAILURE_LIMIT,
+        window=settings.LOGIN_FAILURE_WINDOW,
+        lockout=settings.LOGIN_LOCKOUT_SECONDS,
+    )
+
+
+def _locked(seconds: int) -> ApiError:
+    return ApiError(
+        429,
+        "Too many invalid API tokens from your address; try again later.",
+        type="rate_limit_error",
+        code="too_many_invalid_tokens",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def _authenticate(request: HttpRequest) -> ApiToken:
+    """The token of the request; an address that sends many unknown tokens is locked out.
+
+    Only guesses count: a missing header is a plain 401, and a revoked or expired token
+    is a known one (an integration to fix), not an attempt to find a secret.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -108,8 +134,16 @@ def _authenticate(request: HttpRequest) -> ApiToken:
             code="missing_token",
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
+    failures = _token_failures()
+    address = client_ip(request)
+    left = failures.locked_for(address)
+    if left is not None:
+        raise _locked(left)
     token, why = token_authenticate(raw.strip())
     if token is None:
+        started = failures.fail(address) if why == UNKNOWN_TOKEN else None
+        if started is not None:
+            raise _locked(started)
         raise ApiError(
             401,
             why,

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +76,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+# Failed logins per username and client address before the pair is locked out
+# (contracts.auth); both windows in seconds. See docs/security.md.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 LOGIN_REDIRECT_URL = "/invoices/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
@@ -124,6 +130,9 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 
 # --- API ---------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=100)
+# Invalid bearer tokens per client address within LOGIN_FAILURE_WINDOW before the
+# address is locked out of the API for LOGIN_LOCKOUT_SECONDS.
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
 
 LOGGING = {
     "version": 1,
@@ -175,3 +184,30 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # An open Checkout Session lives one hour at Stripe; it is reused a little less long.
 CHECKOUT_REUSE_MINUTES = env.int("CHECKOUT_REUSE_MINUTES", default=50)
+
+# --- Security headers (docs/security.md) ------------------------------------------
+# Every environment sends them, so a page that breaks under the policy breaks in
+# development first. Scripts and styles come only from our own static files: no
+# inline <script>, no event-handler attributes, no style attributes.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    # "Pay online" and "Add a card" POST to the portal, which answers 303 to Stripe
+    # Checkout; browsers (Chromium) apply form-action to that redirect as well.
+    "form-action": ["'self'", "https://checkout.stripe.com"],
+}
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"

@@ -1,0 +1,59 @@
+import pytest
+from django.core.cache import cache
+
+from billing.api.tokens import token_create
+from billing.models import ApiScope, PaymentMethod
+from contracts.models import Role
+from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters live in the cache; each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+class World:
+    """Customer A with an owner, a viewer, a contract, an open invoice, a saved card and an
+    API token; customer B with its own owner, contract and invoice."""
+
+
+@pytest.fixture
+def world(db):
+    w = World()
+    w.customer = CustomerFactory(name="Alpha Secret Networks")
+    w.owner = MembershipFactory(customer=w.customer, role=Role.OWNER)
+    w.viewer = MembershipFactory(customer=w.customer, role=Role.VIEWER)
+    w.contract = make_contract(w.customer, blocks=1)
+    w.block = w.contract.blocks.get()
+    w.invoice = make_invoice(w.contract)
+    w.method = PaymentMethod.objects.create(
+        customer=w.customer,
+        provider="sandbox",
+        provider_id="pm_alpha_secret",
+        brand="visa",
+        last4="9731",
+        exp_month=12,
+        exp_year=2040,
+        is_default=True,
+    )
+    w.token, w.token_secret = token_create(
+        membership=w.owner,
+        name="alpha-erp-sync",
+        scopes=[ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES],
+        expires_at=None,
+        actor="t",
+    )
+    w.other_customer = CustomerFactory(name="Bravo Ltd")
+    w.other = MembershipFactory(customer=w.other_customer, role=Role.OWNER)
+    w.other_invoice = make_invoice(make_contract(w.other_customer))
+    w.other_token, w.other_token_secret = token_create(
+        membership=w.other,
+        name="bravo-sync",
+        scopes=[ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES],
+        expires_at=None,
+        actor="t",
+    )
+    return w
