@@ -363,5 +363,10 @@ def invoice_export_rows(qs: QuerySet[Invoice], *, chunk_size: int = 2000) -> Ite
             cur,
             status,
             paid_at.date().isoformat() if paid_at else "",
-            billed_vat or customer_vat,
+            _csv_safe(billed_vat or customer_vat),
         ]
+
+
+def _csv_safe(text: str) -> str:
+    """Customer-typed text must not become a formula when the CSV is opened in a spreadsheet."""
+    return f"'{text}" if text and text[0] in "=+-@\t\r" else text
