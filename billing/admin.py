@@ -17,6 +17,7 @@ from .models import (
     PaymentMethod,
     Refund,
     TaxRate,
+    WebhookEvent,
 )
 from .providers import PaymentError
 
@@ -257,3 +258,16 @@ class TaxRateAdmin(admin.ModelAdmin):
 @admin.register(InvoiceNumberCounter)
 class InvoiceNumberCounterAdmin(ReadOnlyAdmin):
     list_display = ["series", "year", "last_number"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    """The raw provider event log: what arrived, when, and what became of it."""
+
+    list_display = ["received_at", "provider", "type", "event_id", "object_id", "status", "note"]
+    list_filter = ["status", "provider", "type"]
+    search_fields = ["event_id", "object_id", "note"]
+    date_hierarchy = "received_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in WebhookEvent._meta.fields]

@@ -1,0 +1,68 @@
+"""Pay online in headless Chromium with the sandbox provider: list → ⋮ → Pay online →
+TEST MODE checkout → back to the portal → Paid; a declined card keeps the invoice Open."""
+
+import os
+
+import pytest
+
+from billing.models import InvoiceStatus
+from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
+from tests.factories import MembershipFactory, UserFactory, make_invoice
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def payer(settings, live_server):
+    # Checkout return URLs are absolute on SITE_URL: point them at the live server.
+    settings.SITE_URL = live_server.url
+    user = UserFactory(username="payer@example.com")
+    user.set_password("browser-password")
+    user.save()
+    customer = MembershipFactory(user=user, customer__name="Pay Browser GmbH").customer
+    return make_invoice(customer=customer)
+
+
+def _open_checkout(browser, live_server, invoice):  # noqa: F811 - the fixture above
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{live_server.url}/invoices/?status=open")
+    page.get_by_label("Username").fill("payer@example.com")
+    page.get_by_label("Password").fill("browser-password")
+    page.get_by_role("button", name="Log in").click()
+    row = page.locator(f'tbody tr[data-invoice="{invoice.number}"]')
+    row.locator("summary").click()
+    with page.expect_navigation():
+        row.get_by_role("menuitem", name="Pay online").click()
+    sync_api.expect(page.get_by_text("TEST MODE", exact=False).first).to_be_visible()
+    sync_api.expect(
+        page.get_by_role("heading", name=f"Pay invoice {invoice.number}")
+    ).to_be_visible()
+    return page
+
+
+def test_pay_online_with_the_success_card(browser, live_server, payer):  # noqa: F811
+    page = _open_checkout(browser, live_server, payer)
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Pay").first.click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Paid")
+    page.screenshot(path=str(ARTIFACTS / "pay-success.png"), full_page=True)
+    page.goto(f"{live_server.url}{payer.get_absolute_url()}")
+    sync_api.expect(page.locator("main")).to_contain_text("Paid")
+    payer.refresh_from_db()
+    assert payer.status == InvoiceStatus.PAID and payer.amount_paid == payer.total
+
+
+def test_a_declined_card_shows_why_and_the_invoice_stays_open(browser, live_server, payer):  # noqa: F811
+    page = _open_checkout(browser, live_server, payer)
+    page.get_by_label("Card number").fill("4000 0000 0000 0002")
+    page.get_by_role("button", name="Pay").first.click()
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("declined")
+    page.screenshot(path=str(ARTIFACTS / "pay-declined.png"), full_page=True)
+    payer.refresh_from_db()
+    assert payer.status == InvoiceStatus.OPEN and payer.amount_paid == 0
+    page.goto(f"{live_server.url}{payer.get_absolute_url()}")
+    sync_api.expect(page.locator("main")).to_contain_text("Your card was declined.")
