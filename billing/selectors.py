@@ -195,6 +195,11 @@ def invoice_list_changed(customer_id: int) -> None:
         logger.exception("could not bump the invoice list version of customer %s", customer_id)
 
 
+def cached_for_customer(customer_id: int, key: str, compute):
+    """compute() cached under the customer's invoice-list version (see above)."""
+    return _cached(customer_id, key, compute)
+
+
 def _cached(customer_id: int, key: str, compute):
     """compute() under the customer's current version; the cache is an optimisation only."""
     try:

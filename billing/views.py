@@ -4,12 +4,16 @@ PDFs and the ZIP live in billing.pdf.views, Pay online in billing.payment_views.
 """
 
 import csv
+import hashlib
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from contracts.context import member_required
@@ -73,15 +77,38 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         )
         number = paginator.num_pages
     offset = (number - 1) * query.per_page
-    rows = selectors.invoice_page(
-        selectors.invoice_list_rows(filtered),
-        sort_key=query.sort_key,
-        descending=query.descending,
-        offset=offset,
-        limit=query.per_page,
-        count=count,
+    page = Page([], number, paginator)  # navigation only; the rows are rendered below
+    can_pay = request.membership.can_pay
+    # The rendered rows are cached under the customer's invoice-list version (bumped by
+    # every invoice change), keyed on everything they show: the page asked for, today (the
+    # Overdue badge), the role (Pay online) and this browser's CSRF secret (the row forms
+    # carry a token for it, so no other browser is ever served them).
+    get_token(request)  # makes sure this browser has its own secret before we key on it
+    csrf_secret = hashlib.sha256(request.META["CSRF_COOKIE"].encode()).hexdigest()[:16]
+    rows_key = (
+        f"rows:{today}:{query.status}:{query.date_from}:{query.date_to}:{query.q.encode().hex()}:"
+        f"{query.sort}:{query.per_page}:{number}:{int(can_pay)}:{csrf_secret}"
     )
-    page = Page(rows, number, paginator)
+    rows_html = selectors.cached_for_customer(
+        request.customer.pk,
+        rows_key,
+        lambda: render_to_string(
+            "billing/_invoice_rows.html",
+            {
+                "invoices": selectors.invoice_page(
+                    selectors.invoice_list_rows(filtered),
+                    sort_key=query.sort_key,
+                    descending=query.descending,
+                    offset=offset,
+                    limit=query.per_page,
+                    count=count,
+                ),
+                "today": today,
+                "can_pay": can_pay,
+            },
+            request=request,
+        ),
+    )
 
     params = query.filter_params()
     keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
@@ -91,7 +118,6 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         {
             "query": query,
             "page": page,
-            "invoices": rows,
             "today": today,
             "summary": selectors.invoice_summary(
                 request.customer, today=today, date_from=query.date_from, date_to=query.date_to
@@ -101,7 +127,8 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "sort_headers": _sort_headers(query),
             "page_query": urlencode(keep),
             "export_query": urlencode({**params, "sort": query.sort}),
-            "can_pay": request.membership.can_pay,
+            "can_pay": can_pay,
+            "rows_html": mark_safe(rows_html),  # noqa: S308 - our own template's output
         },
     )
 

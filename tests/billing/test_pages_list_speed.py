@@ -85,3 +85,40 @@ def test_every_page_matches_a_plain_offset(client_owner, customer, sort):
         if not response.context["page"].has_next():
             break
     assert seen == expected
+
+
+def _row(html: str, number: str) -> str:
+    start = html.index(f'data-invoice="{number}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_cached_rows_follow_service_changes(client_owner, customer, django_assert_max_num_queries):
+    invoice = invoice_on(customer, datetime.date(2026, 6, 1))
+    first = client_owner.get(LIST).content.decode()
+    assert "Pay online" in _row(first, invoice.number)
+    with django_assert_max_num_queries(5):
+        again = client_owner.get(LIST).content.decode()
+    assert _row(again, invoice.number) == _row(first, invoice.number)
+
+    pay(invoice)
+    after = _row(client_owner.get(LIST).content.decode(), invoice.number)
+    assert "badge--paid" in after and "Pay online" not in after
+
+
+def test_cached_rows_are_never_served_to_another_browser(client, customer, owner):
+    from django.middleware.csrf import _unmask_cipher_token
+
+    invoice_on(customer, datetime.date(2026, 6, 1))
+
+    def row_token(browser) -> str:
+        browser.force_login(owner)
+        html = browser.get(LIST).content.decode()
+        row = html[html.index("<tbody>") : html.index("</tbody>")]
+        masked = row.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+        return _unmask_cipher_token(masked)
+
+    from django.test import Client
+
+    first, second = row_token(client), row_token(Client())
+    assert first != second, "each browser's row forms carry its own CSRF secret"
+    assert row_token(client) == first
