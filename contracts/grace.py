@@ -47,22 +47,33 @@ def _not_extended(today: datetime.date, prefix: str = "contract__") -> Q:
 # --- Grace enforcement ----------------------------------------------------------------
 
 
-def grace_candidates(*, today: datetime.date) -> QuerySet:
-    """Ids of live contracts with an Open invoice whose cancellation date has come.
-
-    Driven by the (status, due_date) index on invoices: the cost follows the number of
-    overdue invoices, not the size of the table.
-    """
+def overdue_contract_ids(*, today: datetime.date) -> QuerySet:
+    """Contract ids of Open invoices whose due date + grace has come (the index-only step)."""
     return (
-        Invoice.objects.filter(
-            status=InvoiceStatus.OPEN,
-            due_date__lte=today - _grace(),
-            contract__status__in=LIVE_STATUSES,
-        )
-        .filter(_not_extended(today))
+        Invoice.objects.filter(status=InvoiceStatus.OPEN, due_date__lte=today - _grace())
+        .exclude(contract_id=None)
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
+    )
+
+
+def grace_candidates(*, today: datetime.date) -> list[int]:
+    """Ids of live contracts with an Open invoice whose cancellation date has come.
+
+    Two steps on purpose: the overdue invoices come from the (status, due_date) index,
+    then only those contracts are read by primary key. A single join let PostgreSQL hash
+    the whole contracts table on every run, so the cost grew with the table (about 20 ms
+    at 100,000 contracts with nothing overdue) instead of with the overdue contracts.
+    """
+    overdue = list(overdue_contract_ids(today=today))
+    if not overdue:
+        return []
+    return list(
+        LeaseContract.objects.filter(pk__in=overdue, status__in=LIVE_STATUSES)
+        .filter(_not_extended(today, prefix=""))
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
 
 
