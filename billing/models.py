@@ -447,6 +447,10 @@ class IdempotencyRecord(models.Model):
         return self.key
 
 
+# The note on an event that named a payment we did not know yet (it is replayed later).
+UNKNOWN_PAYMENT_NOTE = "unknown payment"
+
+
 class WebhookEventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"
@@ -473,7 +477,16 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_received")]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="webhook_status_received"),
+            # Every applied event looks for events that waited on its payment; keep that
+            # lookup to the (few) waiting rows instead of scanning the whole event log.
+            models.Index(
+                fields=["received_at"],
+                condition=Q(note=UNKNOWN_PAYMENT_NOTE),
+                name="webhook_waiting_for_payment",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type or 'event'} {self.event_id or '(invalid)'}"

@@ -23,6 +23,7 @@ from contracts.models import ContractStatus, Customer
 
 from . import services, signals
 from .models import (
+    UNKNOWN_PAYMENT_NOTE,
     Invoice,
     Payment,
     PaymentKind,
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 AUTO_REFUND = "automatic refund"
 RECONCILE = "reconciliation"
-UNKNOWN_PAYMENT = "unknown payment"
+UNKNOWN_PAYMENT = UNKNOWN_PAYMENT_NOTE
 _OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
 
