@@ -285,38 +285,54 @@ class LeaseContractAdmin(admin.ModelAdmin):
         report(request, done, [] if done else ["No live contract was selected."])
 
 
-class ResourceAdminForm(forms.ModelForm):
+class ResourceCreateForm(forms.ModelForm):
+    """Creates the assignment or rDNS delegation through its service while validating,
+    so the service's refusals (block not in the contract, contract cancelled) show on the
+    form and nothing is saved."""
+
+    actor = None
+    create_service = None
+
     def clean(self):
         data = super().clean()
-        contract, block = data.get("contract"), data.get("block")
-        if contract and block and not contract.blocks.filter(pk=block.pk).exists():
-            raise ValidationError(f"{block} is not part of {contract.reference}.")
+        if self.errors:
+            return data
+        fields = {k: v for k, v in data.items() if k not in ("contract", "block")}
+        try:
+            self.created = self.create_service(
+                contract=data["contract"], block=data["block"], actor=self.actor, **fields
+            )
+        except DomainError as exc:
+            raise ValidationError(exc.message) from None
         return data
 
 
 class ResourceAdmin(admin.ModelAdmin):
-    form = ResourceAdminForm
+    """Staff add assignments and rDNS delegations; afterwards they are history, changed
+    only by contract cancellation (which marks them removed)."""
+
     list_filter = ["status"]
     list_select_related = ["contract", "block"]
     readonly_fields = ["status", "removed_at", "created_at"]
     autocomplete_fields = ["block"]
     create_service = None
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            # A subclass per request: the acting user must not leak between requests.
+            kwargs["form"] = type(
+                "ResourceCreateForm",
+                (ResourceCreateForm,),
+                {"actor": request.user, "create_service": staticmethod(type(self).create_service)},
+            )
+        return super().get_form(request, obj, change=change, **kwargs)
+
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "contract", "block"] if obj else self.readonly_fields
+        return self.fields if obj else self.readonly_fields
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        fields = {k: v for k, v in form.cleaned_data.items() if k not in ("contract", "block")}
-        try:
-            created = type(self).create_service(
-                contract=obj.contract, block=obj.block, actor=request.user, **fields
-            )
-        except DomainError as exc:
-            messages.error(request, exc.message)
-            return
-        obj.pk = created.pk
+        if not change:
+            obj.pk = form.created.pk
 
 
 @admin.register(AssignmentRequest)

@@ -131,3 +131,24 @@ def test_run_billing_action_and_deadline_extension(staff_client):
     contract.refresh_from_db()
     assert contract.grace_extended_until == until
     assert AuditEntry.objects.filter(action="contract.grace_extended").exists()
+
+
+def test_staff_add_assignments_through_the_service(staff_client):
+    contract = make_contract()
+    stranger = make_contract().blocks.get()
+    url = reverse("admin:contracts_assignmentrequest_add")
+    form = {"contract": contract.pk, "block": stranger.pk, "reference": "R-1", "netname": "N"}
+    page = staff_client.post(url, form)
+    assert "is not part of" in page.content.decode()
+    assert not contract.assignment_requests.exists()
+
+    form["block"] = contract.blocks.get().pk
+    assert staff_client.post(url, form).status_code == 302
+    created = contract.assignment_requests.get()
+    assert AuditEntry.objects.filter(
+        action="assignmentrequest.created", object_id=str(created.pk), actor_label="staff"
+    ).exists()
+    change = staff_client.get(
+        reverse("admin:contracts_assignmentrequest_change", args=[created.pk])
+    )
+    assert 'name="reference"' not in change.content.decode(), "history is read-only"

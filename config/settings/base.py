@@ -127,6 +127,14 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# An open Checkout Session lives one hour at Stripe; it is reused a little less long.
+CHECKOUT_REUSE_MINUTES = env.int("CHECKOUT_REUSE_MINUTES", default=50)
+# The sandbox (test-mode) provider refuses to run with DEBUG off or a live Stripe key
+# unless this is set; the test settings set it.
+SANDBOX_ALLOWED = env.bool("SANDBOX_ALLOWED", default=False)
 
 # --- API ---------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=100)
@@ -174,16 +182,6 @@ CHARGE_RETRY_DAYS = (1, 3, 5)
 CANCELLATION_WARNING_DAYS = (3, 1)
 # Staff alerts (e.g. a payment that arrived after its contract was cancelled) go to ADMINS.
 ADMINS = [("Billing staff", e) for e in env.list("DJANGO_ADMINS", default=[SELLER["email"]])]
-
-# --- Payments ------------------------------------------------------------------
-# The sandbox (test-mode) provider refuses to run with DEBUG off or a live Stripe key
-# unless this is set; the test settings need SANDBOX_ALLOWED=True.
-SANDBOX_ALLOWED = env.bool("SANDBOX_ALLOWED", default=False)
-STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
-STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
-# An open Checkout Session lives one hour at Stripe; it is reused a little less long.
-CHECKOUT_REUSE_MINUTES = env.int("CHECKOUT_REUSE_MINUTES", default=50)
 
 # --- Security headers (docs/security.md) ------------------------------------------
 # Every environment sends them, so a page that breaks under the policy breaks in
