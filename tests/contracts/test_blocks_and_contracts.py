@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 
 from contracts import services
 from contracts.errors import DomainError, InvalidTransition
@@ -173,3 +174,17 @@ def test_resources_only_for_the_contracts_own_blocks(customer):
         services.assignment_create(
             contract=contract, block=stranger, reference="x", netname="y", actor="t"
         )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL exclusion constraint")
+def test_database_refuses_overlapping_live_blocks_that_skip_the_service():
+    make_block("203.0.113.0/24")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IPBlock.objects.create(
+            prefix="203.0.113.128/25", first_address=3405803904, last_address=3405804031
+        )
+    dead = IPBlock.objects.get(prefix="203.0.113.0/24")
+    IPBlock.objects.filter(pk=dead.pk).update(status=BlockStatus.DEACTIVATED)
+    IPBlock.objects.create(
+        prefix="203.0.113.128/25", first_address=3405803904, last_address=3405804031
+    )
