@@ -75,6 +75,10 @@ class InvoiceQuery:
         }
         return {k: v for k, v in params.items() if v}
 
+    def filter_key(self) -> str:
+        """Everything that decides which invoices match, for cache keys."""
+        return f"{self.status}:{self.date_from}:{self.date_to}:{self.q.encode().hex()}"
+
 
 def _parse_date(raw: str, label: str, notes: list[str]) -> datetime.date | None:
     raw = raw.strip()

@@ -34,6 +34,12 @@ INVOICE_TRANSITIONS = {
     InvoiceStatus.VOID: frozenset(),
 }
 
+
+def overdue_q(today: datetime.date, prefix: str = "") -> Q:
+    """Overdue is derived, never stored: Open and past the due date (see Invoice.is_overdue)."""
+    return Q(**{f"{prefix}status": InvoiceStatus.OPEN, f"{prefix}due_date__lt": today})
+
+
 # Statuses in which money is still owed and a payment may be taken.
 PAYABLE_STATUSES = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})
 
@@ -183,6 +189,7 @@ class Invoice(models.Model):
         return self.status in PAYABLE_STATUSES and self.amount_remaining > 0
 
     def is_overdue(self, today: datetime.date) -> bool:
+        """Open and past its due date: the same rule as overdue_q(), for one instance."""
         return (
             self.status == InvoiceStatus.OPEN
             and self.due_date is not None

@@ -4,7 +4,7 @@ import datetime
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,7 +25,7 @@ from django.http import Http404
 
 from contracts.models import Customer
 
-from .filters import OVERDUE, SORT_FIELDS
+from .filters import OVERDUE, SORT_FIELDS, InvoiceQuery
 from .models import (
     DRAFT_REF_PREFIX,
     PAYABLE_STATUSES,
@@ -34,6 +34,7 @@ from .models import (
     InvoiceStatus,
     Payment,
     Refund,
+    overdue_q,
 )
 from .money import ZERO
 
@@ -104,25 +105,20 @@ def _search(qs: QuerySet[Invoice], customer: Customer, text: str) -> QuerySet[In
 
 
 def invoice_filter(
-    customer: Customer,
-    *,
-    today: datetime.date,
-    status: str = "",
-    q: str = "",
-    date_from: datetime.date | None = None,
-    date_to: datetime.date | None = None,
+    customer: Customer, query: InvoiceQuery, *, today: datetime.date
 ) -> QuerySet[Invoice]:
+    """The customer's invoices matching the list's filter (status, dates, search)."""
     qs = invoices_of(customer)
-    if status == OVERDUE:
-        qs = qs.filter(status=InvoiceStatus.OPEN, due_date__lt=today)
-    elif status:
-        qs = qs.filter(status=status)
-    if date_from:
-        qs = qs.filter(issue_date__gte=date_from)
-    if date_to:
-        qs = qs.filter(issue_date__lte=date_to)
-    if q:
-        qs = _search(qs, customer, q)
+    if query.status == OVERDUE:
+        qs = qs.filter(overdue_q(today))
+    elif query.status:
+        qs = qs.filter(status=query.status)
+    if query.date_from:
+        qs = qs.filter(issue_date__gte=query.date_from)
+    if query.date_to:
+        qs = qs.filter(issue_date__lte=query.date_to)
+    if query.q:
+        qs = _search(qs, customer, query.q)
     return qs
 
 
@@ -196,12 +192,8 @@ def invoice_list_changed(customer_id: int) -> None:
 
 
 def cached_for_customer(customer_id: int, key: str, compute):
-    """compute() cached under the customer's invoice-list version (see above)."""
-    return _cached(customer_id, key, compute)
-
-
-def _cached(customer_id: int, key: str, compute):
-    """compute() under the customer's current version; the cache is an optimisation only."""
+    """compute() cached under the customer's invoice-list version (see above); the cache
+    is an optimisation only: when it is unavailable, compute() answers."""
     try:
         version = cache.get(_version_key(customer_id))
         if version is None:
@@ -223,17 +215,14 @@ def _cached(customer_id: int, key: str, compute):
 
 def invoice_count(
     customer: Customer,
-    qs: QuerySet[Invoice],
+    query: InvoiceQuery,
     *,
     today: datetime.date,
-    status: str = "",
-    q: str = "",
-    date_from: datetime.date | None = None,
-    date_to: datetime.date | None = None,
+    filtered: Callable[[], QuerySet[Invoice]],
 ) -> int:
-    """How many invoices `qs` (the filter described by the other arguments) holds."""
-    key = f"count:{today}:{status}:{date_from}:{date_to}:{q.encode().hex()}"
-    return _cached(customer.pk, key, qs.count)
+    """How many invoices match `query`; `filtered` builds the queryset only on a cache miss."""
+    key = f"count:{today}:{query.filter_key()}"
+    return cached_for_customer(customer.pk, key, lambda: filtered().count())
 
 
 @dataclass
@@ -256,7 +245,7 @@ def invoice_summary(
     Pending is what is still owed on Open and Uncollectible invoices; Overdue is the part
     of it on Open invoices past their due date.
     """
-    return _cached(
+    return cached_for_customer(
         customer.pk,
         f"summary:{today}:{date_from}:{date_to}",
         lambda: _invoice_summary(customer, today=today, date_from=date_from, date_to=date_to),
@@ -270,7 +259,11 @@ def _invoice_summary(
     date_from: datetime.date | None,
     date_to: datetime.date | None,
 ) -> list[CurrencyTotals]:
-    qs = invoice_filter(customer, today=today, date_from=date_from, date_to=date_to)
+    qs = invoices_of(customer)
+    if date_from:
+        qs = qs.filter(issue_date__gte=date_from)
+    if date_to:
+        qs = qs.filter(issue_date__lte=date_to)
     owed = ExpressionWrapper(F("total") - F("amount_paid"), output_field=DecimalField())
     zero = Value(ZERO, output_field=DecimalField())
     rows = (
@@ -280,9 +273,7 @@ def _invoice_summary(
         .annotate(
             paid=Coalesce(Sum("amount_paid", filter=Q(status=InvoiceStatus.PAID)), zero),
             pending=Coalesce(Sum(owed, filter=Q(status__in=PAYABLE_STATUSES)), zero),
-            overdue=Coalesce(
-                Sum(owed, filter=Q(status=InvoiceStatus.OPEN, due_date__lt=today)), zero
-            ),
+            overdue=Coalesce(Sum(owed, filter=overdue_q(today)), zero),
         )
         .order_by("currency")
     )
