@@ -281,7 +281,9 @@ PAYMENT_TRANSITIONS = {
         {PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.SUCCEEDED}
     ),
     PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.REFUNDED}),
-    PaymentStatus.CANCELLED: frozenset(),
+    # We gave up on the attempt (session expired, contract cancelled) but the provider
+    # took the money after all: it is recorded, then applied or refunded, never lost.
+    PaymentStatus.CANCELLED: frozenset({PaymentStatus.SUCCEEDED}),
     PaymentStatus.REFUNDED: frozenset(),
 }
 

@@ -9,6 +9,7 @@ of those services. Stripe webhooks and the sandbox's checkout page both end in
 """
 
 import datetime
+import hashlib
 import logging
 from decimal import Decimal
 
@@ -262,19 +263,17 @@ def _charge(
     kind: str,
     actor: Actor,
     idempotency_key: str | None = None,
-    resume: Payment | None = None,
 ) -> Payment:
-    """Create the attempt (or resume a pending one), charge the method, record what happened.
+    """Start (or resume) the attempt, charge the method, record what happened.
 
-    Resuming sends the attempt's own idempotency key again, so a charge that reached the
-    provider before a worker died is answered with the same PaymentIntent, never a second
-    one. For the same reason a resumable attempt stays pending when the provider is
-    unreachable: a timeout does not tell whether the charge went through. Raises
-    PaymentError.
+    The attempt comes from services.payment_start_saved_method_charge, which decides under
+    the invoice's lock. When the provider is unreachable the attempt stays pending, so the
+    next try is sent under the same idempotency key. Raises PaymentError, or DomainError
+    when the invoice is not payable or another charge is under way.
     """
     provider = get_provider()
     customer_ref = customer_provider_ref(provider=provider, customer=invoice.customer, actor=actor)
-    payment = resume or services.payment_create(
+    payment = services.payment_start_saved_method_charge(
         invoice_id=invoice.pk,
         provider=provider.name,
         kind=kind,
@@ -289,11 +288,7 @@ def _charge(
             method_id=method_id,
             off_session=off_session,
         )
-    except ProviderUnavailable as exc:
-        if kind != PaymentKind.AUTOMATIC:
-            services.payment_record_failure(
-                payment_id=payment.pk, actor=actor, code=exc.code, message=exc.message
-            )
+    except ProviderUnavailable:
         raise
     except PaymentError as exc:
         _remember_provider_ids(
@@ -315,9 +310,9 @@ def _charge(
 def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | None:
     """Charge the customer's default payment method off-session for amount_remaining.
 
-    Returns None when there is nothing to do (not payable, no default method, an
-    attempt already in flight). A decline or a 3-D Secure request returns the failed
-    (or requires_action) Payment and leaves the invoice Open with the reason; the
+    Returns None when there is nothing to do (not payable, no default method, another
+    charge under way). A decline or a 3-D Secure request returns the failed (or
+    requires_action) Payment and leaves the invoice Open with the reason; the
     payment_failed signal tells the customer. ProviderUnavailable is raised with the
     attempt left pending, so the caller (a Celery task) retries and resumes that same
     attempt under its idempotency key.
@@ -327,25 +322,11 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
         invoice_check_payable_online(invoice)
     except DomainError:
         return None
-    provider_name = settings.PAYMENT_PROVIDER
     method = PaymentMethod.objects.filter(
-        customer_id=invoice.customer_id, provider=provider_name, is_default=True
+        customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER, is_default=True
     ).first()
     if method is None:
         return None
-    if invoice.payments.filter(kind=PaymentKind.AUTOMATIC, status__in=_OPEN_STATES[1:]).exists():
-        return None
-    # An attempt left pending (worker killed mid-charge, provider unreachable) is resumed
-    # with its own idempotency key rather than replaced by a new attempt.
-    pending = (
-        invoice.payments.filter(
-            kind=PaymentKind.AUTOMATIC,
-            status=PaymentStatus.PENDING,
-            amount=invoice.amount_remaining,
-        )
-        .order_by("-attempt")
-        .first()
-    )
     try:
         return _charge(
             invoice=invoice,
@@ -353,12 +334,11 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
             off_session=True,
             kind=PaymentKind.AUTOMATIC,
             actor=actor,
-            resume=pending,
         )
     except (CardDeclined, AuthenticationRequired):
         return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()
     except DomainError:
-        return None  # paid in the meantime
+        return None  # paid in the meantime, or another charge is under way
 
 
 def invoice_pay_with_saved_method(
@@ -376,9 +356,16 @@ def invoice_pay_with_saved_method(
     Repeating a request with the same idempotency_key returns the invoice as it is.
     """
     invoice = _invoice(invoice_id)
-    key = f"invoice-{invoice.pk}-api-{idempotency_key}" if idempotency_key else None
-    if key and Payment.objects.filter(idempotency_key=key, invoice=invoice).exists():
-        return _invoice(invoice_id)
+    # Hashed: the client's key may be long, and it only has to name this request.
+    key = None
+    if idempotency_key:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+        key = f"invoice-{invoice.pk}-api-{digest}"
+        done = Payment.objects.filter(idempotency_key=key, invoice=invoice).exclude(
+            status=PaymentStatus.PENDING
+        )
+        if done.exists():
+            return invoice  # this request already ran; a pending one is resumed below
     invoice_check_payable_online(invoice)
     method = PaymentMethod.objects.filter(
         customer_id=invoice.customer_id,
@@ -651,13 +638,8 @@ def _find_customer(event: ProviderEvent) -> Customer | None:
 
 
 def _succeed(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
-    if payment.status == PaymentStatus.CANCELLED:
-        logger.error(
-            "STAFF: provider took money for cancelled payment %s (%s); refund it by hand",
-            payment.pk,
-            event.provider_payment_id,
-        )
-        return
+    # Also for an attempt we had cancelled: the service applies the money if the invoice
+    # still owes it, and otherwise flags it as a duplicate that is refunded automatically.
     services.payment_record_success(
         payment_id=payment.pk,
         actor=actor,

@@ -355,6 +355,51 @@ def payment_create(
     return payment
 
 
+# Charges of a saved payment method: only one may be under way per invoice at a time.
+SAVED_METHOD_KINDS = (PaymentKind.AUTOMATIC, PaymentKind.API)
+_UNDER_WAY = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
+
+
+def payment_start_saved_method_charge(
+    *, invoice_id: int, provider: str, kind: str, actor: Actor, idempotency_key: str | None = None
+) -> Payment:
+    """The attempt to send to the provider, decided under the invoice's row lock.
+
+    A pending attempt (its worker died, or the provider could not be reached and a timeout
+    does not say whether it charged) is handed back to be sent again under its own
+    idempotency key, so the provider answers with the same charge instead of a second
+    one. While another charge is processing or waits for the customer, a new one is
+    refused. Otherwise a new attempt is created.
+    """
+    with transaction.atomic():
+        invoice = _lock_invoice(invoice_id)
+        under_way = (
+            invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+            .order_by("-created_at")
+            .first()
+        )
+        if under_way is not None:
+            resumable = (
+                under_way.status == PaymentStatus.PENDING
+                and under_way.amount == invoice.amount_remaining
+                and idempotency_key in (None, under_way.idempotency_key)
+            )
+            if resumable:
+                return under_way
+            raise DomainError(
+                f"A payment for invoice {invoice} is already under way; "
+                "it is confirmed or released within minutes.",
+                code="payment_in_progress",
+            )
+        return payment_create(
+            invoice_id=invoice.pk,
+            provider=provider,
+            kind=kind,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
 def _lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
     invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
     invoice = _lock_invoice(invoice_id)

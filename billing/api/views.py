@@ -374,7 +374,7 @@ def _pay(
             payment_method_id=body["payment_method"],
             off_session=body["off_session"],
             actor=token.user,
-            idempotency_key=f"api-{token.pk}-{key}" if key else None,
+            idempotency_key=f"{token.pk}:{key}" if key else None,
         )
     except CardDeclined as exc:
         raise ApiError(402, str(exc), type="card_error", code="card_declined") from None
@@ -385,7 +385,7 @@ def _pay(
     except PaymentError as exc:
         raise ApiError(402, str(exc), type="card_error", code="payment_failed") from None
     except DomainError as exc:
-        status = 409 if exc.code == "invoice_not_payable" else 400
+        status = 409 if exc.code in ("invoice_not_payable", "payment_in_progress") else 400
         raise ApiError(status, exc.message, code=exc.code) from None
     invoice = _get_invoice(token, invoice_id, expand)
     return JsonResponse(invoice_object(invoice, expand=expand, delinquent=_delinquent(token)))

@@ -93,20 +93,81 @@ def test_charge_task_retries_itself_on_an_outage():
     assert tasks.charge_invoice.max_retries >= 3
 
 
-def test_api_pay_during_an_outage_records_a_failed_attempt(customer, default_card, monkeypatch):
+def test_api_pay_retried_after_an_outage_resumes_the_attempt_and_charges_once(
+    customer, default_card, charges_seen, monkeypatch
+):
     invoice = make_invoice(customer=customer)
-    monkeypatch.setattr(
-        SandboxProvider,
-        "charge_saved_method",
-        lambda self, **kw: (_ for _ in ()).throw(ProviderUnavailable()),
-    )
-    with pytest.raises(ProviderUnavailable):
-        payments.invoice_pay_with_saved_method(
+
+    def down(self, **kw):
+        raise ProviderUnavailable()
+
+    def pay():
+        return payments.invoice_pay_with_saved_method(
             invoice_id=invoice.pk,
             payment_method_id=default_card.provider_id,
             off_session=False,
             actor="t",
+            idempotency_key="order-7",
         )
-    payment = invoice.payments.get()
-    assert (payment.kind, payment.status) == (PaymentKind.API, PaymentStatus.FAILED)
-    assert "unavailable" in payment.failure_message.lower() or payment.failure_message
+
+    with monkeypatch.context() as m:
+        m.setattr(SandboxProvider, "charge_saved_method", down)
+        with pytest.raises(ProviderUnavailable):
+            pay()
+    attempt = invoice.payments.get()
+    assert (attempt.kind, attempt.status) == (PaymentKind.API, PaymentStatus.PENDING)
+
+    assert pay().status == InvoiceStatus.PAID
+    assert pay().status == InvoiceStatus.PAID
+    assert invoice.payments.get().pk == attempt.pk
+    assert charges_seen == [attempt.idempotency_key], "one charge, under the first key"
+
+
+def test_two_saved_method_charges_never_run_at_once(customer, default_card, monkeypatch):
+    """A charge still processing at the provider blocks a second one (API or automatic)."""
+    from billing import services
+    from contracts.errors import DomainError
+
+    invoice = make_invoice(customer=customer)
+    first = services.payment_start_saved_method_charge(
+        invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.AUTOMATIC, actor="t"
+    )
+    from billing.models import Payment
+
+    Payment.objects.filter(pk=first.pk).update(status=PaymentStatus.PROCESSING)
+    with pytest.raises(DomainError, match="already under way"):
+        services.payment_start_saved_method_charge(
+            invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.API, actor="t"
+        )
+    assert payments.invoice_charge_automatically(invoice_id=invoice.pk, actor="t") is None
+    assert invoice.payments.count() == 1
+
+
+@pytest.mark.parametrize("invoice_state", ["open", "void"])
+def test_money_taken_after_we_cancelled_the_attempt_is_never_lost(
+    customer, invoice_state, django_capture_on_commit_callbacks
+):
+    """Checkout expired on our side (grace cancelled the contract) but the payer finished it."""
+    from billing import services
+    from billing.providers import sandbox
+
+    invoice = make_invoice(customer=customer)
+    attempt = services.payment_create(
+        invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.CHECKOUT, actor="t"
+    )
+    payments.payment_cancel(payment_id=attempt.pk, actor="t", reason="checkout expired")
+    if invoice_state == "void":
+        services.invoice_void(invoice_id=invoice.pk, actor="t")
+    success = sandbox.success_event(attempt.pk, sandbox.card_for_last4("4242"))
+    with django_capture_on_commit_callbacks(execute=True):  # the automatic refund
+        payments.provider_event_apply(success, actor="webhook")
+        payments.provider_event_apply(success, actor="webhook")
+
+    invoice.refresh_from_db()
+    attempt.refresh_from_db()
+    if invoice_state == "open":
+        assert invoice.status == InvoiceStatus.PAID and attempt.status == PaymentStatus.SUCCEEDED
+    else:
+        assert invoice.status == InvoiceStatus.VOID and invoice.amount_paid == 0
+        assert attempt.is_duplicate and attempt.status == PaymentStatus.REFUNDED
+        assert attempt.amount_refunded == attempt.amount
