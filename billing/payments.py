@@ -492,6 +492,67 @@ def _method_forget(*, provider_id: str, provider: str, actor: Actor) -> None:
 # --- Refunds -----------------------------------------------------------------------
 
 
+# Refunds that send back money an invoice did not owe carry this in their idempotency key.
+EXCESS = "excess"
+
+
+def _returns_excess(refund: Refund) -> bool:
+    return f"-{EXCESS}-" in refund.idempotency_key
+
+
+def _refund_request_locked(
+    invoice: Invoice,
+    payment: Payment,
+    *,
+    amount: Decimal | None,
+    reason: str,
+    returns_excess: bool,
+    actor: Actor,
+) -> Refund:
+    """Write the pending Refund (caller holds the invoice and payment locks)."""
+    if returns_excess:
+        previous = Refund.objects.filter(
+            payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-{EXCESS}"
+        )
+        done = previous.exclude(status=RefundStatus.FAILED).first()
+        if done:
+            return done
+        key = f"payment-{payment.pk}-{EXCESS}-{previous.count() + 1}"
+    else:
+        key = f"payment-{payment.pk}-refund-{payment.refunds.count() + 1}"
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise DomainError(
+            f"Payment {payment.pk} is {payment.get_status_display().lower()}; "
+            "only a succeeded payment can be refunded.",
+            code="refund_state",
+        )
+    if not (payment.provider_payment_id or payment.provider_charge_id):
+        raise DomainError(
+            f"Payment {payment.pk} has no reference at the provider; refund it by hand.",
+            code="refund_no_reference",
+        )
+    pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
+    available = payment.amount - payment.amount_refunded - pending
+    amount = quantize(amount) if amount is not None else available
+    if amount <= 0 or amount > available:
+        raise DomainError(
+            f"Cannot refund {amount}: {available} of this payment can still be refunded.",
+            code="refund_amount",
+        )
+    refund = Refund.objects.create(
+        payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
+    )
+    audit_record(
+        actor=actor,
+        action="refund.requested",
+        target=refund,
+        customer=invoice.customer,
+        after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+        note=reason,
+    )
+    return refund
+
+
 def payment_refund(
     *,
     payment_id: int,
@@ -509,56 +570,45 @@ def payment_refund(
     """
     with transaction.atomic():
         invoice, payment = services._lock_payment(payment_id)
-        if returns_excess:
-            previous = Refund.objects.filter(
-                payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-excess"
-            )
-            done = previous.exclude(status=RefundStatus.FAILED).first()
-            if done:
-                return done
-            key = f"payment-{payment.pk}-excess-{previous.count() + 1}"
+        unsent = payment.refunds.filter(
+            status=RefundStatus.PENDING, provider_refund_id=None
+        ).first()
+        if unsent is not None:
+            # The provider could not be reached last time: send the same refund again under
+            # its own idempotency key, so it is made once whatever the timeout hid.
+            if amount is not None and quantize(amount) != unsent.amount:
+                raise DomainError(
+                    f"A refund of {unsent.amount} of this payment is still being sent; "
+                    "try again in a few minutes.",
+                    code="refund_in_progress",
+                )
+            refund, amount = unsent, unsent.amount
         else:
-            key = f"payment-{payment.pk}-refund-{payment.refunds.count() + 1}"
-        if payment.status != PaymentStatus.SUCCEEDED:
-            raise DomainError(
-                f"Payment {payment.pk} is {payment.get_status_display().lower()}; "
-                "only a succeeded payment can be refunded.",
-                code="refund_state",
+            refund = _refund_request_locked(
+                invoice,
+                payment,
+                amount=amount,
+                reason=reason,
+                returns_excess=returns_excess,
+                actor=actor,
             )
-        if not (payment.provider_payment_id or payment.provider_charge_id):
-            raise DomainError(
-                f"Payment {payment.pk} has no reference at the provider; refund it by hand.",
-                code="refund_no_reference",
-            )
-        pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
-        available = payment.amount - payment.amount_refunded - pending
-        amount = quantize(amount) if amount is not None else available
-        if amount <= 0 or amount > available:
-            raise DomainError(
-                f"Cannot refund {amount}: {available} of this payment can still be refunded.",
-                code="refund_amount",
-            )
-        refund = Refund.objects.create(
-            payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
-        )
-        audit_record(
-            actor=actor,
-            action="refund.requested",
-            target=refund,
-            customer=invoice.customer,
-            after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
-            note=reason,
-        )
+            if refund.provider_refund_id or refund.status != RefundStatus.PENDING:
+                return refund  # the excess is already on its way back (or back)
+            amount = refund.amount
+        key = refund.idempotency_key
     provider = get_provider(payment.provider)
     try:
         outcome = provider.refund_create(
             payment=payment,
             amount_minor=to_minor_units(amount),
             idempotency_key=key,
-            reason="duplicate" if returns_excess else reason,
+            reason="duplicate" if _returns_excess(refund) else reason,
         )
+    except ProviderUnavailable:
+        raise  # still pending: reconciliation (or the next click) sends it again
     except PaymentError as exc:
         with transaction.atomic():
+            services._lock_payment(payment_id)
             Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
             audit_record(
                 actor=actor,
@@ -660,7 +710,7 @@ def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> 
         refunds = StripeProvider().refunds_for_charge(charge_id=event.charge_id)
     for refund_id, amount in refunds:
         placeholder = Refund.objects.filter(provider_refund_id=refund_id).first()
-        returns_excess = bool(placeholder and "-excess" in placeholder.idempotency_key)
+        returns_excess = bool(placeholder and _returns_excess(placeholder))
         if placeholder and placeholder.status == RefundStatus.SUCCEEDED:
             continue
         services.payment_record_refund(
@@ -806,7 +856,41 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         _apply_outcome(payment, outcome, actor=actor)
         payment.refresh_from_db()
         changed += payment.status != before
-    return changed
+    return changed + _refunds_resend(actor=actor, cutoff=cutoff)
+
+
+def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
+    """Send again what must go back but did not reach the provider: refunds left pending by
+    an outage (same key, so made once), and duplicates whose automatic refund never started."""
+    work = [
+        (r.payment_id, r.amount, _returns_excess(r))
+        for r in Refund.objects.filter(
+            status=RefundStatus.PENDING, provider_refund_id=None, created_at__lte=cutoff
+        )
+    ]
+    owed_back = (
+        Payment.objects.filter(
+            is_duplicate=True, status=PaymentStatus.SUCCEEDED, succeeded_at__lte=cutoff
+        )
+        .exclude(refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED])
+        .exclude(provider="manual")
+    )
+    work += [(p.pk, p.amount - p.amount_refunded, True) for p in owed_back]
+    sent = 0
+    for payment_id, amount, returns_excess in work:
+        try:
+            payment_refund(
+                payment_id=payment_id,
+                amount=amount,
+                actor=actor,
+                reason="duplicate" if returns_excess else "",
+                returns_excess=returns_excess,
+            )
+        except (DomainError, PaymentError) as exc:
+            logger.warning("reconcile: refund of payment %s not sent: %s", payment_id, exc)
+            continue
+        sent += 1
+    return sent
 
 
 def payment_methods_sync_all(*, actor: Actor) -> int:

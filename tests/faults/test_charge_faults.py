@@ -171,3 +171,46 @@ def test_money_taken_after_we_cancelled_the_attempt_is_never_lost(
         assert invoice.status == InvoiceStatus.VOID and invoice.amount_paid == 0
         assert attempt.is_duplicate and attempt.status == PaymentStatus.REFUNDED
         assert attempt.amount_refunded == attempt.amount
+
+
+def test_a_refund_the_provider_did_not_confirm_is_sent_again_under_the_same_key(
+    customer, monkeypatch
+):
+    import datetime
+
+    import time_machine
+
+    from billing import services
+    from billing.models import RefundStatus
+
+    invoice = make_invoice(customer=customer)
+    attempt = services.payment_create(
+        invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.API, actor="t"
+    )
+    services.payment_record_success(payment_id=attempt.pk, actor="t", provider_payment_id="pi_x")
+    keys = []
+    real = SandboxProvider.refund_create
+
+    def timeout_once(self, *, idempotency_key, **kw):
+        keys.append(idempotency_key)
+        if len(keys) == 1:
+            raise ProviderUnavailable()
+        return real(self, idempotency_key=idempotency_key, **kw)
+
+    monkeypatch.setattr(SandboxProvider, "refund_create", timeout_once)
+    with pytest.raises(ProviderUnavailable):
+        payments.payment_refund(payment_id=attempt.pk, amount=attempt.amount, actor="staff")
+    refund = attempt.refunds.get()
+    assert refund.status == RefundStatus.PENDING, "a timeout does not say it failed"
+
+    with pytest.raises(Exception, match="still being sent"):
+        payments.payment_refund(payment_id=attempt.pk, amount=attempt.amount / 2, actor="staff")
+    later = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(minutes=10)
+    with time_machine.travel(later, tick=False):
+        assert payments.payments_reconcile(actor="reconcile") == 1
+        assert payments.payments_reconcile(actor="reconcile") == 0
+    refund.refresh_from_db()
+    invoice.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert keys == [refund.idempotency_key, refund.idempotency_key]
+    assert invoice.status == InvoiceStatus.REFUND
