@@ -1,8 +1,11 @@
 """Property-based run of the OpenAPI document against the app (bounded: few examples, no
 deadline). Finds 5xx, responses that break the schema, and requests that skip auth."""
 
+import zlib
+
 import pytest
 import schemathesis
+from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -26,14 +29,17 @@ def api_schema(db):
 
 
 @pytest.fixture
-def bearer(customer, make_token):
+def account(customer, make_token, settings):
+    # One token makes every request here: without this the run is mostly 429s.
+    settings.API_RATE_LIMIT_PER_MINUTE = 10**6
+    cache.clear()
     membership = MembershipFactory(customer=customer, role=Role.OWNER)
-    make_invoice(customer=customer)
+    invoice = make_invoice(customer=customer)
     PaymentMethod.objects.create(
         customer=customer, provider="sandbox", provider_id="pm_card_visa", brand="visa",
         last4="4242", exp_month=12, exp_year=2030, is_default=True,
     )  # fmt: skip
-    return {"Authorization": f"Bearer {make_token(membership)[1]}"}
+    return invoice, {"Authorization": f"Bearer {make_token(membership)[1]}"}
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -46,5 +52,19 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-def test_api_conforms_to_its_schema(case, bearer):
-    case.call_and_validate(headers=bearer)
+def test_api_conforms_to_its_schema(case, account):
+    invoice, headers = account
+    # Random ids would only ever meet 404: every other case asks for the real invoice
+    # (and pays it with the real card), so the success paths are exercised too.
+    if zlib.crc32(repr(case.body).encode() + repr(case.query).encode()) % 2 == 0:
+        if "id" in (case.path_parameters or {}):
+            case.path_parameters["id"] = f"in_{invoice.pk}"
+        if isinstance(case.body, dict) and "payment_method" in case.body:
+            case.body["payment_method"] = "pm_card_visa"
+    excluded = []
+    if case.operation.path.endswith("/pay"):
+        # A well-formed payment method id that is not saved for this customer is a 400 by
+        # the API's contract ("unknown payment_method"); the schema cannot express which
+        # ids exist, so schemathesis would call that a rejected valid request.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
+    case.call_and_validate(headers=headers, excluded_checks=excluded)
