@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -75,8 +75,14 @@ def _invoice_list_changed(invoice: Invoice) -> None:
 
 
 def _lock_invoice(invoice_id: int) -> Invoice:
+    # of=self: the joined customer row is read, not locked; locking it too made payments
+    # and the billing run wait on each other in opposite orders (a deadlock).
     try:
-        return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+        return (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=invoice_id)
+        )
     except Invoice.DoesNotExist:
         raise DomainError("That invoice does not exist.", code="not_found") from None
 
@@ -176,7 +182,9 @@ def contract_bill_due_periods(
     issued: list[Invoice] = []
     with transaction.atomic():
         contract = (
-            LeaseContract.objects.select_for_update().select_related("customer").get(pk=contract_id)
+            LeaseContract.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=contract_id)
         )
         while contract.status != ContractStatus.CANCELLED and contract.next_billing_date <= today:
             invoice = _draft_for_period(contract, contract.next_billing_date)
@@ -221,6 +229,11 @@ def billing_run(
         except DomainError as exc:
             logger.error("billing run: contract %s not billed: %s", contract_id, exc.message)
             result.errors[contract_id] = exc.message
+            continue
+        except DatabaseError as exc:
+            # A deadlock or lost lock rolls back this contract only; the next run bills it.
+            logger.exception("billing run: contract %s not billed", contract_id)
+            result.errors[contract_id] = f"database error: {exc}"
             continue
         result.invoice_ids.extend(inv.pk for inv in invoices)
     return result

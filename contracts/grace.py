@@ -97,7 +97,9 @@ def contract_enforce_grace(
             .order_by("pk")
         )
         contract = (
-            LeaseContract.objects.select_for_update().select_related("customer").get(pk=contract_id)
+            LeaseContract.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=contract_id)
         )
         if not overdue or contract.status == ContractStatus.CANCELLED:
             return False

@@ -184,14 +184,16 @@ def contract_cancel(
     now = now or timezone.now()
     with transaction.atomic():
         contract = (
-            LeaseContract.objects.select_for_update().select_related("customer").get(pk=contract_id)
+            LeaseContract.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=contract_id)
         )
         if contract.status == ContractStatus.CANCELLED:
             return contract
         contract.cancelled_at = now
         contract.cancellation_reason = reason
         _set_contract_status(contract, ContractStatus.CANCELLED, actor=actor)
-        for block in IPBlock.objects.select_for_update().filter(contracts=contract):
+        for block in IPBlock.objects.select_for_update(of=("self",)).filter(contracts=contract):
             if block.status == BlockStatus.LEASED:
                 _set_block_status(
                     block, BlockStatus.DEACTIVATED, actor=actor, customer=contract.customer
