@@ -36,6 +36,7 @@ from .models import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    overdue_q,
 )
 from .money import ZERO, quantize
 from .numbering import allocate_invoice_number
@@ -316,6 +317,8 @@ def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
                 code="has_payments",
             )
         _set_invoice_status(invoice, InvoiceStatus.VOID, actor=actor, note=reason)
+        # Nothing is owed on it any more: the contract may be back in good standing.
+        _restore_standing_if_settled(invoice, actor=actor, today=timezone.localdate())
     return invoice
 
 
@@ -326,6 +329,7 @@ def invoice_mark_uncollectible(*, invoice_id: int, actor: Actor, reason: str = "
         if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
             return invoice
         _set_invoice_status(invoice, InvoiceStatus.UNCOLLECTIBLE, actor=actor, note=reason)
+        _restore_standing_if_settled(invoice, actor=actor, today=timezone.localdate())
     return invoice
 
 
@@ -441,7 +445,7 @@ def _restore_standing_if_settled(invoice: Invoice, *, actor: Actor, today: datet
     if not invoice.contract_id:
         return
     still_overdue = Invoice.objects.filter(
-        contract_id=invoice.contract_id, status=InvoiceStatus.OPEN, due_date__lt=today
+        overdue_q(today), contract_id=invoice.contract_id
     ).exists()
     if not still_overdue:
         contract_restore(contract_id=invoice.contract_id, actor=actor)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from contracts.audit import Actor, audit_record
 from contracts.errors import DomainError
-from contracts.models import Membership
+from contracts.models import PAYING_ROLES, Membership
 
 from ..models import ApiScope, ApiToken
 
@@ -92,7 +92,12 @@ def token_authenticate(raw: str) -> tuple[ApiToken | None, str]:
         return None, "This API token has been revoked."
     if token.expires_at is not None and token.expires_at <= now:
         return None, "This API token has expired."
-    if not token.user.is_active or not token.customer.memberships.filter(user=token.user).exists():
+    # Tokens are for owners and billing members: one whose owner left, or became a viewer,
+    # stops working at once (the same rule token_create applies).
+    still_paying = token.customer.memberships.filter(
+        user=token.user, role__in=PAYING_ROLES
+    ).exists()
+    if not token.user.is_active or not still_paying:
         return None, "This API token's owner no longer has access."
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -257,3 +257,10 @@ def test_open_overdue_invoice_makes_the_customer_delinquent(api, customer, token
     ).json()
     assert body["customer"]["delinquent"] is True
     assert body["subscription"]["cancel_at"] is not None
+
+
+def test_a_token_stops_working_when_its_owner_becomes_a_viewer(api, membership, token):
+    assert api("get", "/api/invoices/", token).status_code == 200
+    membership.role = Role.VIEWER
+    membership.save()
+    assert api("get", "/api/invoices/", token).status_code == 401

@@ -183,3 +183,15 @@ def test_database_refuses_duplicate_numbers(customer):
     b = make_invoice(customer=customer)
     with pytest.raises(IntegrityError), transaction.atomic():
         Invoice.objects.filter(pk=b.pk).update(number=a.number)
+
+
+@pytest.mark.parametrize("service", ["invoice_void", "invoice_mark_uncollectible"])
+def test_settling_the_only_overdue_invoice_otherwise_restores_the_contract(customer, service):
+    from contracts.models import ContractStatus
+    from contracts.services import contract_mark_past_due
+
+    invoice = make_invoice(customer=customer, started_on=D(2026, 1, 1))
+    contract_mark_past_due(contract_id=invoice.contract_id, actor="t")
+    getattr(services, service)(invoice_id=invoice.pk, actor="t")
+    invoice.contract.refresh_from_db()
+    assert invoice.contract.status == ContractStatus.ACTIVE
