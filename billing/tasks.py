@@ -8,7 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from contracts.grace import cancellation_warnings_due, invoices_due_for_charge_retry
+from contracts.grace import (
+    cancellation_warnings_due,
+    invoices_due_for_charge_retry,
+    invoices_missing_an_automatic_charge,
+)
 from contracts.models import ContractStatus
 
 from . import notifications, payments
@@ -70,7 +74,10 @@ def charge_invoice(invoice_id: int) -> None:
 
 @shared_task(name="billing.retry_failed_charges")
 def retry_failed_charges() -> int:
+    """Retries on the failure schedule, and first charges that never ran or were left
+    half-way (the queue was down, a worker died): nothing is left uncharged."""
     due = invoices_due_for_charge_retry(today=timezone.localdate())
+    due += invoices_missing_an_automatic_charge(now=timezone.now())
     for invoice_id in due:
         enqueue(charge_invoice, invoice_id)
     return len(due)

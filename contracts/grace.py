@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentKind, PaymentStatus
@@ -272,3 +272,32 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
         if today >= first_day + datetime.timedelta(days=schedule[attempts - 1]):
             due.append(row["invoice_id"])
     return due
+
+
+# An automatic charge queued at finalisation normally runs within seconds; one that has
+# not started (or stopped half-way) after this long is started (or resumed) by the sweep.
+CHARGE_STARTED_WITHIN = datetime.timedelta(minutes=30)
+
+
+def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]:
+    """Open invoices of customers with a default card whose first automatic charge never
+    ran (the queue was down at finalisation) or was left pending (a worker died, or the
+    provider could not be reached), issued in the last CHARGE_RETRY_DAYS window."""
+    from billing.models import PaymentMethod
+
+    stale = now - CHARGE_STARTED_WITHIN
+    oldest = now - datetime.timedelta(days=settings.CHARGE_RETRY_DAYS[-1] + 7)
+    has_default_card = PaymentMethod.objects.filter(
+        customer_id=OuterRef("customer_id"), provider=settings.PAYMENT_PROVIDER, is_default=True
+    )
+    automatic = Payment.objects.filter(invoice_id=OuterRef("pk"), kind=PaymentKind.AUTOMATIC)
+    return list(
+        Invoice.objects.filter(
+            status=InvoiceStatus.OPEN, created_at__lte=stale, created_at__gte=oldest
+        )
+        .exclude(contract__status=ContractStatus.CANCELLED)
+        .filter(Exists(has_default_card))
+        .filter(~Exists(automatic.exclude(status=PaymentStatus.PENDING, updated_at__lte=stale)))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

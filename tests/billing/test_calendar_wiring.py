@@ -90,3 +90,33 @@ def test_finalisation_renders_the_pdf_off_the_request_path(
     assert default_storage.exists(storage_name(invoice))
     with default_storage.open(storage_name(invoice)) as stored:
         assert stored.read(4) == b"%PDF"
+
+
+def test_a_first_charge_that_could_not_be_queued_is_made_by_the_next_sweep(
+    customer, saved_card, django_capture_on_commit_callbacks, monkeypatch
+):
+    import datetime
+
+    import time_machine
+    from kombu.exceptions import OperationalError
+
+    from billing import tasks
+
+    saved_card("4242")
+    real_delay = tasks.charge_invoice.delay
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.charge_invoice, "delay", broker_down)
+    invoice = _issue(customer, django_capture_on_commit_callbacks)
+    assert invoice.status == InvoiceStatus.OPEN and not invoice.payments.exists()
+
+    monkeypatch.setattr(tasks.charge_invoice, "delay", real_delay)
+    assert tasks.retry_failed_charges() == 0, "not before the charge had time to run"
+    later = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(hours=1)
+    with time_machine.travel(later, tick=False):
+        assert tasks.retry_failed_charges() == 1
+        assert tasks.retry_failed_charges() == 0
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and invoice.payments.count() == 1
