@@ -57,14 +57,6 @@ def billing_contacts(customer: Customer) -> list[str]:
     return list(seen.values())
 
 
-def notification_sent(kind: str, target: models.Model) -> bool:
-    return AuditEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(target),
-        object_id=str(target.pk),
-        action=f"notification.{kind}",
-    ).exists()
-
-
 def not_notified(queryset: models.QuerySet, kind: str) -> models.QuerySet:
     """Filter `queryset` to the objects that have not had the `kind` notification yet."""
     sent = AuditEntry.objects.filter(

@@ -47,8 +47,6 @@ from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
 logger = logging.getLogger(__name__)
 
 AUTO_REFUND = "automatic refund"
-RECONCILE = "reconciliation"
-UNKNOWN_PAYMENT = UNKNOWN_PAYMENT_NOTE
 _OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
 
@@ -101,7 +99,7 @@ def customer_provider_ref(*, provider: PaymentProvider, customer: Customer, acto
 
 
 def _remember_provider_ids(
-    payment_id: int, *, provider_payment_id: str = "", charge_id: str = "", checkout_url=None
+    payment_id: int, *, provider_payment_id: str = "", charge_id: str = ""
 ) -> None:
     """Fill in provider ids we did not know yet; never overwrites one."""
     with transaction.atomic():
@@ -793,7 +791,7 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             event.payment_id,
             event.provider_payment_id or event.checkout_id or event.charge_id,
         )
-        return UNKNOWN_PAYMENT
+        return UNKNOWN_PAYMENT_NOTE
     _remember_provider_ids(
         payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
     )

@@ -10,7 +10,7 @@ from .models import InvoiceStatus
 
 @receiver(signals.invoice_finalized, dispatch_uid="calendar.invoice_finalized")
 def on_invoice_finalized(sender, invoice_id: int, **kwargs) -> None:
-    tasks.enqueue_on_commit(tasks.render_invoice_pdf, invoice_id)
+    # Its PDF is rendered by the status change to Open (below), like every later state.
     tasks.enqueue_on_commit(tasks.charge_invoice, invoice_id)
 
 

@@ -15,8 +15,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .models import WebhookEvent, WebhookEventStatus
-from .payments import UNKNOWN_PAYMENT, find_payment, provider_event_apply
+from .models import UNKNOWN_PAYMENT_NOTE, WebhookEvent, WebhookEventStatus
+from .payments import find_payment, provider_event_apply
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
 
@@ -71,7 +71,7 @@ def _retry_unmatched(domain_event) -> None:
     if payment is None:
         return
     refs = [r for r in (payment.provider_payment_id, payment.provider_charge_id) if r]
-    waiting = WebhookEvent.objects.filter(note=UNKNOWN_PAYMENT)
+    waiting = WebhookEvent.objects.filter(note=UNKNOWN_PAYMENT_NOTE)
     for ref in refs:
         for pk in waiting.filter(body__contains=f'"{ref}"').values_list("pk", flat=True):
             WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
