@@ -3,7 +3,7 @@
     .venv/bin/python bench/core_bench.py [--contracts 5000] [--big-contracts 100000]
         [--invoices-per-contract 10] [--events 10000] [--duplicates 1000]
 
-Drops and recreates the scratch database `portal_bench_core` (DATABASE_URL overrides
+Drops and recreates the scratch database `portal_bench_core` (BENCH_DATABASE_URL overrides
 it) on every run, bulk-loads it, and prints each figure next to a trivial `SELECT 1`
 round trip measured in the same run. Tasks the services queue (PDF rendering,
 charges, e-mails) are published to Redis database 9, not run: this measures the
@@ -22,9 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench_core")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+from bench.scratch import use_scratch  # noqa: E402
+
+use_scratch("portal_bench_core")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
 # The webhook endpoint verifies with the secret the Stripe test helpers sign with.

@@ -1,6 +1,6 @@
 """Benchmark: the invoice list against a trivial one-query view, through the same middleware.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_bench \
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_bench \
         .venv/bin/python bench/list_page.py [--total 1000000] [--mine 100000] [--rounds 15]
 
 Builds (once; --rebuild to start over) a PostgreSQL database with `--total` invoices,
@@ -17,8 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench")
+from bench.scratch import use_scratch  # noqa: E402
+
+use_scratch("portal_bench")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402

@@ -1,6 +1,6 @@
 """Invoice PDF benchmark (issue 4). Prints results; not part of the test run.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal .venv/bin/python bench/pdf_bench.py
+    .venv/bin/python bench/pdf_bench.py
 
 Creates a throw-away test database (test_<name>) and media directory, then measures:
 1. median render time (20 runs) of a 1-page and a ~20-page invoice;
@@ -20,7 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+from bench.scratch import use_scratch  # noqa: E402
+
+use_scratch("portal_bench_pdf")  # its throw-away test database is test_portal_bench_pdf
 
 RUNS = 20
 RENDER_RUNS_LONG = int(os.environ.get("PDF_BENCH_LONG_RUNS", RUNS))

@@ -1,0 +1,25 @@
+"""Where benchmarks may write: scratch databases and a scratch Redis database only.
+
+Benchmarks drop and rebuild their databases, so they never take DATABASE_URL or
+CELERY_BROKER_URL from the environment (that is where the real ones live). They read
+BENCH_DATABASE_URL / BENCH_BROKER_URL instead, and refuse a database whose name does not
+start with "portal_bench".
+"""
+
+import os
+import sys
+from urllib.parse import urlparse
+
+PREFIX = "portal_bench"
+
+
+def use_scratch(default_name: str) -> str:
+    """Point this process at the scratch database (and Redis db 9); returns the db name."""
+    url = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{default_name}")
+    name = urlparse(url).path.lstrip("/")
+    if not name.startswith(PREFIX):
+        sys.exit(f"refusing to benchmark in {name!r}: scratch databases start with {PREFIX!r}")
+    os.environ["DATABASE_URL"] = url
+    os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    return name
