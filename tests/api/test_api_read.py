@@ -95,7 +95,10 @@ def test_expand_customer_and_subscription(
         customer=customer, blocks=3, price="100", started_on=timezone.localdate()
     )
     url = f"/api/invoices/in_{invoice.pk}?expand[]=customer&expand[]=subscription.customer"
-    body = assert_invoice_schema(api("get", url, token).json())
+    # session-less: token, invoice (+contract), blocks, open invoices, delinquent, last use
+    with django_assert_max_num_queries(7):
+        response = api("get", url, token)
+    body = assert_invoice_schema(response.json())
     assert body["customer"]["name"] == customer.name and body["customer"]["delinquent"] is False
     assert body["customer"]["address"]["country"] == "DE"
     sub = body["subscription"]

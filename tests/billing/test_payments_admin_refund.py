@@ -57,6 +57,8 @@ def test_staff_partial_then_full_refund(client, staff, customer):
         url, {"action": "refund_full", "_selected_action": [payment.pk]}, follow=True
     )
     assert response.status_code == 200
+    assert "only a succeeded payment can be refunded" in response.content.decode()
+    assert payment.refunds.count() == 2
 
 
 def test_sync_stripe_applies_missed_outcomes(settings, customer, capsys):

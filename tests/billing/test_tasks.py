@@ -142,12 +142,6 @@ def test_grace_cancellation_expires_checkout_sessions(
     assert payments_module == [("expire", {"invoice_id": invoice.pk, "actor": tasks.CALENDAR})]
 
 
-def test_reconcile_calls_the_service(payments_module):
-    tasks.reconcile_payments()
-    tasks.reconcile_payments()
-    assert payments_module == [("reconcile", {"actor": tasks.CALENDAR})] * 2
-
-
 def test_broker_down_does_not_break_the_caller(monkeypatch, caplog):
     def refuse(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")

@@ -88,9 +88,24 @@ def test_provider_down_during_an_automatic_charge_keeps_the_attempt_for_later(
     assert charges_seen == [payment.idempotency_key]
 
 
-def test_charge_task_retries_itself_on_an_outage():
-    assert ProviderUnavailable in tasks.charge_invoice.autoretry_for
-    assert tasks.charge_invoice.max_retries >= 3
+def test_charge_task_schedules_a_retry_that_resumes_the_same_attempt(
+    customer, default_card, monkeypatch
+):
+    invoice = make_invoice(customer=customer)
+    keys = []
+
+    def down(self, *, payment, **kw):
+        keys.append(payment.idempotency_key)
+        raise ProviderUnavailable()
+
+    monkeypatch.setattr(SandboxProvider, "charge_saved_method", down)
+    from celery.exceptions import Retry
+
+    for _ in range(2):  # the outage schedules a retry; the retry arrives and resumes
+        with pytest.raises(Retry):
+            tasks.charge_invoice.apply(args=[invoice.pk])
+    assert len(keys) == 2 and len(set(keys)) == 1, "the retry resumes the one attempt"
+    assert invoice.payments.get().status == PaymentStatus.PENDING
 
 
 def test_api_pay_retried_after_an_outage_resumes_the_attempt_and_charges_once(

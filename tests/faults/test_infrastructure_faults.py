@@ -5,7 +5,7 @@ import datetime
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.test import Client
 
 from billing.api import views as api_views
@@ -90,16 +90,19 @@ def test_database_dropped_inside_a_payment_changes_nothing(customer, owner, monk
         invoice_id=invoice.pk, provider="sandbox", kind="api", actor="t"
     )
     real_audit = services.audit_record
+    dropped = []
 
     def audit_then_drop(**kw):
         entry = real_audit(**kw)
         if kw.get("action") == "invoice.paid":
             _kill_my_database_connection()
+            dropped.append(True)
         return entry
 
     monkeypatch.setattr(services, "audit_record", audit_then_drop)
-    with pytest.raises(Exception):
+    with pytest.raises((OperationalError, InterfaceError)):
         services.payment_record_success(payment_id=payment.pk, actor="t")
+    assert dropped, "the connection died after the invoice was marked paid, before commit"
     connection.close()
     monkeypatch.setattr(services, "audit_record", real_audit)
     invoice = Invoice.objects.get(pk=invoice.pk)
