@@ -1,10 +1,9 @@
 """POST /api/invoices/<id>/pay through the sandbox provider: every answer of the seed page."""
 
 import json
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from billing import services
 from billing.models import InvoiceStatus, Payment, PaymentMethod, PaymentStatus
@@ -12,6 +11,7 @@ from billing.providers import ProviderUnavailable
 from billing.providers.sandbox import SandboxProvider
 from contracts.models import Role
 from tests.factories import MembershipFactory, make_invoice
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -212,27 +212,21 @@ def test_two_concurrent_pays_charge_once(customer, payer):
 
     card = _card(customer, "4242")
     invoice = make_invoice(customer=customer)
-    barrier = threading.Barrier(2)
-    statuses = []
 
     def hit(key):
-        try:
-            barrier.wait()
-            response = Client().post(
+        return (
+            Client()
+            .post(
                 f"/api/invoices/in_{invoice.pk}/pay",
                 data=json.dumps({"payment_method": card.provider_id}),
                 content_type="application/json",
                 headers={"Authorization": f"Bearer {payer}", "Idempotency-Key": key},
             )
-            statuses.append(response.status_code)
-        finally:
-            connections.close_all()
+            .status_code
+        )
 
-    threads = [threading.Thread(target=hit, args=(k,)) for k in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses, errors = run_together(lambda: hit("a"), lambda: hit("b"))
+    assert errors == []
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid == invoice.total
     kept = Payment.objects.filter(

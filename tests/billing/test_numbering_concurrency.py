@@ -1,13 +1,12 @@
 """Two finalisations racing on PostgreSQL get consecutive numbers, no gap, no duplicate."""
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from billing import services
 from billing.models import Invoice
 from tests.factories import make_invoice
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,23 +14,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_concurrent_finalisations_get_gapless_numbers(customer):
     drafts = [make_invoice(customer=customer, finalize=False) for _ in range(6)]
-    barrier = threading.Barrier(len(drafts))
-    errors = []
-
-    def finalize(invoice_id):
-        try:
-            barrier.wait()
-            services.invoice_finalize(invoice_id=invoice_id, actor="t")
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=finalize, args=(d.pk,)) for d in drafts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = run_together(
+        *[lambda pk=d.pk: services.invoice_finalize(invoice_id=pk, actor="t") for d in drafts]
+    )
     assert errors == []
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     year = numbers[0].split("-")[1]

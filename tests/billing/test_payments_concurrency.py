@@ -9,6 +9,7 @@ from billing import payments, services
 from billing.models import InvoiceStatus, PaymentKind, PaymentMethod, PaymentStatus
 from billing.providers import sandbox
 from tests.factories import make_invoice
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,24 +21,7 @@ def _sandbox(settings):
 
 
 def _run_together(*jobs):
-    barrier = threading.Barrier(len(jobs))
-    errors = []
-
-    def run(job):
-        try:
-            barrier.wait()
-            job()
-        except Exception as exc:  # noqa: BLE001  (reported by the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return errors
+    return run_together(*jobs)[1]
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs row locks")

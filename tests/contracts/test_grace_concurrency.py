@@ -1,18 +1,18 @@
 """Races on PostgreSQL: two enforcement runs; enforcement against a payment."""
 
 import datetime
-import threading
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection, connections
+from django.db import connection
 
 from billing import services as billing
 from billing.models import Invoice, InvoiceStatus, PaymentKind
 from contracts import grace
 from contracts.models import AuditEntry, ContractStatus, LeaseContract
 from tests.factories import make_contract, make_invoice
+from tests.threads import run_together
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -23,23 +23,7 @@ DEADLINE = datetime.date(2026, 1, 22)
 
 
 def _run_in_threads(*targets):
-    barrier = threading.Barrier(len(targets))
-    results, errors = [None] * len(targets), []
-
-    def run(i, target):
-        try:
-            barrier.wait()
-            results[i] = target()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = run_together(*targets)
     assert errors == []
     return results
 
