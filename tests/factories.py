@@ -9,7 +9,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from billing import services as billing
-from billing.models import Invoice
+from billing.models import Invoice, PaymentMethod
 from contracts import services
 from contracts.models import Customer, IPBlock, LeaseContract, Membership, Role
 
@@ -87,3 +87,19 @@ def make_invoice(contract: LeaseContract | None = None, *, finalize: bool = True
         contract_id=contract.pk, today=contract.next_billing_date, actor="test", finalize=finalize
     )
     return invoice
+
+
+class PaymentMethodFactory(factory.django.DjangoModelFactory):
+    """A saved sandbox card; last4 picks its behaviour (4242 pays, 0002 declines, 3184 3DS)."""
+
+    class Meta:
+        model = PaymentMethod
+
+    customer = factory.SubFactory(CustomerFactory)
+    provider = "sandbox"
+    last4 = "4242"
+    provider_id = factory.LazyAttributeSequence(lambda o, n: f"pm_sandbox_{o.last4}_{n}")
+    brand = "visa"
+    exp_month = 12
+    exp_year = 2034
+    is_default = True

@@ -10,23 +10,15 @@ from billing.models import InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from billing.providers import ProviderUnavailable
 from billing.providers.sandbox import SandboxProvider
 from contracts.models import Role
-from tests.factories import MembershipFactory, make_invoice
+from tests.factories import MembershipFactory, PaymentMethodFactory, make_invoice
 from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db
 
 
-def _card(customer, last4: str, default: bool = False) -> PaymentMethod:
-    return PaymentMethod.objects.create(
-        customer=customer,
-        provider="sandbox",
-        provider_id=f"pm_sandbox_{last4}_{customer.pk}",
-        brand="visa",
-        last4=last4,
-        exp_month=12,
-        exp_year=2034,
-        is_default=default,
-    )
+def _card(customer, last4: str) -> PaymentMethod:
+    # Not the default card: the automatic charge at finalisation must not pay first.
+    return PaymentMethodFactory(customer=customer, last4=last4, is_default=False)
 
 
 @pytest.fixture
@@ -214,19 +206,16 @@ def test_two_concurrent_pays_charge_once(customer, payer):
     invoice = make_invoice(customer=customer)
 
     def hit(key):
-        return (
-            Client()
-            .post(
-                f"/api/invoices/in_{invoice.pk}/pay",
-                data=json.dumps({"payment_method": card.provider_id}),
-                content_type="application/json",
-                headers={"Authorization": f"Bearer {payer}", "Idempotency-Key": key},
-            )
-            .status_code
+        return Client().post(
+            f"/api/invoices/in_{invoice.pk}/pay",
+            data=json.dumps({"payment_method": card.provider_id}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {payer}", "Idempotency-Key": key},
         )
 
-    statuses, errors = run_together(lambda: hit("a"), lambda: hit("b"))
+    responses, errors = run_together(lambda: hit("a"), lambda: hit("b"))
     assert errors == []
+    statuses = [r.status_code for r in responses]
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid == invoice.total
     kept = Payment.objects.filter(

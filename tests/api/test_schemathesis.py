@@ -11,9 +11,8 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
-from billing.models import PaymentMethod
 from contracts.models import Role
-from tests.factories import MembershipFactory, make_invoice
+from tests.factories import MembershipFactory, PaymentMethodFactory, make_invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +34,7 @@ def account(customer, make_token, settings):
     cache.clear()
     membership = MembershipFactory(customer=customer, role=Role.OWNER)
     invoice = make_invoice(customer=customer)
-    PaymentMethod.objects.create(
-        customer=customer, provider="sandbox", provider_id="pm_card_visa", brand="visa",
-        last4="4242", exp_month=12, exp_year=2030, is_default=True,
-    )  # fmt: skip
+    PaymentMethodFactory(customer=customer, provider_id="pm_card_visa")
     return invoice, {"Authorization": f"Bearer {make_token(membership)[1]}"}
 
 

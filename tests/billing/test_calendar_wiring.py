@@ -5,7 +5,12 @@ from django.core import mail
 
 from billing.models import InvoiceStatus, PaymentKind, PaymentMethod, PaymentStatus
 from contracts.models import Role
-from tests.factories import MembershipFactory, make_contract, make_invoice
+from tests.factories import (
+    MembershipFactory,
+    PaymentMethodFactory,
+    make_contract,
+    make_invoice,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -15,16 +20,7 @@ def saved_card(customer):
     MembershipFactory(customer=customer, role=Role.BILLING, user__email="payer@example.com")
 
     def save(last4: str) -> PaymentMethod:
-        return PaymentMethod.objects.create(
-            customer=customer,
-            provider="sandbox",
-            provider_id=f"pm_sandbox_{last4}_test",
-            brand="visa",
-            last4=last4,
-            exp_month=12,
-            exp_year=2034,
-            is_default=True,
-        )
+        return PaymentMethodFactory(customer=customer, last4=last4)
 
     return save
 

@@ -2,18 +2,15 @@
 
 import pytest
 
-from billing.models import InvoiceStatus, PaymentKind, PaymentMethod
+from billing.models import InvoiceStatus, PaymentKind
 from contracts.models import Role
-from tests.factories import MembershipFactory, make_invoice
+from tests.factories import MembershipFactory, PaymentMethodFactory, make_invoice
 
 pytestmark = pytest.mark.django_db
 
 
 def _card(customer, last4):
-    return PaymentMethod.objects.create(
-        customer=customer, provider="sandbox", provider_id=f"pm_sandbox_{last4}_x", brand="visa",
-        last4=last4, exp_month=1, exp_year=2035, is_default=True,
-    )  # fmt: skip
+    return PaymentMethodFactory(customer=customer, last4=last4)
 
 
 def test_member_pays_with_a_saved_card(client, customer, owner):

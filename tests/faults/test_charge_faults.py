@@ -3,10 +3,10 @@
 import pytest
 
 from billing import payments, tasks
-from billing.models import InvoiceStatus, PaymentKind, PaymentMethod, PaymentStatus
+from billing.models import InvoiceStatus, PaymentKind, PaymentStatus
 from billing.providers import ProviderUnavailable
 from billing.providers.sandbox import SandboxProvider
-from tests.factories import make_invoice
+from tests.factories import PaymentMethodFactory, make_invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -17,10 +17,7 @@ class WorkerKilled(BaseException):
 
 @pytest.fixture
 def default_card(customer):
-    return PaymentMethod.objects.create(
-        customer=customer, provider="sandbox", provider_id="pm_sandbox_4242_k", brand="visa",
-        last4="4242", exp_month=12, exp_year=2034, is_default=True,
-    )  # fmt: skip
+    return PaymentMethodFactory(customer=customer, last4="4242")
 
 
 @pytest.fixture
