@@ -23,7 +23,14 @@ from django.db import transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from billing.models import Invoice, InvoiceStatus, Payment, PaymentKind, PaymentStatus
+from billing.models import (
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    overdue_q,
+)
 
 from .audit import Actor, audit_record
 from .models import CancellationReason, ContractStatus, LeaseContract
@@ -158,9 +165,7 @@ def grace_enforce(
 
 def past_due_candidates(*, today: datetime.date) -> QuerySet:
     return (
-        Invoice.objects.filter(
-            status=InvoiceStatus.OPEN, due_date__lt=today, contract__status=ContractStatus.ACTIVE
-        )
+        Invoice.objects.filter(overdue_q(today), contract__status=ContractStatus.ACTIVE)
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
@@ -179,9 +184,7 @@ def contract_mark_past_due_if_overdue(
         contract = LeaseContract.objects.select_for_update().get(pk=contract_id)
         if contract.status != ContractStatus.ACTIVE:
             return False
-        overdue = Invoice.objects.filter(
-            contract_id=contract_id, status=InvoiceStatus.OPEN, due_date__lt=today
-        ).exists()
+        overdue = Invoice.objects.filter(overdue_q(today), contract_id=contract_id).exists()
         if not overdue:
             return False
         contract_mark_past_due(contract_id=contract_id, actor=actor)
@@ -202,7 +205,7 @@ def contracts_mark_past_due(*, today: datetime.date | None = None) -> int:
 def overdue_invoices_to_remind(*, today: datetime.date) -> QuerySet:
     """Open invoices past their due date on a live contract (or none)."""
     return (
-        Invoice.objects.filter(status=InvoiceStatus.OPEN, due_date__lt=today)
+        Invoice.objects.filter(overdue_q(today))
         .exclude(contract__status=ContractStatus.CANCELLED)
         .select_related("customer", "contract")
         .order_by("pk")

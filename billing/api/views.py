@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from contracts.auth import FailureCounter, client_ip
 from contracts.errors import DomainError
 
-from ..models import ApiScope, ApiToken, Invoice, InvoiceStatus, PaymentMethod
+from ..models import ApiScope, ApiToken, Invoice, InvoiceStatus, PaymentMethod, overdue_q
 from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
@@ -183,7 +183,7 @@ def _invoices(token: ApiToken, expand: set[str]) -> QuerySet[Invoice]:
 
 def _delinquent(token: ApiToken) -> bool:
     return Invoice.objects.filter(
-        customer_id=token.customer_id, status=InvoiceStatus.OPEN, due_date__lt=timezone.localdate()
+        overdue_q(timezone.localdate()), customer_id=token.customer_id
     ).exists()
 
 

@@ -149,3 +149,32 @@ def test_broker_down_does_not_break_the_caller(monkeypatch, caplog):
     monkeypatch.setattr(tasks.charge_invoice, "delay", refuse)
     assert tasks.enqueue(tasks.charge_invoice, 1) is False
     assert "next beat tick" in caplog.text
+
+
+def test_every_notification_task_run_twice_sends_one_mail(customer):
+    from django.core import mail
+
+    from contracts.tasks import send_cancellation_notice
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(customer=customer, user__email="owner@example.com")
+    failed_invoice = make_invoice(make_contract(customer))
+    payment = billing.payment_create(
+        invoice_id=failed_invoice.pk, provider="sandbox", kind=PaymentKind.AUTOMATIC, actor="t"
+    )
+    billing.payment_record_failure(payment_id=payment.pk, actor="t", code="x", message="no")
+    paid = make_invoice(make_contract(customer))
+    billing.invoice_record_out_of_band_payment(invoice_id=paid.pk, actor="t")
+    gone = make_contract(customer)
+    contract_cancel(contract_id=gone.pk, reason=CancellationReason.NON_PAYMENT, actor="t")
+    mail.outbox.clear()
+
+    for run in (
+        lambda: tasks.notify_payment_failed(payment.pk),
+        lambda: tasks.notify_invoice_paid(paid.pk),
+        lambda: send_cancellation_notice(gone.pk),
+    ):
+        before = len(mail.outbox)
+        run()
+        run()
+        assert len(mail.outbox) == before + 1

@@ -342,3 +342,40 @@ def test_unknown_invoice_is_logged_for_staff_and_answered_200(client, caplog, ch
     _all_ok(deliver_twice_shuffled(client, [event("payment_intent.succeeded", intent)]))
     assert WebhookEvent.objects.get().note == "unknown payment"
     assert "STAFF" in caplog.text
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_delayed_payment_method_that_succeeds_later_pays_once(client, checkout_payment, seed):
+    """SEPA-like: the session completes unpaid, then async_payment_succeeded arrives."""
+    pending = _session(checkout_payment, payment_status="unpaid")
+    events = [
+        event("checkout.session.completed", pending),
+        event("checkout.session.async_payment_succeeded", _session(checkout_payment)),
+    ]
+    _all_ok(deliver_twice_shuffled(client, events, seed=seed))
+    checkout_payment.refresh_from_db()
+    assert checkout_payment.status == PaymentStatus.SUCCEEDED
+    assert checkout_payment.invoice.status == InvoiceStatus.PAID
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_delayed_payment_method_that_fails_keeps_the_invoice_open(client, checkout_payment, seed):
+    pending = _session(checkout_payment, payment_status="unpaid")
+    events = [
+        event("checkout.session.completed", pending),
+        event("checkout.session.async_payment_failed", pending),
+    ]
+    _all_ok(deliver_twice_shuffled(client, events, seed=seed))
+    checkout_payment.refresh_from_db()
+    assert checkout_payment.status == PaymentStatus.FAILED
+    assert checkout_payment.failure_code == "async_payment_failed"
+    assert checkout_payment.invoice.status == InvoiceStatus.OPEN
+
+
+def test_our_signature_header_is_what_stripe_python_accepts():
+    import stripe
+
+    from tests.fixtures.stripe.helpers import WEBHOOK_SECRET, sign
+
+    payload = '{"id": "evt_1", "object": "event"}'
+    assert stripe.WebhookSignature.verify_header(payload, sign(payload), WEBHOOK_SECRET, 300)

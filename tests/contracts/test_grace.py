@@ -175,3 +175,50 @@ def test_admin_shows_the_cancellation_date(invoice, staff, client):
     assert "Jan. 22, 2026" in listing.content.decode()
     detail = client.get(f"/admin/contracts/leasecontract/{invoice.contract_id}/change/")
     assert "2026-01-22" in detail.content.decode()
+
+
+class WorkerKilled(BaseException):
+    """What a SIGKILL looks like from inside: nothing after it runs (not an Exception)."""
+
+
+def test_a_worker_killed_mid_enforcement_cancels_and_mails_each_contract_once(
+    customer, django_capture_on_commit_callbacks, monkeypatch
+):
+    from billing.tasks import send_reminders
+
+    MembershipFactory(customer=customer, user__email="owner@example.com")
+    contracts = [make_invoice(make_contract(customer)).contract for _ in range(3)]
+    real = grace.contract_enforce_grace
+    calls = []
+
+    def die_on_the_second(**kw):
+        calls.append(kw["contract_id"])
+        if len(calls) == 2:
+            raise WorkerKilled
+        return real(**kw)
+
+    monkeypatch.setattr(grace, "contract_enforce_grace", die_on_the_second)
+    with pytest.raises(WorkerKilled):
+        _enforce(DEADLINE, django_capture_on_commit_callbacks)
+    monkeypatch.setattr(grace, "contract_enforce_grace", real)
+
+    # The message comes back (acks_late); the hourly sweep sends what the dead run did not.
+    assert _enforce(DEADLINE, django_capture_on_commit_callbacks) == 2
+    assert _enforce(DEADLINE, django_capture_on_commit_callbacks) == 0
+    with time_machine.travel(datetime.datetime.combine(DEADLINE, datetime.time(2)), tick=False):
+        send_reminders()
+        send_reminders()
+    for contract in contracts:
+        contract.refresh_from_db()
+        assert contract.status == ContractStatus.CANCELLED
+        assert (
+            AuditEntry.objects.filter(
+                action="contract.cancelled", object_id=str(contract.pk)
+            ).count()
+            == 1
+        )
+        notices = [
+            m for m in mail.outbox if contract.reference in m.subject and "cancelled" in m.subject
+        ]
+        assert len(notices) == 1, contract.reference
+        assert set(contract.blocks.values_list("status", flat=True)) == {BlockStatus.DEACTIVATED}
