@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from billing.models import InvoiceStatus
-from tests.billing.test_pages_support import every_status, invoice_on
+from tests.billing.pages_support import every_status, invoice_on
 from tests.factories import MembershipFactory, UserFactory
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
