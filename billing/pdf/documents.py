@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.template.loader import render_to_string
 from weasyprint import HTML
 from weasyprint.urls import default_url_fetcher
@@ -77,15 +77,19 @@ def _no_network_fetcher(url: str, *args, **kwargs) -> dict:
     raise ValueError(f"Invoice PDFs do not fetch external resources ({url}).")
 
 
-def _with_lines(invoice_id: int) -> Invoice:
-    return (
-        Invoice.objects.select_related("customer", "contract")
-        .prefetch_related(
-            Prefetch("lines", queryset=InvoiceLine.objects.select_related("block")),
-            "tax_lines",
-        )
-        .get(pk=invoice_id)
+def with_document_data(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """Everything a document shows, in three queries however many invoices `qs` holds."""
+    return qs.select_related("customer", "contract").prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related("block")),
+        "tax_lines",
     )
+
+
+def _with_lines(invoice: Invoice) -> Invoice:
+    """The invoice with its document data: as given if the caller prefetched it."""
+    if "lines" in getattr(invoice, "_prefetched_objects_cache", {}):
+        return invoice
+    return with_document_data(Invoice.objects.all()).get(pk=invoice.pk)
 
 
 def _bill_to(invoice: Invoice) -> dict:
@@ -196,12 +200,14 @@ def invoice_pdf_render(*, invoice_id: int) -> str:
     for a draft this returns "" and stores nothing. Meant for a Celery task after
     finalisation and after every status change.
     """
-    invoice = _with_lines(invoice_id)
+    invoice = Invoice.objects.only("id", "status", "state_version").get(pk=invoice_id)
     if invoice.status == InvoiceStatus.DRAFT:
         return ""
     name = storage_name(invoice)
     if _read_cached(name) is not None:
         return name
+    invoice = _with_lines(invoice)
+    name = storage_name(invoice)  # the version it has now, if it moved meanwhile
     content = render_invoice_pdf_bytes(invoice)
     if not _store(name, content):
         raise OSError(f"Could not store {name}.")
@@ -216,15 +222,15 @@ def invoice_pdf_document(invoice: Invoice) -> InvoiceDocument:
     """
     filename = document_filename(invoice)
     if invoice.status == InvoiceStatus.DRAFT:
-        content = render_invoice_pdf_bytes(_with_lines(invoice.pk))
+        content = render_invoice_pdf_bytes(_with_lines(invoice))
         return InvoiceDocument(content, filename, _content_etag(content), None)
     name = storage_name(invoice)
     etag = cached_etag(invoice)
     content = _read_cached(name)
     if content is not None:
         return InvoiceDocument(content, filename, etag, name)
-    fresh = _with_lines(invoice.pk)
-    if fresh.state_version != invoice.state_version:
+    fresh = _with_lines(invoice)
+    if fresh is not invoice and fresh.state_version != invoice.state_version:
         # The invoice moved on while we looked; serve (and cache) what it is now.
         return invoice_pdf_document(fresh)
     content = render_invoice_pdf_bytes(fresh)

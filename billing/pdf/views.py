@@ -12,8 +12,12 @@ from django.views.decorators.http import require_GET, require_POST
 from contracts.context import member_required
 
 from ..models import DRAFT_REF_PREFIX
-from ..selectors import invoice_for_customer_or_404, invoices_of
-from .documents import cached_etag, document_filename, invoice_pdf_document
+from ..selectors import invoice_for_customer_or_404, invoices_by_numbers
+from .documents import (
+    cached_etag,
+    invoice_pdf_document,
+    with_document_data,
+)
 from .zipstream import stream_invoice_zip
 
 logger = logging.getLogger(__name__)
@@ -60,7 +64,7 @@ def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
     response = HttpResponse(document.content, content_type="application/pdf")
     response["Content-Length"] = str(document.size)
     response["ETag"] = document.etag
-    response["Content-Disposition"] = f'attachment; filename="{document_filename(invoice)}"'
+    response["Content-Disposition"] = f'attachment; filename="{document.filename}"'
     # Private: the document belongs to one customer; no-cache: revalidate with the ETag.
     response["Cache-Control"] = "private, no-cache"
     response["X-Content-Type-Options"] = "nosniff"
@@ -111,7 +115,9 @@ def invoice_download_zip(request: HttpRequest) -> HttpResponse:
             status=400,
             refs=drafts,
         )
-    invoices = list(invoices_of(request.customer).filter(number__in=refs).order_by("number"))
+    invoices = list(
+        with_document_data(invoices_by_numbers(request.customer, refs)).order_by("number")
+    )
     unknown = sorted(set(refs) - {inv.number for inv in invoices})
     if unknown:
         return _refuse(

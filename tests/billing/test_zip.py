@@ -128,6 +128,18 @@ def test_query_count_of_the_zip_does_not_grow_with_cached_invoices(
     invoices = [make_invoice(customer=customer) for _ in range(6)]
     for invoice in invoices:
         documents.invoice_pdf_render(invoice_id=invoice.pk)
-    with django_assert_max_num_queries(5):
+    # session, user, membership, invoices, their lines and tax lines (+ savepoints)
+    with django_assert_max_num_queries(7):
         response = client_of.post(URL, {"numbers": [i.number for i in invoices]})
         assert len(_zip(response).namelist()) == 6
+
+
+def test_an_uncached_zip_costs_the_same_queries_for_2_or_6_invoices(
+    client_of, customer, django_assert_max_num_queries, settings, tmp_path
+):
+    batches = {n: [make_invoice(customer=customer).number for _ in range(n)] for n in (2, 6)}
+    for n, numbers in batches.items():
+        settings.MEDIA_ROOT = tmp_path / f"empty-{n}"  # nothing cached: every PDF renders
+        with django_assert_max_num_queries(7):
+            response = client_of.post(URL, {"numbers": numbers})
+            assert len(_zip(response).namelist()) == n
