@@ -1,6 +1,7 @@
 """Reads for the contract pages, scoped to one customer, in a fixed number of queries."""
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from billing.models import Invoice
@@ -12,21 +13,25 @@ def contracts_of(customer: Customer) -> QuerySet[LeaseContract]:
     return LeaseContract.objects.filter(customer=customer)
 
 
+def _live_count(model) -> Subquery:
+    """Live rows of `model` per contract, as its own subquery: counting through joins would
+    multiply blocks by assignments by delegations."""
+    return Subquery(
+        model.objects.filter(contract=OuterRef("pk"), status=ResourceStatus.ACTIVE)
+        .order_by()
+        .values("contract")
+        .annotate(n=Count("pk"))
+        .values("n"),
+        output_field=IntegerField(),
+    )
+
+
 def contract_list(customer: Customer) -> QuerySet[LeaseContract]:
     return (
         contracts_of(customer)
         .annotate(
-            block_count=Count("blocks", distinct=True),
-            live_assignments=Count(
-                "assignment_requests",
-                filter=Q(assignment_requests__status=ResourceStatus.ACTIVE),
-                distinct=True,
-            ),
-            live_rdns=Count(
-                "rdns_delegations",
-                filter=Q(rdns_delegations__status=ResourceStatus.ACTIVE),
-                distinct=True,
-            ),
+            live_assignments=Coalesce(_live_count(AssignmentRequest), 0),
+            live_rdns=Coalesce(_live_count(RdnsDelegation), 0),
         )
         .prefetch_related("blocks")
         .order_by("-started_on", "-id")
@@ -53,7 +58,7 @@ def contract_detail(customer: Customer, pk: int) -> LeaseContract:
             ),
             Prefetch(
                 "invoices",
-                queryset=Invoice.objects.filter(customer=customer).order_by("-period_start", "-id"),
+                queryset=Invoice.objects.order_by("-period_start", "-id"),
             ),
         )
         .filter(pk=pk)

@@ -186,3 +186,23 @@ def test_logout_is_a_post_form_in_the_header(client_owner):
     html = client_owner.get("/contracts/").content.decode()
     assert 'action="/accounts/logout/"' in html
     assert client_owner.post("/accounts/logout/").status_code == 302
+
+
+def test_list_counts_live_resources_without_multiplying_them(client_owner, customer):
+    from contracts import selectors
+    from contracts.models import AssignmentRequest, ResourceStatus
+
+    contract = make_contract(customer, blocks=3)
+    for block in contract.blocks.all():
+        for n in range(2):
+            services.assignment_create(
+                contract=contract, block=block, reference=f"R{block.pk}-{n}", netname="N", actor="t"
+            )
+        services.rdns_create(
+            contract=contract, block=block, zone=f"z{block.pk}", nameservers="ns", actor="t"
+        )
+    AssignmentRequest.objects.filter(pk=contract.assignment_requests.first().pk).update(
+        status=ResourceStatus.REMOVED
+    )
+    (row,) = selectors.contract_list(customer)
+    assert (row.live_assignments, row.live_rdns) == (5, 3)
