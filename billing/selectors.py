@@ -23,7 +23,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from contracts.models import Customer
+from contracts.models import Customer, contract_reference
 
 from .filters import OVERDUE, SORT_FIELDS, InvoiceQuery
 from .models import (
@@ -325,8 +325,13 @@ CSV_HEADER = [
 ]
 
 
-def invoice_export_rows(qs: QuerySet[Invoice], *, chunk_size: int = 2000) -> Iterator[list]:
-    """CSV rows for every invoice of `qs`, read in chunks through a server-side cursor."""
+def invoice_export_rows(
+    qs: QuerySet[Invoice], *, current_vat: str, chunk_size: int = 2000
+) -> Iterator[list]:
+    """CSV rows for every invoice of `qs`, read in chunks through a server-side cursor.
+
+    `current_vat` is the customer's VAT id today, shown for drafts only.
+    """
     columns = qs.values_list(
         "number",
         "issue_date",
@@ -341,25 +346,26 @@ def invoice_export_rows(qs: QuerySet[Invoice], *, chunk_size: int = 2000) -> Ite
         "status",
         "paid_at",
         "bill_to_tax_id",
-        "customer__tax_id",
     )
     for row in columns.iterator(chunk_size=chunk_size):
         (number, issued, due, start, end, contract_id, net, tax, total, cur, status, paid_at,
-         billed_vat, customer_vat) = row  # fmt: skip
+         billed_vat) = row  # fmt: skip
         yield [
             number or "",
             issued or "",
             due or "",
             start,
             end,
-            f"C-{contract_id:06d}" if contract_id else "",
+            contract_reference(contract_id) if contract_id else "",
             net,
             tax,
             total,
             cur,
             status,
             paid_at.date().isoformat() if paid_at else "",
-            _csv_safe(billed_vat or customer_vat),
+            # As billed: issued invoices keep the VAT id they were issued with; a draft has
+            # none yet and shows the customer's current one.
+            _csv_safe(billed_vat if number else current_vat),
         ]
 
 

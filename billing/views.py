@@ -166,7 +166,7 @@ def invoice_export_csv(request: HttpRequest) -> StreamingHttpResponse:
 
     def rows():
         yield writer.writerow(selectors.CSV_HEADER)
-        for row in selectors.invoice_export_rows(qs):
+        for row in selectors.invoice_export_rows(qs, current_vat=request.customer.tax_id):
             yield writer.writerow(row)
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -175,6 +175,11 @@ class CancellationReason(models.TextChoices):
     STAFF = "staff", "Cancelled by staff"
 
 
+def contract_reference(pk: int) -> str:
+    """How people name a contract: C-000123."""
+    return f"C-{pk:06d}"
+
+
 class LeaseContract(models.Model):
     """A monthly lease of one or more blocks ("subscription")."""
 
@@ -226,7 +231,7 @@ class LeaseContract(models.Model):
 
     @property
     def reference(self) -> str:
-        return f"C-{self.pk:06d}"
+        return contract_reference(self.pk)
 
 
 class ResourceStatus(models.TextChoices):

@@ -360,7 +360,11 @@ def read_csv(response) -> list[dict]:
 
 
 def test_csv_export_streams_every_row_of_the_filter(client_owner, customer, invoices):
-    customer.tax_id = "DE123456789"
+    # Billed with one VAT id; the customer has a new one since: the CSV shows it as billed.
+    invoices["open"].__class__.objects.filter(pk=invoices["open"].pk).update(
+        bill_to_tax_id="DE123456789"
+    )
+    customer.tax_id = "DE999999999"
     customer.save()
     response = client_owner.get("/invoices/export.csv", {"status": "open", "per_page": "10"})
     assert response["Content-Type"].startswith("text/csv")
@@ -413,3 +417,10 @@ def test_csv_export_is_scoped_and_tolerates_bad_input(client_owner, invoices, ot
 
 def test_csv_requires_login(client):
     assert client.get("/invoices/export.csv").status_code == 302
+
+
+def test_csv_shows_a_draft_with_the_customers_current_vat_id(client_owner, customer, invoices):
+    customer.tax_id = "DE999999999"
+    customer.save()
+    (row,) = read_csv(client_owner.get("/invoices/export.csv", {"status": "draft"}))
+    assert (row["number"], row["customer_vat_id"]) == ("", "DE999999999")
