@@ -41,8 +41,8 @@ def choose_customer(request: HttpRequest, customer_id: int) -> Membership | None
 def member_required(*, paying: bool = False) -> Callable:
     """Login required; sets request.membership and request.customer.
 
-    With paying=True, viewers get 403: only owners and billing members pay,
-    download final documents in bulk, manage payment methods and tokens.
+    With paying=True, viewers get 403: only owners and billing members pay, manage
+    payment methods and API tokens. Every member may read and download documents.
     """
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

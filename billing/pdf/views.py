@@ -88,7 +88,7 @@ def _requested_refs(request: HttpRequest) -> list[str]:
 
 
 @require_POST
-@member_required(paying=False)
+@member_required()
 def invoice_download_zip(request: HttpRequest) -> HttpResponse:
     """POST numbers=... (repeated, or comma/space separated) -> streamed ZIP of their PDFs.
 
