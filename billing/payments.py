@@ -103,7 +103,7 @@ def _remember_provider_ids(
 ) -> None:
     """Fill in provider ids we did not know yet; never overwrites one."""
     with transaction.atomic():
-        _invoice_locked, payment = services._lock_payment(payment_id)
+        _invoice_locked, payment = services.lock_payment(payment_id)
         changed = []
         if provider_payment_id and not payment.provider_payment_id:
             payment.provider_payment_id = provider_payment_id
@@ -118,10 +118,10 @@ def _remember_provider_ids(
 def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Payment:
     """An attempt that can no longer take money (expired session). Quiet when already final."""
     with transaction.atomic():
-        invoice, payment = services._lock_payment(payment_id)
+        invoice, payment = services.lock_payment(payment_id)
         if payment.status not in _OPEN_STATES:
             return payment
-        services._set_payment_status(
+        services.payment_set_status(
             payment, PaymentStatus.CANCELLED, actor=actor, customer=invoice.customer, note=reason
         )
     return payment
@@ -159,7 +159,7 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     provider = get_provider()
     failure: PaymentError | None = None
     with transaction.atomic():
-        invoice = services._lock_invoice(invoice_id)
+        invoice = services.lock_invoice(invoice_id)
         invoice = Invoice.objects.select_related("customer", "contract").get(pk=invoice.pk)
         invoice_check_payable_online(invoice)
         reusable = _reusable_checkout(invoice, provider)
@@ -567,7 +567,7 @@ def payment_refund(
     duplicate's excess is done once per payment.
     """
     with transaction.atomic():
-        invoice, payment = services._lock_payment(payment_id)
+        invoice, payment = services.lock_payment(payment_id)
         unsent = payment.refunds.filter(
             status=RefundStatus.PENDING, provider_refund_id=None
         ).first()
@@ -606,7 +606,7 @@ def payment_refund(
         raise  # still pending: reconciliation (or the next click) sends it again
     except PaymentError as exc:
         with transaction.atomic():
-            services._lock_payment(payment_id)
+            services.lock_payment(payment_id)
             Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
             audit_record(
                 actor=actor,
@@ -617,7 +617,7 @@ def payment_refund(
             )
         raise
     with transaction.atomic():
-        services._lock_payment(payment_id)
+        services.lock_payment(payment_id)
         if Refund.objects.filter(provider_refund_id=outcome.id).exclude(pk=refund.pk).exists():
             # The provider's confirmation got here first and recorded the refund itself.
             refund.delete()
@@ -724,7 +724,7 @@ def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> 
 def _dispute(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
     final = {"won", "lost", "warning_closed"}
     with transaction.atomic():
-        invoice, locked = services._lock_payment(payment.pk)
+        invoice, locked = services.lock_payment(payment.pk)
         if locked.dispute_status in final and event.dispute_status not in final:
             return
         if locked.dispute_status != event.dispute_status:

@@ -75,7 +75,11 @@ def _invoice_list_changed(invoice: Invoice) -> None:
     transaction.on_commit(lambda: selectors.invoice_list_changed(customer_id))
 
 
-def _lock_invoice(invoice_id: int) -> Invoice:
+def lock_invoice(invoice_id: int) -> Invoice:
+    """Lock the invoice row (inside the caller's transaction); every money service starts here.
+
+    Always the invoice before its payments, so two services never deadlock.
+    """
     # of=self: the joined customer row is read, not locked; locking it too made payments
     # and the billing run wait on each other in opposite orders (a deadlock).
     try:
@@ -301,14 +305,14 @@ def invoice_finalize(
 ) -> Invoice:
     """Draft -> Open: taxes, gapless number, issue and due dates. Refuses a non-draft."""
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = lock_invoice(invoice_id)
         return _finalize_locked(invoice, actor=actor, today=today or timezone.localdate())
 
 
 def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
     """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided."""
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = lock_invoice(invoice_id)
         if invoice.status == InvoiceStatus.VOID:
             return invoice
         if invoice.amount_paid > 0:
@@ -325,7 +329,7 @@ def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
 def invoice_mark_uncollectible(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
     """Open -> Uncollectible (written off by staff; a later payment still settles it)."""
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = lock_invoice(invoice_id)
         if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
             return invoice
         _set_invoice_status(invoice, InvoiceStatus.UNCOLLECTIBLE, actor=actor, note=reason)
@@ -346,7 +350,7 @@ def payment_create(
 ) -> Payment:
     """Record a new attempt to collect the invoice's amount_remaining."""
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = lock_invoice(invoice_id)
         if not invoice.is_payable:
             raise DomainError(
                 f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
@@ -389,7 +393,7 @@ def payment_start_saved_method_charge(
     refused. Otherwise a new attempt is created.
     """
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = lock_invoice(invoice_id)
         under_way = (
             invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
             .order_by("-created_at")
@@ -417,13 +421,16 @@ def payment_start_saved_method_charge(
         )
 
 
-def _lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
+def lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
+    """Lock the payment's invoice, then the payment (the one lock order)."""
     invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
-    invoice = _lock_invoice(invoice_id)
+    invoice = lock_invoice(invoice_id)
     return invoice, Payment.objects.select_for_update().get(pk=payment_id)
 
 
-def _set_payment_status(payment: Payment, target: str, *, actor: Actor, customer, note="") -> None:
+def payment_set_status(payment: Payment, target: str, *, actor: Actor, customer, note="") -> None:
+    """The one place a payment's status is written: transition table, save, audit entry.
+    The caller holds the locks (lock_payment)."""
     check_transition(
         PAYMENT_TRANSITIONS, label=f"Payment {payment.pk}", current=payment.status, target=target
     )
@@ -469,7 +476,7 @@ def payment_record_success(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        invoice, payment = _lock_payment(payment_id)
+        invoice, payment = lock_payment(payment_id)
         if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
             return payment
         payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
@@ -480,9 +487,7 @@ def payment_record_success(
         applied = min(payment.amount, invoice.amount_remaining) if invoice.is_payable else ZERO
         excess = payment.amount - applied
         payment.is_duplicate = applied == ZERO
-        _set_payment_status(
-            payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer
-        )
+        payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
             invoice.amount_paid += applied
             if invoice.amount_paid == invoice.total:
@@ -524,13 +529,13 @@ def payment_record_failure(
     """
     target = PaymentStatus.REQUIRES_ACTION if requires_action else PaymentStatus.FAILED
     with transaction.atomic():
-        invoice, payment = _lock_payment(payment_id)
+        invoice, payment = lock_payment(payment_id)
         if payment.status == target or target not in PAYMENT_TRANSITIONS[payment.status]:
             return payment
         payment.failure_code = code[:64]
         payment.failure_message = message[:300]
         payment.failed_at = now or timezone.now()
-        _set_payment_status(payment, target, actor=actor, customer=invoice.customer, note=message)
+        payment_set_status(payment, target, actor=actor, customer=invoice.customer, note=message)
         _emit_after_commit(signals.payment_failed, payment_id=payment.pk)
     return payment
 
@@ -554,7 +559,7 @@ def payment_record_refund(
     now = now or timezone.now()
     amount = quantize(amount)
     with transaction.atomic():
-        invoice, payment = _lock_payment(payment_id)
+        invoice, payment = lock_payment(payment_id)
         existing = Refund.objects.filter(provider_refund_id=provider_refund_id).first()
         if existing and existing.status == RefundStatus.SUCCEEDED:
             return existing
@@ -576,7 +581,7 @@ def payment_record_refund(
         refund.save()
         payment.amount_refunded += amount
         if payment.amount_refunded == payment.amount:
-            _set_payment_status(
+            payment_set_status(
                 payment, PaymentStatus.REFUNDED, actor=actor, customer=invoice.customer
             )
         else:

@@ -20,7 +20,7 @@ def test_locking_an_invoice_leaves_its_customer_and_contract_free(customer):
     def hold_invoice_lock():
         try:
             with transaction.atomic():
-                services._lock_invoice(invoice.pk)
+                services.lock_invoice(invoice.pk)
                 locked.set()
                 assert release.wait(10)
         finally:
