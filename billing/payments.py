@@ -160,7 +160,6 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     failure: PaymentError | None = None
     with transaction.atomic():
         invoice = services.lock_invoice(invoice_id)
-        invoice = Invoice.objects.select_related("customer", "contract").get(pk=invoice.pk)
         invoice_check_payable_online(invoice)
         reusable = _reusable_checkout(invoice, provider)
         if reusable:

@@ -80,12 +80,12 @@ def lock_invoice(invoice_id: int) -> Invoice:
 
     Always the invoice before its payments, so two services never deadlock.
     """
-    # of=self: the joined customer row is read, not locked; locking it too made payments
-    # and the billing run wait on each other in opposite orders (a deadlock).
+    # of=self: the joined customer and contract rows are read, not locked; locking them
+    # made payments and the billing run wait on each other in opposite orders (deadlock).
     try:
         return (
             Invoice.objects.select_for_update(of=("self",))
-            .select_related("customer")
+            .select_related("customer", "contract")
             .get(pk=invoice_id)
         )
     except Invoice.DoesNotExist:
