@@ -26,6 +26,7 @@ from . import services, signals
 from .models import (
     UNKNOWN_PAYMENT_NOTE,
     Invoice,
+    InvoiceStatus,
     Payment,
     PaymentKind,
     PaymentMethod,
@@ -315,8 +316,11 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
     attempt under its idempotency key.
     """
     invoice = _invoice(invoice_id)
+    # Only Open invoices are charged unasked: an Uncollectible one was written off by staff.
+    if invoice.status != InvoiceStatus.OPEN:
+        return None
     try:
-        invoice_check_payable_online(invoice)
+        invoice_check_payable_online(invoice)  # also: never for a cancelled contract
     except DomainError:
         return None
     method = PaymentMethod.objects.filter(

@@ -62,13 +62,7 @@ def run_billing() -> int:
     max_retries=5,
 )
 def charge_invoice(invoice_id: int) -> None:
-    """Charge the saved payment method once, unless the invoice is settled or its contract gone."""
-    invoice = Invoice.objects.select_related("contract").filter(pk=invoice_id).first()
-    if invoice is None or not invoice.is_payable or invoice.status != InvoiceStatus.OPEN:
-        return
-    if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
-        logger.info("not charging %s: %s is cancelled", invoice, invoice.contract.reference)
-        return
+    """Charge the default card once; the service decides whether there is anything to do."""
     payments.invoice_charge_automatically(invoice_id=invoice_id, actor=CALENDAR)
 
 

@@ -10,6 +10,7 @@ import json
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -100,7 +101,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except IntegrityError:
         stored, created = WebhookEvent.objects.get(event_id=event["id"]), False
     if not created:
-        WebhookEvent.objects.filter(pk=stored.pk).update(deliveries=stored.deliveries + 1)
+        WebhookEvent.objects.filter(pk=stored.pk).update(deliveries=F("deliveries") + 1)
     try:
         status = webhook_event_process(event_pk=stored.pk)
     except PaymentError as exc:

@@ -356,7 +356,9 @@ def _pay(
 
     invoice = _get_invoice(token, invoice_id, expand)
     if not PaymentMethod.objects.filter(
-        customer_id=token.customer_id, provider_id=body["payment_method"]
+        customer_id=token.customer_id,
+        provider=settings.PAYMENT_PROVIDER,
+        provider_id=body["payment_method"],
     ).exists():
         raise invalid(
             f"No such payment method: {body['payment_method']!r}.",

@@ -68,7 +68,7 @@ def test_invoice_list_flow(browser, live_server, account):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     _login(page, live_server)
-    assert page.get_by_role("heading", name="My Invoices").is_visible()
+    sync_api.expect(page.get_by_role("heading", name="My Invoices")).to_be_visible()
 
     page.get_by_label("Status").select_option("open")
     with page.expect_navigation():
@@ -128,8 +128,8 @@ def test_invoice_list_flow(browser, live_server, account):
     assert {r["status"] for r in rows} == {"open"}
 
     page.goto(f"{live_server.url}/invoices/{number}/")
-    assert page.get_by_text("will be cancelled on").is_visible()
-    assert page.get_by_role("button", name="Pay online").is_visible()
+    sync_api.expect(page.get_by_text("will be cancelled on")).to_be_visible()
+    sync_api.expect(page.get_by_role("button", name="Pay online")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "invoice-detail.png"), full_page=True)
     context.close()
 
@@ -141,10 +141,10 @@ def test_row_menu_works_without_javascript(browser, live_server, account):
     first = page.locator("tbody tr[data-invoice]").first
     first.locator("summary").click()
     view = first.get_by_role("menuitem", name="View")
-    assert view.is_visible()
+    sync_api.expect(view).to_be_visible()
     view.click()
     page.wait_for_url("**/invoices/*/")
-    assert page.get_by_role("heading", level=2, name="Summary").is_visible()
+    sync_api.expect(page.get_by_role("heading", level=2, name="Summary")).to_be_visible()
     context.close()
 
 
