@@ -18,21 +18,36 @@ from .models import Membership
 SESSION_KEY = "active_customer_id"
 
 
+def memberships_of(user) -> list[Membership]:
+    """The user's memberships with their customers, by customer name.
+
+    contracts.backends.MemberBackend loads them with the user; a user object from
+    elsewhere (another backend, a test) gets them from one query.
+    """
+    loaded = getattr(user, "loaded_memberships", None)
+    if loaded is None:
+        loaded = list(
+            Membership.objects.select_related("customer")
+            .filter(user=user)
+            .order_by("customer__name", "customer_id")
+        )
+    return loaded
+
+
 def active_membership(request: HttpRequest) -> Membership | None:
     """The membership the user acts through: the one chosen in the session, else their first."""
     if not request.user.is_authenticated:
         return None
-    memberships = Membership.objects.select_related("customer").filter(user=request.user)
+    memberships = memberships_of(request.user)
     chosen = request.session.get(SESSION_KEY)
-    if chosen:
-        found = memberships.filter(customer_id=chosen).first()
-        if found:
-            return found
-    return memberships.order_by("customer__name", "customer_id").first()
+    found = next((m for m in memberships if m.customer_id == chosen), None) if chosen else None
+    return found or (memberships[0] if memberships else None)
 
 
 def choose_customer(request: HttpRequest, customer_id: int) -> Membership | None:
-    membership = Membership.objects.filter(user=request.user, customer_id=customer_id).first()
+    membership = next(
+        (m for m in memberships_of(request.user) if m.customer_id == customer_id), None
+    )
     if membership:
         request.session[SESSION_KEY] = membership.customer_id
     return membership

@@ -9,8 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import selectors
-from .context import active_membership, choose_customer, member_required
-from .models import Membership
+from .context import active_membership, choose_customer, member_required, memberships_of
 
 
 @require_GET
@@ -54,11 +53,7 @@ def _safe_next(request: HttpRequest) -> str:
 @login_required
 @require_http_methods(["GET", "POST"])
 def customer_switch(request: HttpRequest) -> HttpResponse:
-    memberships = list(
-        Membership.objects.select_related("customer")
-        .filter(user=request.user)
-        .order_by("customer__name", "customer_id")
-    )
+    memberships = memberships_of(request.user)
     if not memberships:
         return redirect("contracts:no-customer")
     if request.method == "POST":

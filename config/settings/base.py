@@ -209,3 +209,9 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# Users come with their memberships in one query (every customer page needs both).
+AUTHENTICATION_BACKENDS = ["contracts.backends.MemberBackend"]
+# Sessions are read from the cache (Redis in production) and written through to the
+# database: a page view saves a database round trip, and neither a cache flush nor an
+# outage logs anybody out (config/sessions.py).
+SESSION_ENGINE = "config.sessions"

@@ -1,0 +1,31 @@
+"""The authentication backend: Django's ModelBackend, loading the memberships with the user.
+
+Every customer page needs the logged-in user *and* the membership it acts through
+(contracts.context). Fetched one after the other they are two round trips on every
+request; joined they are one. The memberships are few per user, so the whole list comes
+along and active_membership picks the chosen one from it.
+"""
+
+from django.contrib.auth.backends import ModelBackend
+
+from .models import Membership
+
+
+class MemberBackend(ModelBackend):
+    def get_user(self, user_id):
+        # Sorted here rather than in SQL: an ORDER BY over the join costs more to compile
+        # than sorting a user's few memberships.
+        memberships = sorted(
+            Membership.objects.select_related("user", "customer").filter(user_id=user_id),
+            key=lambda m: (m.customer.name, m.customer_id),
+        )
+        if not memberships:
+            user = super().get_user(user_id)  # staff without a customer
+            if user is not None:
+                user.loaded_memberships = []
+            return user
+        user = memberships[0].user
+        for membership in memberships:
+            membership.user = user  # one instance, as a single query would give
+        user.loaded_memberships = memberships
+        return user if self.user_can_authenticate(user) else None
