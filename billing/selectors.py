@@ -23,6 +23,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
+from config.release import code_fingerprint
 from contracts.models import Customer, contract_reference
 
 from .filters import OVERDUE, SORT_FIELDS, InvoiceQuery
@@ -179,14 +180,15 @@ def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
 LIST_CACHE_SECONDS = 300
 
 
-def _version_key(customer_id: int) -> str:
+def invoice_list_version_key(customer_id: int) -> str:
+    """The cache key of the customer's invoice-list version (a random string)."""
     return f"billing:invoice-list:{customer_id}:version"
 
 
 def invoice_list_changed(customer_id: int) -> None:
     """Forget the customer's cached counts and totals (call after commit)."""
     try:
-        cache.set(_version_key(customer_id), uuid.uuid4().hex, None)
+        cache.set(invoice_list_version_key(customer_id), uuid.uuid4().hex, None)
     except Exception:
         logger.exception("could not bump the invoice list version of customer %s", customer_id)
 
@@ -195,11 +197,11 @@ def cached_for_customer(customer_id: int, key: str, compute):
     """compute() cached under the customer's invoice-list version (see above); the cache
     is an optimisation only: when it is unavailable, compute() answers."""
     try:
-        version = cache.get(_version_key(customer_id))
+        version = cache.get(invoice_list_version_key(customer_id))
         if version is None:
-            cache.add(_version_key(customer_id), uuid.uuid4().hex, None)
-            version = cache.get(_version_key(customer_id))
-        full_key = f"billing:invoice-list:{customer_id}:{version}:{key}"
+            cache.add(invoice_list_version_key(customer_id), uuid.uuid4().hex, None)
+            version = cache.get(invoice_list_version_key(customer_id))
+        full_key = f"billing:invoice-list:{customer_id}:{version}:{code_fingerprint()}:{key}"
         value = cache.get(full_key)
     except Exception:
         logger.exception("invoice list cache unavailable")

@@ -5,6 +5,7 @@ PDFs and the ZIP live in billing.pdf.views, Pay online in billing.payment_views.
 
 import csv
 import functools
+import hashlib
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from contracts.context import member_required
 
-from . import selectors
+from . import page_cache, selectors
 from .filters import (
     DEFAULT_PAGE_SIZE,
     PAGE_SIZES,
@@ -53,14 +54,37 @@ def _sort_headers(query) -> list[dict]:
 
 @require_GET
 @member_required()
+@page_cache.per_browser
 def invoice_list(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     query = parse_invoice_query(request.GET)
-    # Built only on a cache miss: a cached count and cached rows run no search at all.
-    filtered = functools.cache(
-        lambda: selectors.invoice_filter(request.customer, query, today=today)
+    can_pay = request.membership.can_pay
+    # The page body is a function of the customer's invoices and of what the key names: the
+    # query with its notes, today (the Overdue badge) and the role (Pay online). It is cached
+    # under the customer's invoice-list version, which every invoice change replaces, and
+    # holds no CSRF token, so any member's browser may be served it.
+    notes = hashlib.blake2b("\n".join(query.notes).encode(), digest_size=8).hexdigest()
+    key = (
+        f"page:{today}:{query.filter_key()}:{query.sort}:{query.per_page}:{query.page}"
+        f":{notes}:{int(can_pay)}"
     )
-    count = selectors.invoice_count(request.customer, query, today=today, filtered=filtered)
+    body = selectors.cached_for_customer(
+        request.customer.pk,
+        key,
+        lambda: _invoice_list_body(request.customer, query, today=today, can_pay=can_pay),
+    )
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {"body_html": mark_safe(body)},  # noqa: S308 - our own template's output
+    )
+
+
+def _invoice_list_body(customer, query, *, today, can_pay: bool) -> str:
+    """The list page below the site header: notes, summary, filters, table, pagination."""
+    # Built only when a count is not cached: a cached count runs no search at all.
+    filtered = functools.cache(lambda: selectors.invoice_filter(customer, query, today=today))
+    count = selectors.invoice_count(customer, query, today=today, filtered=filtered)
     paginator = Paginator(range(count), query.per_page)
     number = query.page
     if number > paginator.num_pages:
@@ -68,47 +92,24 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             f"There is no page {number}; showing page {paginator.num_pages}, the last one."
         )
         number = paginator.num_pages
-    offset = (number - 1) * query.per_page
-    page = Page([], number, paginator)  # navigation only; the rows are rendered below
-    can_pay = request.membership.can_pay
-    # The rendered rows are cached under the customer's invoice-list version (bumped by
-    # every invoice change), keyed on everything they show: the page asked for, today (the
-    # Overdue badge) and the role (Pay online). They hold no CSRF token (the Pay online
-    # buttons submit the page's one pay form), so any member's browser may be served them.
-    rows_key = (
-        f"rows:{today}:{query.filter_key()}:{query.sort}:{query.per_page}:{number}:{int(can_pay)}"
-    )
-    rows_html = selectors.cached_for_customer(
-        request.customer.pk,
-        rows_key,
-        lambda: render_to_string(
-            "billing/_invoice_rows.html",
-            {
-                "invoices": selectors.invoice_page(
-                    selectors.invoice_list_rows(filtered()),
-                    sort_key=query.sort_key,
-                    descending=query.descending,
-                    offset=offset,
-                    limit=query.per_page,
-                    count=count,
-                ),
-                "today": today,
-                "can_pay": can_pay,
-            },
-        ),
-    )
-
     params = query.filter_params()
     keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
-    return render(
-        request,
-        "billing/invoice_list.html",
+    return render_to_string(
+        "billing/_invoice_list_body.html",
         {
             "query": query,
-            "page": page,
+            "page": Page([], number, paginator),  # navigation only; the rows come next
+            "invoices": selectors.invoice_page(
+                selectors.invoice_list_rows(filtered()),
+                sort_key=query.sort_key,
+                descending=query.descending,
+                offset=(number - 1) * query.per_page,
+                limit=query.per_page,
+                count=count,
+            ),
             "today": today,
             "summary": selectors.invoice_summary(
-                request.customer, today=today, date_from=query.date_from, date_to=query.date_to
+                customer, today=today, date_from=query.date_from, date_to=query.date_to
             ),
             "status_choices": STATUS_CHOICES,
             "page_sizes": PAGE_SIZES,
@@ -116,7 +117,6 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "page_query": urlencode(keep),
             "export_query": urlencode({**params, "sort": query.sort}),
             "can_pay": can_pay,
-            "rows_html": mark_safe(rows_html),  # noqa: S308 - our own template's output
         },
     )
 
