@@ -114,8 +114,8 @@ def _bench(db_name, settings, Client, media) -> None:
     customer = CustomerFactory(name="Müller GmbH", city="Zürich", country="CH")
     user = MembershipFactory(customer=customer).user
 
-    one = _with_lines(make_invoice(customer=customer, blocks=3).pk)
-    twenty = _with_lines(invoice_with_lines(customer, 760).pk)
+    one = _with_lines(make_invoice(customer=customer, blocks=3))
+    twenty = _with_lines(invoice_with_lines(customer, 760))
     pages_one = len(reader(render_invoice_pdf_bytes(one)).pages)
     pages_twenty = len(reader(render_invoice_pdf_bytes(twenty)).pages)
     render_one = _median_ms(lambda: render_invoice_pdf_bytes(one))
@@ -180,13 +180,19 @@ def _bench(db_name, settings, Client, media) -> None:
         f"ratio {t_cached / t_member:.2f}x (target <= 1.5x)"
     )
 
-    numbers = [make_invoice(customer=customer, blocks=2).number for _ in range(ZIP_COUNT)]
-    for label, prerender in (("uncached (rendered on demand)", False), ("cached", True)):
-        if prerender:
-            from billing.models import Invoice
+    from billing.models import Invoice
 
-            for pk in Invoice.objects.filter(number__in=numbers).values_list("pk", flat=True):
-                invoice_pdf_render(invoice_id=pk)
+    numbers = [make_invoice(customer=customer, blocks=2).number for _ in range(ZIP_COUNT)]
+    zipped = list(Invoice.objects.filter(number__in=numbers))
+    for label, prerender in (("uncached (rendered on demand)", False), ("cached", True)):
+        for invoice in zipped:
+            if prerender:
+                invoice_pdf_render(invoice_id=invoice.pk)
+            elif default_storage.exists(documents.storage_name(invoice)):
+                # Finalising rendered them already (the task runs eagerly here).
+                default_storage.delete(documents.storage_name(invoice))
+        cached_now = sum(default_storage.exists(documents.storage_name(i)) for i in zipped)
+        assert cached_now == (len(zipped) if prerender else 0), cached_now
         out = subprocess.run(
             [sys.executable, __file__, "--zip-child", db_name, user.username, *numbers],
             check=True,

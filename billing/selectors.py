@@ -46,20 +46,26 @@ def invoices_of(customer: Customer) -> QuerySet[Invoice]:
     return Invoice.objects.filter(customer=customer)
 
 
-def invoice_for_customer_or_404(customer: Customer, ref: str) -> Invoice:
+def invoice_for_customer_or_404(customer: Customer, ref: str, *, light: bool = False) -> Invoice:
     """The customer's invoice named by `ref` (number or draft-<id>).
 
-    Another customer's invoice answers exactly like one that does not exist.
+    Another customer's invoice answers exactly like one that does not exist. With
+    light=True only what names and versions the invoice is loaded (enough to serve its
+    cached PDF); otherwise its customer and contract come along.
     """
-    qs = invoices_of(customer).select_related("customer", "contract")
+    qs = invoices_of(customer).order_by()  # a ref names one invoice: nothing to sort
+    if light:
+        qs = qs.only("id", "number", "customer_id", "status", "state_version")
+    else:
+        qs = qs.select_related("customer", "contract")
     if ref.startswith(DRAFT_REF_PREFIX):
         pk = ref.removeprefix(DRAFT_REF_PREFIX)
-        invoice = qs.filter(pk=int(pk), number__isnull=True).first() if pk.isdigit() else None
+        found = qs.filter(pk=int(pk), number__isnull=True)[:1] if pk.isdigit() else []
     else:
-        invoice = qs.filter(number=ref).first()
-    if invoice is None:
-        raise Http404("No such invoice.")
-    return invoice
+        found = qs.filter(number=ref)[:1]
+    for invoice in found:
+        return invoice
+    raise Http404("No such invoice.")
 
 
 # --- The invoice list ---------------------------------------------------------------

@@ -45,7 +45,7 @@ def _not_modified(etag: str) -> HttpResponse:
 @member_required()
 def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
     """Any member may download their customer's invoice; drafts come marked DRAFT."""
-    invoice = invoice_for_customer_or_404(request.customer, number)
+    invoice = invoice_for_customer_or_404(request.customer, number, light=True)
     etag = cached_etag(invoice)
     if _etag_matches(request, etag):
         return _not_modified(etag)
