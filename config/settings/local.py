@@ -16,3 +16,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_CELERY_DIR / "control"),
         "store_processed": False,
     }
+
+# The web process and the Celery worker share one cache (invoice-list versions, cached
+# pages, sessions, rate limits): with an in-process cache a payment or cancellation made
+# by the worker would stay unseen on the list pages until their entries expired.
+if not env.str("REDIS_URL", default=""):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(BASE_DIR / "var" / "cache"),
+        }
+    }
