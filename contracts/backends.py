@@ -8,16 +8,16 @@ along and active_membership picks the chosen one from it.
 
 from django.contrib.auth.backends import ModelBackend
 
+from .context import by_customer_name
 from .models import Membership
 
 
 class MemberBackend(ModelBackend):
     def get_user(self, user_id):
-        # Sorted here rather than in SQL: an ORDER BY over the join costs more to compile
-        # than sorting a user's few memberships.
-        memberships = sorted(
-            Membership.objects.select_related("user", "customer").filter(user_id=user_id),
-            key=lambda m: (m.customer.name, m.customer_id),
+        # Sorted in Python, not SQL: an ORDER BY over the join costs more to compile than
+        # sorting a user's few memberships.
+        memberships = by_customer_name(
+            Membership.objects.select_related("user", "customer").filter(user_id=user_id)
         )
         if not memberships:
             user = super().get_user(user_id)  # staff without a customer

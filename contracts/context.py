@@ -18,6 +18,11 @@ from .models import Membership
 SESSION_KEY = "active_customer_id"
 
 
+def by_customer_name(memberships) -> list[Membership]:
+    """Memberships in the order people see their customers (and the first is the default)."""
+    return sorted(memberships, key=lambda m: (m.customer.name.casefold(), m.customer_id))
+
+
 def memberships_of(user) -> list[Membership]:
     """The user's memberships with their customers, by customer name.
 
@@ -26,11 +31,7 @@ def memberships_of(user) -> list[Membership]:
     """
     loaded = getattr(user, "loaded_memberships", None)
     if loaded is None:
-        loaded = list(
-            Membership.objects.select_related("customer")
-            .filter(user=user)
-            .order_by("customer__name", "customer_id")
-        )
+        loaded = by_customer_name(Membership.objects.select_related("customer").filter(user=user))
     return loaded
 
 

@@ -8,7 +8,7 @@ from django.test import Client, RequestFactory
 
 from config import sessions
 from contracts.backends import MemberBackend
-from contracts.context import SESSION_KEY, active_membership
+from contracts.context import SESSION_KEY, active_membership, memberships_of
 from contracts.models import Role
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
@@ -21,13 +21,15 @@ def test_the_user_and_their_memberships_are_one_query(django_assert_num_queries)
     alpha = MembershipFactory(
         user=user, customer=CustomerFactory(name="Alpha AG"), role=Role.VIEWER
     )
+    beta = MembershipFactory(user=user, customer=CustomerFactory(name="beta networks"))
     with django_assert_num_queries(1):
         loaded = MemberBackend().get_user(user.pk)
         names = [m.customer.name for m in loaded.loaded_memberships]
         assert all(m.user is loaded for m in loaded.loaded_memberships)
     assert loaded == user
-    assert names == ["Alpha AG", "Zeta Ltd"]
-    assert [m.pk for m in loaded.loaded_memberships] == [alpha.pk, zeta.pk]
+    assert names == ["Alpha AG", "beta networks", "Zeta Ltd"]  # as people read them
+    assert [m.pk for m in loaded.loaded_memberships] == [alpha.pk, beta.pk, zeta.pk]
+    assert memberships_of(user) == loaded.loaded_memberships  # the same order without it
 
 
 def test_the_chosen_customer_is_picked_from_the_loaded_memberships(django_assert_num_queries):
