@@ -1,6 +1,8 @@
+import datetime
 import importlib
 
 import pytest
+import time_machine
 
 from billing.api.tokens import token_create
 from billing.models import ApiScope
@@ -61,3 +63,10 @@ def make_token(db):
         )
 
     return make
+
+
+@pytest.fixture
+def on_pages_day():
+    """The customer-page tests' "now": 2026-06-05 12:00 UTC (pages_support.TODAY)."""
+    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
+        yield

@@ -4,22 +4,15 @@ import io
 import re
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from billing.models import InvoiceStatus
 from tests.billing.pages_support import TODAY, every_status, expected_order, fail, invoice_on
 from tests.factories import MembershipFactory, make_block
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
 
 LIST = "/invoices/"
-
-
-@pytest.fixture(autouse=True)
-def _today():
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
-        yield
 
 
 @pytest.fixture

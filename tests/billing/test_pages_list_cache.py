@@ -12,15 +12,9 @@ from contracts.models import Membership, Role
 from tests.billing.pages_support import invoice_on, pay
 from tests.factories import MembershipFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
 
 LIST = "/invoices/"
-
-
-@pytest.fixture(autouse=True)
-def _today():
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
-        yield
 
 
 @pytest.fixture

@@ -4,21 +4,14 @@ read from the other end and still show the same rows as a plain OFFSET would."""
 import datetime
 
 import pytest
-import time_machine
 
 from billing import selectors, services
 from billing.models import InvoiceStatus
 from tests.billing.pages_support import every_status, expected_order, invoice_on, pay
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
 
 LIST = "/invoices/"
-
-
-@pytest.fixture(autouse=True)
-def _today():
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
-        yield
 
 
 @pytest.fixture

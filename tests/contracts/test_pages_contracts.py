@@ -1,7 +1,4 @@
-import datetime
-
 import pytest
-import time_machine
 from django.core import mail
 
 from contracts import services
@@ -10,13 +7,7 @@ from contracts.models import CancellationReason, Membership, Role
 from tests.billing.pages_support import every_status
 from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _today():
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=False):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
 
 
 @pytest.fixture
