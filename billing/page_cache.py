@@ -3,8 +3,8 @@
 With its body cached (billing.views.invoice_list) the list page still spent more time
 rendering the layout around the body (site header, CSRF tokens, forms) than on anything
 else. Coming back to the list (paging back, returning from an invoice, reloading) is the
-commonest view in the portal, so the finished HTML is kept and served from one cache
-round trip, which also brings the customer's invoice-list version.
+commonest view in the portal, so the finished HTML is kept in the customer's list cache
+(billing.selectors) and served from one cache round trip.
 
 A stored page is right only while everything it shows is unchanged, so its key names
 all of it:
@@ -13,10 +13,10 @@ all of it:
   (Pay online, the Payment methods link);
 - the browser's CSRF secret (the page's forms carry tokens made from it; logging in
   rotates it), so a page is only ever served to the browser it was made for;
-- the deployed code (config.release);
-and the stored value carries the customer's invoice-list version, which every invoice
-change replaces: a page stored under an older version is not served. Pages with pending
-flash messages are neither served from nor stored in the cache: they show the messages.
+and, as every entry of the list cache, the deployed code (config.release) and the
+customer's invoice-list version, which every invoice change replaces: a page stored
+under an older version is not served. Pages with pending flash messages are neither
+served from nor stored in the cache: they show the messages.
 """
 
 import hashlib
@@ -25,13 +25,10 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.messages import get_messages
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from config.release import code_fingerprint
-
-from .selectors import LIST_CACHE_SECONDS, invoice_list_version_key
+from .selectors import list_cache_lookup, list_cache_store
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,6 @@ def _page_key(request: HttpRequest) -> str | None:
     user, customer, membership = request.user, request.customer, request.membership
     material = "\n".join(
         (
-            code_fingerprint(),
             request.get_full_path(),
             str(timezone.localdate()),
             str(user.pk),
@@ -54,8 +50,7 @@ def _page_key(request: HttpRequest) -> str | None:
             csrf_secret,
         )
     )
-    digest = hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
-    return f"billing:page:{customer.pk}:{digest}"
+    return "page:" + hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
 
 def per_browser(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -66,22 +61,18 @@ def per_browser(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         key = _page_key(request)
         if key is None:
             return view(request, *args, **kwargs)
-        version_key = invoice_list_version_key(request.customer.pk)
+        customer_id = request.customer.pk
         try:
-            found = cache.get_many([version_key, key])
+            content, version = list_cache_lookup(customer_id, key)
         except Exception:
             logger.exception("page cache unavailable")
             return view(request, *args, **kwargs)
-        version = found.get(version_key)
-        stored = found.get(key)
-        if version is not None and stored is not None and stored[0] == version:
-            return HttpResponse(stored[1])
+        if content is not None:
+            return HttpResponse(content)
         response = view(request, *args, **kwargs)
-        # Stored under the version read *before* rendering: if an invoice changed while
-        # the page was being made, the page is never served as if it were newer.
-        if version is not None and response.status_code == 200 and not response.streaming:
+        if response.status_code == 200 and not response.streaming:
             try:
-                cache.set(key, (version, response.content), LIST_CACHE_SECONDS)
+                list_cache_store(customer_id, key, version, response.content)
             except Exception:
                 logger.exception("page cache unavailable")
         return response

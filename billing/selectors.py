@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.core.cache import cache
 from django.db.models import (
@@ -175,13 +176,15 @@ def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
     )
 
 
-# --- Per-customer cache of counts and summary cards ------------------------------------
+# --- Per-customer cache of the invoice list --------------------------------------------
 #
 # Counting or summing a customer's 100,000 invoices costs tens of milliseconds on every
-# page view. Both are cached under a per-customer version that billing.services replaces
-# after every commit that creates an invoice or changes its status or amounts, so a
-# reader never gets a total older than the last committed change: a reader that computed
-# before the change stores under the old version, which nobody asks for again. The TTL
+# page view. Counts, summary cards and rendered list HTML are cached per customer, each
+# entry stored with the customer's invoice-list version it was computed under.
+# billing.services replaces the version after every commit that creates an invoice or
+# changes its status or amounts, so a reader never gets a total older than the last
+# committed change: an entry computed before the change carries the old version and is
+# not served. One round trip reads an entry together with the current version. The TTL
 # only bounds what a lost version bump (cache down at that moment) could leave behind.
 LIST_CACHE_SECONDS = 300
 
@@ -199,23 +202,46 @@ def invoice_list_changed(customer_id: int) -> None:
         logger.exception("could not bump the invoice list version of customer %s", customer_id)
 
 
-def cached_for_customer(customer_id: int, key: str, compute):
-    """compute() cached under the customer's invoice-list version (see above); the cache
-    is an optimisation only: when it is unavailable, compute() answers."""
+def _list_entry_key(customer_id: int, key: str) -> str:
+    # The code fingerprint: HTML rendered by another release is never served.
+    return f"billing:invoice-list:{customer_id}:{code_fingerprint()}:{key}"
+
+
+def list_cache_lookup(customer_id: int, key: str) -> tuple[Any, str]:
+    """(the entry if it is of the current version, else None; the current version).
+
+    Store a freshly computed value under the version returned here, read *before*
+    computing: if an invoice changes meanwhile, the value is never served as newer.
+    Cache errors propagate; callers fall back to computing.
+    """
+    version_key = invoice_list_version_key(customer_id)
+    found = cache.get_many([version_key, _list_entry_key(customer_id, key)])
+    version = found.get(version_key)
+    if version is None:
+        cache.add(version_key, uuid.uuid4().hex, None)
+        return None, cache.get(version_key)
+    stored = found.get(_list_entry_key(customer_id, key))
+    if stored is not None and stored[0] == version:
+        return stored[1], version
+    return None, version
+
+
+def list_cache_store(customer_id: int, key: str, version: str, value: Any) -> None:
+    cache.set(_list_entry_key(customer_id, key), (version, value), LIST_CACHE_SECONDS)
+
+
+def cached_for_customer(customer_id: int, key: str, compute: Callable[[], Any]) -> Any:
+    """compute() cached for the customer (see above); the cache is an optimisation only:
+    when it is unavailable, compute() answers."""
     try:
-        version = cache.get(invoice_list_version_key(customer_id))
-        if version is None:
-            cache.add(invoice_list_version_key(customer_id), uuid.uuid4().hex, None)
-            version = cache.get(invoice_list_version_key(customer_id))
-        full_key = f"billing:invoice-list:{customer_id}:{version}:{code_fingerprint()}:{key}"
-        value = cache.get(full_key)
+        value, version = list_cache_lookup(customer_id, key)
     except Exception:
         logger.exception("invoice list cache unavailable")
         return compute()
     if value is None:
         value = compute()
         try:
-            cache.set(full_key, value, LIST_CACHE_SECONDS)
+            list_cache_store(customer_id, key, version, value)
         except Exception:
             logger.exception("invoice list cache unavailable")
     return value

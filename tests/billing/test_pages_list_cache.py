@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from billing import page_cache
+from billing import selectors
 from contracts.models import Membership, Role
 from tests.billing.pages_support import invoice_on, pay
 from tests.factories import MembershipFactory
@@ -141,7 +141,7 @@ def test_a_failing_cache_serves_rendered_pages(browser, customer, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(page_cache.cache, "get_many", broken)
+    monkeypatch.setattr(selectors.cache, "get_many", broken)
     response = browser.get(LIST)
     assert response.status_code == 200
     assert not _served_from_cache(response)
@@ -162,3 +162,40 @@ def test_the_code_fingerprint_follows_templates(settings, tmp_path):
         assert release.code_fingerprint() != before
     finally:
         release.code_fingerprint.cache_clear()
+
+
+def test_each_cached_entry_is_one_round_trip_with_its_version(browser, customer, monkeypatch):
+    """The version comes with every entry, not from a read of its own per entry."""
+    invoice_on(customer, datetime.date(2026, 6, 1))
+    browser.get(LIST)  # page and body stored
+    calls = []
+    real_get, real_get_many = selectors.cache.get, selectors.cache.get_many
+
+    inside_get_many = []  # locmem's get_many calls get per key: not a round trip of its own
+
+    def get(key, *args, **kwargs):
+        if not inside_get_many:
+            calls.append(("get", key))
+        return real_get(key, *args, **kwargs)
+
+    def get_many(keys, *args, **kwargs):
+        calls.append(("get_many", tuple(keys)))
+        inside_get_many.append(True)
+        try:
+            return real_get_many(keys, *args, **kwargs)
+        finally:
+            inside_get_many.pop()
+
+    monkeypatch.setattr(selectors.cache, "get", get)
+    monkeypatch.setattr(selectors.cache, "get_many", get_many)
+    assert _served_from_cache(browser.get(LIST))
+    billing_calls = [c for c in calls if "billing:" in str(c[1])]
+    assert [kind for kind, _ in billing_calls] == ["get_many"]
+
+    calls.clear()
+    other = Client()
+    other.force_login(customer.memberships.get().user)
+    other.cookies["csrftoken"] = "b" * 32  # another browser: a new page around the cached body
+    assert not _served_from_cache(other.get(LIST))
+    billing_calls = [c for c in calls if "billing:" in str(c[1])]
+    assert [kind for kind, _ in billing_calls] == ["get_many", "get_many"]  # page, body
