@@ -20,13 +20,12 @@ from django.utils import timezone
 
 from contracts.audit import Actor, audit_record
 from contracts.errors import DomainError, InvalidTransition
-from contracts.models import ContractStatus, Customer
+from contracts.models import Customer
 
 from . import services, signals
 from .models import (
     UNKNOWN_PAYMENT_NOTE,
     Invoice,
-    InvoiceStatus,
     Payment,
     PaymentKind,
     PaymentMethod,
@@ -44,6 +43,7 @@ from .providers import (
     get_provider,
 )
 from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
+from .services import invoice_check_payable_online
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,6 @@ _OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.R
 
 
 # --- Checks and helpers ---------------------------------------------------------------
-
-
-def invoice_check_payable_online(invoice: Invoice) -> None:
-    """Raise DomainError (safe to show) unless the invoice may be paid online now."""
-    if invoice.contract_id and invoice.contract.status == ContractStatus.CANCELLED:
-        raise DomainError(
-            f"The contract of invoice {invoice} is cancelled; please contact us to pay it.",
-            code="invoice_not_payable",
-        )
-    if not invoice.is_payable:
-        raise DomainError(
-            f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
-            code="invoice_not_payable",
-        )
 
 
 def _invoice(invoice_id: int) -> Invoice:
@@ -316,11 +302,9 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
     attempt under its idempotency key.
     """
     invoice = _invoice(invoice_id)
-    # Only Open invoices are charged unasked: an Uncollectible one was written off by staff.
-    if invoice.status != InvoiceStatus.OPEN:
-        return None
     try:
-        invoice_check_payable_online(invoice)  # also: never for a cancelled contract
+        # Checked again under the lock when the attempt starts (services).
+        invoice_check_payable_online(invoice, open_only=True)
     except DomainError:
         return None
     method = PaymentMethod.objects.filter(

@@ -340,6 +340,24 @@ def invoice_mark_uncollectible(*, invoice_id: int, actor: Actor, reason: str = "
 # --- Payments -----------------------------------------------------------------------
 
 
+def invoice_check_payable_online(invoice: Invoice, *, open_only: bool = False) -> None:
+    """Raise DomainError (safe to show) unless the invoice may be paid online now.
+
+    open_only: an Uncollectible invoice (written off by staff) is payable when the
+    customer asks, but never charged unasked.
+    """
+    if invoice.contract_id and invoice.contract.status == ContractStatus.CANCELLED:
+        raise DomainError(
+            f"The contract of invoice {invoice} is cancelled; please contact us to pay it.",
+            code="invoice_not_payable",
+        )
+    if not invoice.is_payable or (open_only and invoice.status != InvoiceStatus.OPEN):
+        raise DomainError(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+            code="invoice_not_payable",
+        )
+
+
 def payment_create(
     *,
     invoice_id: int,
@@ -394,14 +412,22 @@ def payment_start_saved_method_charge(
     """
     with transaction.atomic():
         invoice = lock_invoice(invoice_id)
+        # Re-checked under the lock: staff may have written the invoice off, or the
+        # contract may have been cancelled, since the caller looked. Nothing is charged
+        # unasked unless the invoice is Open.
+        invoice_check_payable_online(invoice, open_only=kind == PaymentKind.AUTOMATIC)
         under_way = (
             invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
             .order_by("-created_at")
             .first()
         )
         if under_way is not None:
+            # Only the same kind of charge is resumed: another one (the customer's card
+            # instead of the automatic default, on or off session) would reuse the
+            # idempotency key with other parameters, which the provider refuses.
             resumable = (
                 under_way.status == PaymentStatus.PENDING
+                and under_way.kind == kind
                 and under_way.amount == invoice.amount_remaining
                 and idempotency_key in (None, under_way.idempotency_key)
             )

@@ -127,3 +127,43 @@ def test_payment_restores_a_past_due_contract(customer):
     _pay(invoice)
     invoice.contract.refresh_from_db()
     assert invoice.contract.status == ContractStatus.ACTIVE
+
+
+def _start(invoice, kind, **kw):
+    return services.payment_start_saved_method_charge(
+        invoice_id=invoice.pk, provider="sandbox", kind=kind, actor="t", **kw
+    )
+
+
+def test_a_charge_rechecks_the_invoice_and_contract_under_the_lock(customer):
+    """The callers look before they lock; what staff did meanwhile is seen under the lock."""
+    from contracts.models import CancellationReason
+    from contracts.services import contract_cancel
+
+    written_off = make_invoice(customer=customer)
+    services.invoice_mark_uncollectible(invoice_id=written_off.pk, actor="staff")
+    with pytest.raises(DomainError) as refused:
+        _start(written_off, PaymentKind.AUTOMATIC)
+    assert refused.value.code == "invoice_not_payable"
+    assert _start(written_off, PaymentKind.API).status == PaymentStatus.PENDING  # asked for
+
+    cancelled = make_invoice(customer=customer)
+    contract_cancel(
+        contract_id=cancelled.contract_id, reason=CancellationReason.NON_PAYMENT, actor="staff"
+    )
+    for kind in (PaymentKind.AUTOMATIC, PaymentKind.API):
+        with pytest.raises(DomainError) as refused:
+            _start(cancelled, kind)
+        assert refused.value.code == "invoice_not_payable"
+    assert not cancelled.payments.exists()
+
+
+def test_a_pending_attempt_is_resumed_only_by_the_same_kind_of_charge(customer):
+    invoice = make_invoice(customer=customer)
+    automatic = _start(invoice, PaymentKind.AUTOMATIC)
+    assert automatic.status == PaymentStatus.PENDING
+    assert _start(invoice, PaymentKind.AUTOMATIC) == automatic  # the retried task
+    with pytest.raises(DomainError) as refused:
+        _start(invoice, PaymentKind.API)  # the customer's card, not the default one
+    assert refused.value.code == "payment_in_progress"
+    assert invoice.payments.count() == 1
