@@ -152,6 +152,8 @@ def test_contract_transition_table(customer, start, target, allowed):
     if allowed:
         services._set_contract_status(contract, target, actor="t")
         assert contract.status == target
+        contract.refresh_from_db()
+        assert contract.status == target, "saved, not only set"
     else:
         with pytest.raises(InvalidTransition, match="cannot become"):
             services._set_contract_status(contract, target, actor="t")

@@ -63,6 +63,8 @@ def test_pay_page_is_escaped(client, hostile):
     client.force_login(hostile.owner.user)
     html = _page(client, f"/invoices/{hostile.invoice.number}/pay/")
     assert "<script>alert" not in html
+    # The pay page itself, not an error page (it shows no customer-written text today).
+    assert f"Pay invoice {hostile.invoice.number}" in html and "Continue to payment" in html
 
 
 @pytest.mark.parametrize("path", ["/invoices/{number}/"])
@@ -91,6 +93,7 @@ def test_csv_neutralises_spreadsheet_formulas(client, hostile):
     body = b"".join(response.streaming_content).decode()
     cells = [cell for row in csv.reader(io.StringIO(body)) for cell in row]
     assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells if cell)
+    assert '\'=HYPERLINK("x")' in cells, "the VAT id is there, neutralised"
 
 
 def test_pdf_text_is_escaped(client, hostile):
