@@ -252,11 +252,11 @@ def invoice_count(
     query: InvoiceQuery,
     *,
     today: datetime.date,
-    filtered: Callable[[], QuerySet[Invoice]],
+    filtered: QuerySet[Invoice],
 ) -> int:
-    """How many invoices match `query`; `filtered` builds the queryset only on a cache miss."""
+    """How many invoices match `query` (`filtered`: invoice_filter's queryset for it)."""
     key = f"count:{today}:{query.filter_key()}"
-    return cached_for_customer(customer.pk, key, lambda: filtered().count())
+    return cached_for_customer(customer.pk, key, filtered.count)
 
 
 @dataclass
