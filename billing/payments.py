@@ -592,16 +592,7 @@ def payment_refund(
     except ProviderUnavailable:
         raise  # still pending: reconciliation (or the next click) sends it again
     except PaymentError as exc:
-        with transaction.atomic():
-            services.lock_payment(payment_id)
-            Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
-            audit_record(
-                actor=actor,
-                action="refund.failed",
-                target=refund,
-                customer=invoice.customer,
-                note=exc.message,
-            )
+        services.refund_mark_failed(refund_id=refund.pk, actor=actor, note=exc.message)
         raise
     with transaction.atomic():
         services.lock_payment(payment_id)
@@ -620,7 +611,9 @@ def payment_refund(
             actor=actor,
         )
     elif outcome.status == "failed":
-        Refund.objects.filter(pk=refund.pk).update(status=RefundStatus.FAILED)
+        return services.refund_mark_failed(
+            refund_id=refund.pk, actor=actor, note="the provider refused the refund"
+        )
     return Refund.objects.get(pk=refund.pk)
 
 

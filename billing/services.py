@@ -566,6 +566,31 @@ def payment_record_failure(
     return payment
 
 
+def refund_mark_failed(*, refund_id: int, actor: Actor, note: str = "") -> Refund:
+    """The provider refused a refund we asked for: Pending -> Failed, once, audited.
+
+    A refund that succeeded meanwhile (its confirmation came first) stays as it is.
+    """
+    payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
+    with transaction.atomic():
+        invoice, _payment = lock_payment(payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != RefundStatus.PENDING:
+            return refund
+        refund.status = RefundStatus.FAILED
+        refund.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="refund.failed",
+            target=refund,
+            customer=invoice.customer,
+            before={"status": RefundStatus.PENDING},
+            after={"status": RefundStatus.FAILED},
+            note=note,
+        )
+    return refund
+
+
 def payment_record_refund(
     *,
     payment_id: int,

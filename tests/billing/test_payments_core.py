@@ -167,3 +167,31 @@ def test_a_pending_attempt_is_resumed_only_by_the_same_kind_of_charge(customer):
         _start(invoice, PaymentKind.API)  # the customer's card, not the default one
     assert refused.value.code == "payment_in_progress"
     assert invoice.payments.count() == 1
+
+
+@pytest.mark.parametrize("answer", ["refused", "failed"])
+def test_a_refund_the_provider_refuses_is_failed_once_and_audited(customer, monkeypatch, answer):
+    from billing import payments
+    from billing.models import RefundStatus
+    from billing.providers.base import PaymentError, RefundOutcome
+    from billing.providers.sandbox import SandboxProvider
+
+    invoice = make_invoice(customer=customer)
+    payment = _pay(invoice, provider_payment_id="pi_sandbox_refund_1")
+
+    def refund_create(self, *, payment, amount_minor, idempotency_key, reason):
+        if answer == "refused":
+            raise PaymentError("Charge already disputed.", code="charge_disputed")
+        return RefundOutcome(id="re_failed_1", status="failed", amount=Decimal(amount_minor) / 100)
+
+    monkeypatch.setattr(SandboxProvider, "refund_create", refund_create)
+    if answer == "refused":
+        with pytest.raises(PaymentError):
+            payments.payment_refund(payment_id=payment.pk, amount=None, actor="staff")
+    else:
+        payments.payment_refund(payment_id=payment.pk, amount=None, actor="staff")
+    (refund,) = payment.refunds.all()
+    assert refund.status == RefundStatus.FAILED
+    assert AuditEntry.objects.filter(action="refund.failed", object_id=str(refund.pk)).count() == 1
+    payment.refresh_from_db()
+    assert payment.amount_refunded == 0 and payment.status == PaymentStatus.SUCCEEDED
