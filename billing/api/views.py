@@ -181,10 +181,20 @@ def _invoices(token: ApiToken, expand: set[str]) -> QuerySet[Invoice]:
     return qs
 
 
-def _delinquent(token: ApiToken) -> bool:
+def _delinquent(token: ApiToken, expand: set[str]) -> bool:
+    """The expanded customer's `delinquent` flag; only an expanded customer shows it."""
+    if "customer" not in expand and "subscription.customer" not in expand:
+        return False
     return Invoice.objects.filter(
         overdue_q(timezone.localdate()), customer_id=token.customer_id
     ).exists()
+
+
+def _invoice_response(token: ApiToken, invoice_id: str, expand: set[str]) -> JsonResponse:
+    invoice = _get_invoice(token, invoice_id, expand)
+    return JsonResponse(
+        invoice_object(invoice, expand=expand, delinquent=_delinquent(token, expand))
+    )
 
 
 def _get_invoice(token: ApiToken, invoice_id: str, expand: set[str]) -> Invoice:
@@ -257,9 +267,7 @@ def invoice_list(request: HttpRequest) -> JsonResponse:
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    delinquent = (
-        _delinquent(token) if "customer" in expand or "subscription.customer" in expand else False
-    )
+    delinquent = _delinquent(token, expand)
     return JsonResponse(
         {
             "object": "list",
@@ -279,8 +287,7 @@ def invoice_detail(request: HttpRequest, invoice_id: str) -> JsonResponse:
             f"Received unknown parameter: {unknown[0]}.", param=unknown[0], code="parameter_unknown"
         )
     expand = _expand(request.GET.getlist("expand[]") + request.GET.getlist("expand"))
-    invoice = _get_invoice(token, invoice_id, expand)
-    return JsonResponse(invoice_object(invoice, expand=expand, delinquent=_delinquent(token)))
+    return _invoice_response(token, invoice_id, expand)
 
 
 def _pay_body(request: HttpRequest) -> dict:
@@ -389,8 +396,7 @@ def _pay(
     except DomainError as exc:
         status = 409 if exc.code in ("invoice_not_payable", "payment_in_progress") else 400
         raise ApiError(status, exc.message, code=exc.code) from None
-    invoice = _get_invoice(token, invoice_id, expand)
-    return JsonResponse(invoice_object(invoice, expand=expand, delinquent=_delinquent(token)))
+    return _invoice_response(token, invoice_id, expand)
 
 
 @api_view(methods=("GET",), scope=None)

@@ -267,3 +267,18 @@ def test_a_token_stops_working_when_its_owner_becomes_a_viewer(api, membership, 
     membership.role = Role.VIEWER
     membership.save()
     assert api("get", "/api/invoices/", token).status_code == 401
+
+
+def test_the_delinquent_flag_is_looked_up_only_for_an_expanded_customer(api, customer, token):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    invoice = make_invoice(customer=customer)
+
+    def delinquency_queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert api("get", path, token).status_code == 200
+        return sum('"billing_invoice"."due_date" <' in q["sql"] for q in ctx.captured_queries)
+
+    assert delinquency_queries(f"/api/invoices/in_{invoice.pk}") == 0
+    assert delinquency_queries(f"/api/invoices/in_{invoice.pk}?expand[]=customer") == 1
