@@ -146,7 +146,7 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     provider = get_provider()
     failure: PaymentError | None = None
     with transaction.atomic():
-        invoice = services.lock_invoice(invoice_id)
+        invoice = services.lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
         reusable = _reusable_checkout(invoice, provider)
         if reusable:
