@@ -437,6 +437,11 @@ class ApiToken(models.Model):
         return scope in self.scopes
 
 
+# How long an Idempotency-Key names one request (Stripe's 24 hours); reused later, it is a
+# new request. The API's replay (billing.api.idempotency) and the charge it made both use it.
+IDEMPOTENCY_KEY_TTL = datetime.timedelta(hours=24)
+
+
 class IdempotencyRecord(models.Model):
     """The first response to a POST with an Idempotency-Key, replayed for 24 hours."""
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -24,6 +25,7 @@ from contracts.models import Customer
 
 from . import services, signals
 from .models import (
+    IDEMPOTENCY_KEY_TTL,
     UNKNOWN_PAYMENT_NOTE,
     Invoice,
     Payment,
@@ -146,7 +148,7 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     provider = get_provider()
     failure: PaymentError | None = None
     with transaction.atomic():
-        invoice = services.lock_invoice(invoice_id)
+        invoice = services.lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
         reusable = _reusable_checkout(invoice, provider)
         if reusable:
@@ -338,19 +340,20 @@ def invoice_pay_with_saved_method(
 
     Raises DomainError (not payable, unknown method), CardDeclined,
     AuthenticationRequired or ProviderUnavailable, each with a message safe to show.
-    Repeating a request with the same idempotency_key returns the invoice as it is.
+    Repeating a request with the same idempotency_key within IDEMPOTENCY_KEY_TTL of its
+    attempt gives the same answer (the invoice, or the same decline) without charging
+    again; a pending attempt is resumed. After that the key names a new request, as at
+    Stripe, and the card is charged again under a new attempt.
     """
     invoice = _invoice(invoice_id)
-    # Hashed: the client's key may be long, and it only has to name this request.
-    key = None
+    base = key = None
     if idempotency_key:
+        # Hashed: the client's key may be long, and it only has to name this request.
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-        key = f"invoice-{invoice.pk}-api-{digest}"
-        done = Payment.objects.filter(idempotency_key=key, invoice=invoice).exclude(
-            status=PaymentStatus.PENDING
-        )
-        if done.exists():
-            return invoice  # this request already ran; a pending one is resumed below
+        base = f"invoice-{invoice.pk}-api-{digest}"
+        key, previous = _api_attempt_key(invoice, base)
+        if previous is not None:
+            return _api_answer(previous)
     invoice_check_payable_online(invoice)
     method = PaymentMethod.objects.filter(
         customer_id=invoice.customer_id,
@@ -369,12 +372,45 @@ def invoice_pay_with_saved_method(
             idempotency_key=key,
         )
     except IntegrityError:
-        return _invoice(invoice_id)  # the same key raced in: the first request owns it
+        # The same key raced in: the first request owns it, and this one answers as it did.
+        previous = _api_attempt_key(invoice, base)[1] if base else None
+        if previous is None:
+            raise DomainError(
+                f"A payment for invoice {invoice} is already under way; "
+                "it is confirmed or released within minutes.",
+                code="payment_in_progress",
+            ) from None
+        return _api_answer(previous)
+    return _api_answer(payment)
+
+
+def _api_attempt_key(invoice: Invoice, base: str) -> tuple[str, Payment | None]:
+    """The attempt key for an API request keyed `base`, or the attempt that already answered it.
+
+    A pending attempt is resumed under its own key. A finished one answers again while the
+    key is alive (IDEMPOTENCY_KEY_TTL from the attempt); after that the request is new and
+    gets the next key (`base-r2`, `-r3`, ...), which the provider sees as a new charge.
+    """
+    family = Payment.objects.filter(invoice=invoice, kind=PaymentKind.API).filter(
+        Q(idempotency_key=base) | Q(idempotency_key__startswith=f"{base}-r")
+    )
+    latest = family.order_by("-created_at", "-pk").first()
+    if latest is None:
+        return base, None
+    if latest.status == PaymentStatus.PENDING:
+        return latest.idempotency_key, None
+    if latest.created_at >= timezone.now() - IDEMPOTENCY_KEY_TTL:
+        return latest.idempotency_key, latest
+    return f"{base}-r{family.count() + 1}", None
+
+
+def _api_answer(payment: Payment) -> Invoice:
+    """What an API charge answers once its attempt has run: the same for every repeat."""
     if payment.status == PaymentStatus.REQUIRES_ACTION:
         raise AuthenticationRequired()
     if payment.status == PaymentStatus.FAILED:
         raise CardDeclined(payment.failure_message, code=payment.failure_code or None)
-    return _invoice(invoice_id)
+    return _invoice(payment.invoice_id)
 
 
 # --- Saved payment methods -------------------------------------------------------------

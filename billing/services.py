@@ -92,6 +92,21 @@ def lock_invoice(invoice_id: int) -> Invoice:
         raise DomainError("That invoice does not exist.", code="not_found") from None
 
 
+def lock_invoice_to_pay(invoice_id: int) -> Invoice:
+    """lock_invoice for a caller that decides on the contract's status (may it be paid?).
+
+    lock_invoice reads the joined contract as of its statement's start, before it waited
+    for the lock: behind grace enforcement (which cancels the contract while holding the
+    invoice lock and never writes the invoice) it would still see the contract live. Read
+    again once the lock is ours, the contract shows what enforcement committed. A plain
+    read, not a lock: the contract row stays free, so this adds no lock order to keep.
+    """
+    invoice = lock_invoice(invoice_id)
+    if invoice.contract_id:
+        invoice.contract = LeaseContract.objects.get(pk=invoice.contract_id)
+    return invoice
+
+
 def _set_invoice_status(
     invoice: Invoice,
     target: str,
@@ -411,7 +426,7 @@ def payment_start_saved_method_charge(
     refused. Otherwise a new attempt is created.
     """
     with transaction.atomic():
-        invoice = lock_invoice(invoice_id)
+        invoice = lock_invoice_to_pay(invoice_id)
         # Re-checked under the lock: staff may have written the invoice off, or the
         # contract may have been cancelled, since the caller looked. Nothing is charged
         # unasked unless the invoice is Open.

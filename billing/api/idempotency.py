@@ -5,7 +5,6 @@ key that arrives while the first is still running is told so instead of charging
 again; the unique constraint on (token, key) is what makes that race-free.
 """
 
-import datetime
 import hashlib
 import json
 
@@ -13,10 +12,10 @@ from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.utils import timezone
 
-from ..models import ApiToken, IdempotencyRecord
+from ..models import IDEMPOTENCY_KEY_TTL, ApiToken, IdempotencyRecord
 from .errors import ApiError
 
-TTL = datetime.timedelta(hours=24)
+TTL = IDEMPOTENCY_KEY_TTL
 # Answers worth retrying are not kept: the next attempt with the key runs again.
 TRANSIENT_STATUSES = frozenset({409, 429, 500, 503})
 

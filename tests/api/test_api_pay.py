@@ -1,13 +1,15 @@
 """POST /api/invoices/<id>/pay through the sandbox provider: every answer of the seed page."""
 
+import datetime
 import json
 
 import pytest
+import time_machine
 from django.db import connection
 
-from billing import services
+from billing import payments, services
 from billing.models import InvoiceStatus, Payment, PaymentMethod, PaymentStatus
-from billing.providers import ProviderUnavailable
+from billing.providers import CardDeclined, ProviderUnavailable, sandbox
 from billing.providers.sandbox import SandboxProvider
 from contracts.models import Role
 from tests.factories import MembershipFactory, PaymentMethodFactory, make_invoice
@@ -194,6 +196,154 @@ def test_a_declined_answer_is_replayed_too(customer, pay):
     invoice = make_invoice(customer=customer)
     assert pay(invoice, {"payment_method": card.provider_id}, key="d").status_code == 402
     assert pay(invoice, {"payment_method": card.provider_id}, key="d").status_code == 402
+    assert Payment.objects.filter(invoice=invoice).count() == 1
+
+
+KEYED_AT = datetime.datetime(2026, 1, 5, 9, tzinfo=datetime.UTC)
+KEY_LIFETIME = datetime.timedelta(hours=24)
+
+
+def _bank_declines_first(monkeypatch) -> list[str]:
+    """The card's bank declines the first charge and approves every later one."""
+    real = SandboxProvider.charge_saved_method
+    calls: list[str] = []
+
+    def bank(self, **kw):
+        calls.append(kw["payment"].idempotency_key)
+        if len(calls) == 1:
+            raise CardDeclined("Your card has insufficient funds.", code="insufficient_funds")
+        return real(self, **kw)
+
+    monkeypatch.setattr(SandboxProvider, "charge_saved_method", bank)
+    return calls
+
+
+def test_a_declined_request_repeated_within_24_hours_is_the_same_decline(
+    customer, pay, assert_error_schema, monkeypatch
+):
+    card = _card(customer, "4242")
+    invoice = make_invoice(customer=customer)
+    calls = _bank_declines_first(monkeypatch)
+    body = {"payment_method": card.provider_id}
+    with time_machine.travel(KEYED_AT, tick=False) as clock:
+        first = pay(invoice, body, key="order-7")
+        clock.shift(KEY_LIFETIME - datetime.timedelta(minutes=1))
+        again = pay(invoice, body, key="order-7")
+    error = assert_error_schema(again, 402, "card_declined")
+    assert again.json() == first.json()
+    assert error["message"] == "Your card has insufficient funds."
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(calls) == 1
+    assert Payment.objects.get(invoice=invoice).status == PaymentStatus.FAILED
+
+
+def test_a_request_whose_attempt_was_declined_later_repeats_that_decline(
+    customer, pay, assert_error_schema, monkeypatch
+):
+    """The first answer was 503 (not kept), and the provider then reported the pending
+    attempt declined: the repeat within 24 hours answers that decline, not 200."""
+    card = _card(customer, "4242")
+    invoice = make_invoice(customer=customer)
+    body = {"payment_method": card.provider_id}
+    real = SandboxProvider.charge_saved_method
+
+    def down(self, **kw):
+        raise ProviderUnavailable()
+
+    with time_machine.travel(KEYED_AT, tick=False) as clock:
+        monkeypatch.setattr(SandboxProvider, "charge_saved_method", down)
+        assert_error_schema(pay(invoice, body, key="order-8"), 503, "provider_unavailable")
+        attempt = Payment.objects.get(invoice=invoice)
+        assert attempt.status == PaymentStatus.PENDING
+        for _ in range(2):
+            payments.provider_event_apply(
+                sandbox.failure_event(
+                    attempt.pk, code="card_declined", message="Your card was declined."
+                ),
+                actor="webhook",
+            )
+        monkeypatch.setattr(SandboxProvider, "charge_saved_method", real)
+        clock.shift(datetime.timedelta(hours=1))
+        again = pay(invoice, body, key="order-8")
+    error = assert_error_schema(again, 402, "card_declined")
+    assert error["message"] == "Your card was declined."
+    assert Payment.objects.filter(invoice=invoice).count() == 1
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.OPEN and invoice.amount_paid == 0
+
+
+def test_a_declined_request_repeated_after_24_hours_is_a_new_charge(
+    customer, pay, assert_invoice_schema, monkeypatch
+):
+    """As at Stripe, the key has expired: the repeat charges the card again (never a
+    silent 200 with nothing charged)."""
+    card = _card(customer, "4242")
+    invoice = make_invoice(customer=customer)
+    calls = _bank_declines_first(monkeypatch)
+    body = {"payment_method": card.provider_id}
+    with time_machine.travel(KEYED_AT, tick=False) as clock:
+        assert pay(invoice, body, key="order-9").status_code == 402
+        clock.shift(KEY_LIFETIME + datetime.timedelta(minutes=1))
+        again = pay(invoice, body, key="order-9")
+        assert again.status_code == 200, again.content
+        replay = pay(invoice, body, key="order-9")
+    assert_invoice_schema(again.json())
+    assert again.json()["status"] == "paid"
+    assert "Idempotent-Replayed" not in again
+    assert replay.json() == again.json() and replay["Idempotent-Replayed"] == "true"
+    assert len(calls) == 2 and calls[0] != calls[1]
+    attempts = Payment.objects.filter(invoice=invoice).order_by("created_at")
+    assert [p.status for p in attempts] == [PaymentStatus.FAILED, PaymentStatus.SUCCEEDED]
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid == invoice.total
+
+
+def test_a_declined_request_repeated_after_24_hours_that_declines_again_is_402(
+    customer, pay, assert_error_schema
+):
+    card = _card(customer, "0002")
+    invoice = make_invoice(customer=customer)
+    body = {"payment_method": card.provider_id}
+    with time_machine.travel(KEYED_AT, tick=False) as clock:
+        assert pay(invoice, body, key="order-10").status_code == 402
+        clock.shift(KEY_LIFETIME + datetime.timedelta(minutes=1))
+        again = pay(invoice, body, key="order-10")
+    assert_error_schema(again, 402, "card_declined")
+    assert "Idempotent-Replayed" not in again
+    attempts = Payment.objects.filter(invoice=invoice)
+    assert [p.status for p in attempts] == [PaymentStatus.FAILED] * 2
+    assert len({p.idempotency_key for p in attempts}) == 2
+
+
+def test_a_keyed_request_that_lost_the_race_answers_as_the_winner_did(customer, monkeypatch):
+    """Its look-up ran before the other request's attempt existed; creating its own then
+    hits the unique key, and it must answer the winner's decline, not a silent invoice."""
+    card = _card(customer, "0002")
+    invoice = make_invoice(customer=customer)
+
+    def pay_once():
+        return payments.invoice_pay_with_saved_method(
+            invoice_id=invoice.pk,
+            payment_method_id=card.provider_id,
+            off_session=True,
+            actor="api",
+            idempotency_key="1:race",
+        )
+
+    with pytest.raises(CardDeclined) as won:
+        pay_once()
+    real = payments._api_attempt_key
+    looks = []
+
+    def too_early(invoice, base):
+        looks.append(base)
+        return (base, None) if len(looks) == 1 else real(invoice, base)
+
+    monkeypatch.setattr(payments, "_api_attempt_key", too_early)
+    with pytest.raises(CardDeclined) as lost:
+        pay_once()
+    assert len(looks) == 2
+    assert (lost.value.code, lost.value.message) == (won.value.code, won.value.message)
     assert Payment.objects.filter(invoice=invoice).count() == 1
 
 
