@@ -24,3 +24,8 @@ def on_invoice_status_changed(sender, invoice_id: int, new_status: str, **kwargs
 @receiver(signals.payment_failed, dispatch_uid="calendar.payment_failed")
 def on_payment_failed(sender, payment_id: int, **kwargs) -> None:
     tasks.enqueue_on_commit(tasks.notify_payment_failed, payment_id)
+
+
+@receiver(signals.refund_failed, dispatch_uid="calendar.refund_failed")
+def on_refund_failed(sender, refund_id: int, **kwargs) -> None:
+    tasks.enqueue_on_commit(tasks.notify_refund_failed, refund_id)
