@@ -82,7 +82,12 @@ def reconcile_payments() -> int:
     return payments.payments_reconcile(actor=CALENDAR)
 
 
-@shared_task(name="billing.expire_checkout_sessions")
+@shared_task(
+    name="billing.expire_checkout_sessions",
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=60,
+    max_retries=5,
+)
 def expire_checkout_sessions(invoice_id: int) -> int:
     return payments.checkout_expire_for_invoice(invoice_id=invoice_id, actor=CALENDAR)
 
