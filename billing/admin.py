@@ -232,7 +232,7 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "payment", "amount", "status", "reason", "created_at"]
+    list_display = ["pk", "payment", "amount", "status", "reason", "failure_reason", "created_at"]
     list_filter = ["status"]
     search_fields = ["provider_refund_id", "payment__invoice__number"]
 

@@ -30,7 +30,8 @@ INVOICE_TRANSITIONS = {
     ),
     InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
     InvoiceStatus.PAID: frozenset({InvoiceStatus.REFUND}),
-    InvoiceStatus.REFUND: frozenset(),
+    # The refund failed at the processor after it had succeeded: the money came back.
+    InvoiceStatus.REFUND: frozenset({InvoiceStatus.PAID}),
     InvoiceStatus.VOID: frozenset(),
 }
 
@@ -284,7 +285,8 @@ PAYMENT_TRANSITIONS = {
     # We gave up on the attempt (session expired, contract cancelled) but the provider
     # took the money after all: it is recorded, then applied or refunded, never lost.
     PaymentStatus.CANCELLED: frozenset({PaymentStatus.SUCCEEDED}),
-    PaymentStatus.REFUNDED: frozenset(),
+    # A refund that had succeeded failed at the processor later: the money is ours again.
+    PaymentStatus.REFUNDED: frozenset({PaymentStatus.SUCCEEDED}),
 }
 
 
@@ -362,8 +364,11 @@ class Refund(models.Model):
     reason = models.CharField(max_length=200, blank=True)
     provider_refund_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
     idempotency_key = models.CharField(max_length=100, unique=True)
+    # What the processor said when the refund failed (Stripe's failure_reason), if it did.
+    failure_reason = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

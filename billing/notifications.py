@@ -27,7 +27,7 @@ from contracts.models import (
 )
 
 from .links import pay_url
-from .models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from .models import Invoice, InvoiceStatus, Payment, PaymentStatus, Refund, RefundStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ INVOICE_OVERDUE = "invoice_overdue"
 CONTRACT_CANCELLED = "contract_cancelled"
 RECEIPT = "receipt"
 PAID_AFTER_CANCELLATION = "paid_after_cancellation"
+REFUND_FAILED = "refund_failed"
 
 
 def cancellation_warning_kind(days: int) -> str:
@@ -263,3 +264,41 @@ def _alert_staff_if_paid_after_cancellation(invoice: Invoice) -> None:
             "are deactivated. Reinstate the customer with a new contract or refund the "
             f"payment.\n\nCustomer: {invoice.customer} <{invoice.customer.email}>\n",
         )
+
+
+def notify_staff_refund_failed(*, refund_id: int) -> bool:
+    """Tell staff, once per refund, that the processor could not return the money."""
+    refund = (
+        Refund.objects.select_related("payment__invoice__customer").filter(pk=refund_id).first()
+    )
+    if refund is None or refund.status != RefundStatus.FAILED:
+        return False
+    payment = refund.payment
+    invoice = payment.invoice
+    subject = (
+        f"Refund of {refund.amount} {payment.currency} for invoice {invoice.number} failed "
+        f"({refund.failure_reason or 'no reason given'})"
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{REFUND_FAILED}",
+                    target=refund,
+                    customer=invoice.customer,
+                    after={"failure_reason": refund.failure_reason, "payment": payment.pk},
+                    note="Staff alerted: return the money another way or ask for other details.",
+                )
+        except IntegrityError:
+            return False
+        logger.error("STAFF: %s", subject)
+        mail_admins(
+            subject,
+            f"{subject}.\n\nThe payment processor could not return the money (refund "
+            f"{refund.provider_refund_id or refund.pk}, payment {payment.pk}); it is back in "
+            "our balance. The invoice shows what is still refunded. Refund again from the "
+            "payment in the admin, or return the money another way.\n\n"
+            f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
+        )
+    return True

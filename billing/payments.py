@@ -631,12 +631,27 @@ def payment_refund(
         services.refund_mark_failed(refund_id=refund.pk, actor=actor, note=exc.message)
         raise
     with transaction.atomic():
-        services.lock_payment(payment_id)
-        if Refund.objects.filter(provider_refund_id=outcome.id).exclude(pk=refund.pk).exists():
-            # The provider's confirmation got here first and recorded the refund itself.
-            refund.delete()
-            return Refund.objects.get(provider_refund_id=outcome.id)
-        Refund.objects.filter(pk=refund.pk).update(provider_refund_id=outcome.id)
+        invoice, _locked = services.lock_payment(payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        confirmed = Refund.objects.filter(provider_refund_id=outcome.id).exclude(pk=refund.pk)
+        if confirmed.exists():
+            return _refund_merge_locked(
+                invoice, placeholder=refund, confirmed=confirmed.get(), actor=actor
+            )
+        if refund.provider_refund_id is None:
+            refund.provider_refund_id = outcome.id
+            refund.save(update_fields=["provider_refund_id"])
+        elif refund.provider_refund_id != outcome.id:
+            # Another refund of the same amount made at the provider meanwhile was taken
+            # for this one; this one's own event records it when it comes.
+            logger.error(
+                "STAFF: refund %s of payment %s was matched to provider refund %s, but the "
+                "provider answered %s; check the reasons of both",
+                refund.pk,
+                payment_id,
+                refund.provider_refund_id,
+                outcome.id,
+            )
     if outcome.status == "succeeded" and provider.confirms_refunds_synchronously:
         provider_event_apply(
             ProviderEvent(
@@ -646,11 +661,48 @@ def payment_refund(
             ),
             actor=actor,
         )
+        if outcome.fails_later:
+            provider_event_apply(
+                ProviderEvent(
+                    kind=EventKind.REFUND_FAILED,
+                    payment_id=payment.pk,
+                    refunds=((outcome.id, outcome.amount),),
+                    failure_code=outcome.fails_later,
+                ),
+                actor=provider.name,
+            )
     elif outcome.status == "failed":
         return services.refund_mark_failed(
             refund_id=refund.pk, actor=actor, note="the provider refused the refund"
         )
     return Refund.objects.get(pk=refund.pk)
+
+
+def _refund_merge_locked(
+    invoice: Invoice, *, placeholder: Refund, confirmed: Refund, actor: Actor
+) -> Refund:
+    """The provider's confirmation was recorded as a row of its own before our call returned
+    (caller holds the locks): the staff's reason moves onto it and the placeholder, which
+    would otherwise be sent again, goes, both in the audit log."""
+    if placeholder.reason and confirmed.reason in ("", services.PROVIDER_REFUND_REASON):
+        confirmed.reason = placeholder.reason
+        confirmed.save(update_fields=["reason"])
+    audit_record(
+        actor=actor,
+        action="refund.merged",
+        target=confirmed,
+        customer=invoice.customer,
+        before={
+            "placeholder": placeholder.pk,
+            "idempotency_key": placeholder.idempotency_key,
+            "status": placeholder.status,
+            "amount": placeholder.amount,
+        },
+        after={"provider_refund_id": confirmed.provider_refund_id, "reason": confirmed.reason},
+        note=placeholder.reason,
+    )
+    placeholder.delete()
+    return confirmed
 
 
 @receiver(signals.payment_needs_refund, dispatch_uid="billing.payments.refund_excess")
@@ -723,7 +775,7 @@ def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> 
 
         refunds = StripeProvider().refunds_for_charge(charge_id=event.charge_id)
     for refund_id, amount in refunds:
-        placeholder = Refund.objects.filter(provider_refund_id=refund_id).first()
+        placeholder = _our_refund(payment, refund_id, amount)
         returns_excess = bool(placeholder and _returns_excess(placeholder))
         if placeholder and placeholder.status == RefundStatus.SUCCEEDED:
             continue
@@ -732,8 +784,38 @@ def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> 
             amount=amount,
             provider_refund_id=refund_id,
             actor=actor,
-            reason=placeholder.reason if placeholder else "refunded at the provider",
+            reason=placeholder.reason if placeholder else services.PROVIDER_REFUND_REASON,
             returns_excess=returns_excess,
+            placeholder_id=placeholder.pk if placeholder else None,
+        )
+
+
+def _our_refund(payment: Payment, refund_id: str, amount: Decimal) -> Refund | None:
+    """Our row for a provider refund: by its id, else the refund we sent whose answer has not
+    come back yet (pending, no provider id, same payment and amount; one at a time)."""
+    known = Refund.objects.filter(provider_refund_id=refund_id).first()
+    if known is not None:
+        return known
+    return (
+        payment.refunds.filter(
+            status=RefundStatus.PENDING, provider_refund_id__isnull=True, amount=quantize(amount)
+        )
+        .order_by("created_at")
+        .first()
+    )
+
+
+def _record_refund_failures(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    for refund_id, amount in event.refunds:
+        ours = _our_refund(payment, refund_id, amount)
+        services.refund_record_failure(
+            payment_id=payment.pk,
+            provider_refund_id=refund_id,
+            amount=amount,
+            failure_reason=event.failure_code or "failed",
+            actor=actor,
+            placeholder_id=ours.pk if ours else None,
+            returns_excess=bool(ours and _returns_excess(ours)),
         )
 
 
@@ -830,6 +912,10 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             _succeed(payment, event, actor=actor)
             payment.refresh_from_db()
             _record_refunds(payment, event, actor=actor)
+        elif event.kind == EventKind.REFUND_FAILED:
+            # Only a charge that was paid can have a refund, failed or not.
+            _succeed(payment, event, actor=actor)
+            _record_refund_failures(payment, event, actor=actor)
         elif event.kind in (EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED):
             _succeed(payment, event, actor=actor)
             payment.refresh_from_db()
@@ -887,6 +973,9 @@ def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
             is_duplicate=True, status=PaymentStatus.SUCCEEDED, succeeded_at__lte=cutoff
         )
         .exclude(refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED])
+        # The processor could not return it (e.g. the card was closed): sending it again
+        # fails again, so staff (who were told) return it another way.
+        .exclude(refunds__failure_reason__gt="")
         .exclude(provider="manual")
     )
     work += [(p.pk, p.amount - p.amount_refunded, True) for p in owed_back]

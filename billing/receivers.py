@@ -19,8 +19,17 @@ def on_invoice_status_changed(sender, invoice_id: int, new_status: str, **kwargs
     tasks.enqueue_on_commit(tasks.render_invoice_pdf, invoice_id)
     if new_status == InvoiceStatus.PAID:
         tasks.enqueue_on_commit(tasks.notify_invoice_paid, invoice_id)
+    if new_status == InvoiceStatus.VOID:
+        # A voided invoice must not be paid: close its Pay online sessions, as a
+        # cancelled contract does (money that still lands is refunded as a duplicate).
+        tasks.enqueue_on_commit(tasks.expire_checkout_sessions, invoice_id)
 
 
 @receiver(signals.payment_failed, dispatch_uid="calendar.payment_failed")
 def on_payment_failed(sender, payment_id: int, **kwargs) -> None:
     tasks.enqueue_on_commit(tasks.notify_payment_failed, payment_id)
+
+
+@receiver(signals.refund_failed, dispatch_uid="calendar.refund_failed")
+def on_refund_failed(sender, refund_id: int, **kwargs) -> None:
+    tasks.enqueue_on_commit(tasks.notify_refund_failed, refund_id)

@@ -581,7 +581,9 @@ def payment_record_failure(
     return payment
 
 
-def refund_mark_failed(*, refund_id: int, actor: Actor, note: str = "") -> Refund:
+def refund_mark_failed(
+    *, refund_id: int, actor: Actor, note: str = "", failure_reason: str = ""
+) -> Refund:
     """The provider refused a refund we asked for: Pending -> Failed, once, audited.
 
     A refund that succeeded meanwhile (its confirmation came first) stays as it is.
@@ -592,18 +594,167 @@ def refund_mark_failed(*, refund_id: int, actor: Actor, note: str = "") -> Refun
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != RefundStatus.PENDING:
             return refund
-        refund.status = RefundStatus.FAILED
-        refund.save(update_fields=["status"])
-        audit_record(
-            actor=actor,
-            action="refund.failed",
-            target=refund,
-            customer=invoice.customer,
-            before={"status": RefundStatus.PENDING},
-            after={"status": RefundStatus.FAILED},
-            note=note,
-        )
+        _refund_fail_locked(invoice, refund, actor=actor, note=note, failure_reason=failure_reason)
     return refund
+
+
+def _refund_fail_locked(
+    invoice: Invoice,
+    refund: Refund,
+    *,
+    actor: Actor,
+    note: str,
+    failure_reason: str = "",
+    now: datetime.datetime | None = None,
+) -> None:
+    """Write the Failed status and its audit entry (caller holds the locks)."""
+    before = {"status": refund.status} if refund.pk else {}
+    refund.status = RefundStatus.FAILED
+    refund.failure_reason = failure_reason[:100]
+    refund.failed_at = now or timezone.now()
+    refund.save()
+    audit_record(
+        actor=actor,
+        action="refund.failed",
+        target=refund,
+        customer=invoice.customer,
+        before=before,
+        after={
+            "status": RefundStatus.FAILED,
+            "amount": refund.amount,
+            "failure_reason": refund.failure_reason,
+        },
+        note=note,
+    )
+
+
+# The reason on a refund that someone made at the provider rather than through the portal.
+PROVIDER_REFUND_REASON = "refunded at the provider"
+
+
+def _unsent_refund_locked(payment: Payment, refund_id: int | None, amount: Decimal):
+    """Our pending refund whose provider answer has not come back yet, re-checked under the
+    payment's lock: the provider's event for it may arrive before refund_create returns."""
+    if refund_id is None:
+        return None
+    return (
+        Refund.objects.select_for_update()
+        .filter(
+            pk=refund_id,
+            payment=payment,
+            status=RefundStatus.PENDING,
+            provider_refund_id__isnull=True,
+            amount=amount,
+        )
+        .first()
+    )
+
+
+def refund_record_failure(
+    *,
+    payment_id: int,
+    provider_refund_id: str,
+    amount: Decimal,
+    failure_reason: str,
+    actor: Actor,
+    placeholder_id: int | None = None,
+    returns_excess: bool = False,
+    now: datetime.datetime | None = None,
+) -> Refund:
+    """The processor says a refund failed or was cancelled. Recorded once per provider refund id.
+
+    A pending refund becomes Failed and no longer holds back a new refund. A refund that had
+    succeeded is undone, because the money came back to us: its amount goes back on the
+    payment (Refunded -> Succeeded) and, unless it returned an excess, on the invoice (Refund
+    -> Paid). A failure for a refund we never saw is kept as a Failed row. Failed is final
+    at Stripe, so a success event that arrives after this one is stale and ignored
+    (payment_record_refund). Staff are told after commit. Quiet when already Failed.
+    `placeholder_id`: our unsent refund this one may be (see _unsent_refund_locked).
+    """
+    now = now or timezone.now()
+    amount = quantize(amount)
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        refund = (
+            Refund.objects.select_for_update().filter(provider_refund_id=provider_refund_id).first()
+        ) or _unsent_refund_locked(payment, placeholder_id, amount)
+        if refund is None:
+            refund = Refund(
+                payment=payment,
+                amount=amount,
+                reason=PROVIDER_REFUND_REASON,
+                idempotency_key=f"refund-{provider_refund_id}",
+            )
+        elif refund.status == RefundStatus.FAILED:
+            return refund
+        was = refund.status if refund.pk else ""
+        refund.provider_refund_id = provider_refund_id
+        _refund_fail_locked(
+            invoice,
+            refund,
+            actor=actor,
+            note="the payment processor could not return the money",
+            failure_reason=failure_reason,
+            now=now,
+        )
+        if was == RefundStatus.SUCCEEDED:
+            _refund_undo_locked(
+                invoice, payment, refund, actor=actor, returns_excess=returns_excess, now=now
+            )
+        logger.error(
+            "STAFF: refund %s (%s %s of payment %s, invoice %s) failed at the processor: %s%s",
+            provider_refund_id,
+            refund.amount,
+            payment.currency,
+            payment.pk,
+            invoice,
+            failure_reason,
+            "; the money is back with us and the amount is owed to the customer again"
+            if was == RefundStatus.SUCCEEDED
+            else "",
+        )
+        _emit_after_commit(signals.refund_failed, refund_id=refund.pk)
+    return refund
+
+
+def _refund_undo_locked(
+    invoice: Invoice,
+    payment: Payment,
+    refund: Refund,
+    *,
+    actor: Actor,
+    returns_excess: bool,
+    now: datetime.datetime,
+) -> None:
+    """Put a succeeded refund's amount back on the payment and the invoice (caller locks)."""
+    payment.amount_refunded = max(ZERO, payment.amount_refunded - refund.amount)
+    if payment.status == PaymentStatus.REFUNDED:
+        payment_set_status(
+            payment,
+            PaymentStatus.SUCCEEDED,
+            actor=actor,
+            customer=invoice.customer,
+            note="a refund failed at the processor",
+        )
+    else:
+        payment.save(update_fields=["amount_refunded", "updated_at"])
+    if returns_excess or payment.is_duplicate:
+        return
+    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
+    if invoice.status == InvoiceStatus.REFUND and invoice.amount_refunded < invoice.amount_paid:
+        # Paid again from the day it was first paid: the payment never went anywhere.
+        _set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            now=invoice.paid_at or now,
+            note="a refund failed at the processor",
+            extra={"amount_refunded": invoice.amount_refunded, "refund": refund.pk},
+        )
+    else:
+        invoice.state_version += 1
+        invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+        _invoice_list_changed(invoice)
 
 
 def payment_record_refund(
@@ -614,13 +765,16 @@ def payment_record_refund(
     actor: Actor,
     reason: str = "",
     returns_excess: bool = False,
+    placeholder_id: int | None = None,
     now: datetime.datetime | None = None,
 ) -> Refund:
     """The provider returned `amount` of a payment. Recorded once per provider refund id.
 
     A full refund of what an invoice was paid moves it to Refund; a partial one
     stays Paid with the refunded amount shown. Returning a duplicate's money
-    (`returns_excess`) does not touch the invoice it never paid.
+    (`returns_excess`) does not touch the invoice it never paid. A refund already
+    recorded as Failed stays so. `placeholder_id`: our pending refund whose provider
+    answer has not come back yet; its row (and the staff's reason) is filled in.
     """
     now = now or timezone.now()
     amount = quantize(amount)
@@ -629,6 +783,14 @@ def payment_record_refund(
         existing = Refund.objects.filter(provider_refund_id=provider_refund_id).first()
         if existing and existing.status == RefundStatus.SUCCEEDED:
             return existing
+        if existing and existing.status == RefundStatus.FAILED:
+            # Failed is final at Stripe: a success reported now is older than that failure.
+            logger.info("refund %s already failed; stale success ignored", provider_refund_id)
+            return existing
+        if existing is None:
+            existing = _unsent_refund_locked(payment, placeholder_id, amount)
+            # Not our unsent refund after all: a refund made at the provider returns no excess.
+            returns_excess = returns_excess and existing is not None
         if amount <= 0 or amount > payment.amount - payment.amount_refunded:
             raise DomainError(
                 f"Cannot refund {amount}: only {payment.amount - payment.amount_refunded} "
@@ -639,8 +801,8 @@ def payment_record_refund(
             payment=payment,
             amount=amount,
             idempotency_key=f"refund-{provider_refund_id}",
-            provider_refund_id=provider_refund_id,
         )
+        refund.provider_refund_id = provider_refund_id
         refund.status = RefundStatus.SUCCEEDED
         refund.succeeded_at = now
         refund.reason = refund.reason or reason
@@ -657,8 +819,13 @@ def payment_record_refund(
             action="refund.succeeded",
             target=refund,
             customer=invoice.customer,
-            after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
-            note=reason,
+            after={
+                "amount": amount,
+                "payment": payment.pk,
+                "returns_excess": returns_excess,
+                "provider_refund_id": provider_refund_id,
+            },
+            note=refund.reason,
         )
         if not (returns_excess or payment.is_duplicate):
             invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
@@ -667,7 +834,7 @@ def payment_record_refund(
                 and invoice.amount_refunded == invoice.amount_paid
             ):
                 _set_invoice_status(
-                    invoice, InvoiceStatus.REFUND, actor=actor, now=now, note=reason
+                    invoice, InvoiceStatus.REFUND, actor=actor, now=now, note=refund.reason
                 )
             else:
                 invoice.state_version += 1

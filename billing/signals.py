@@ -14,3 +14,5 @@ invoice_status_changed = Signal()
 payment_needs_refund = Signal()
 # kwargs: payment_id
 payment_failed = Signal()
+# kwargs: refund_id (the processor could not return the money; staff are told)
+refund_failed = Signal()

@@ -16,7 +16,7 @@ from contracts.grace import (
 from contracts.models import ContractStatus
 
 from . import notifications, payments
-from .models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from .models import Invoice, InvoiceStatus, Payment, PaymentStatus, Refund, RefundStatus
 from .pdf import documents
 from .providers.base import ProviderUnavailable
 
@@ -82,7 +82,12 @@ def reconcile_payments() -> int:
     return payments.payments_reconcile(actor=CALENDAR)
 
 
-@shared_task(name="billing.expire_checkout_sessions")
+@shared_task(
+    name="billing.expire_checkout_sessions",
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=60,
+    max_retries=5,
+)
 def expire_checkout_sessions(invoice_id: int) -> int:
     return payments.checkout_expire_for_invoice(invoice_id=invoice_id, actor=CALENDAR)
 
@@ -105,6 +110,11 @@ def notify_payment_failed(payment_id: int) -> bool:
 @shared_task(name="billing.notify_invoice_paid")
 def notify_invoice_paid(invoice_id: int) -> bool:
     return notifications.notify_invoice_paid(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.notify_refund_failed")
+def notify_refund_failed(refund_id: int) -> bool:
+    return notifications.notify_staff_refund_failed(refund_id=refund_id)
 
 
 @shared_task(name="billing.send_reminders")
@@ -137,6 +147,11 @@ def send_reminders() -> int:
         "pk", flat=True
     ):
         sent += notifications.notify_invoice_paid(invoice_id=invoice_id)
+    refunds_failed = Refund.objects.filter(status=RefundStatus.FAILED, failed_at__gte=recent)
+    for refund_id in notifications.not_notified(
+        refunds_failed.exclude(failure_reason=""), notifications.REFUND_FAILED
+    ).values_list("pk", flat=True):
+        sent += notifications.notify_staff_refund_failed(refund_id=refund_id)
     cancelled = LeaseContract.objects.filter(
         status=ContractStatus.CANCELLED,
         cancellation_reason=CancellationReason.NON_PAYMENT,

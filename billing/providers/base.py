@@ -75,6 +75,9 @@ class RefundOutcome:
     id: str
     status: str  # pending | succeeded | failed
     amount: Decimal
+    # Set when the refund succeeds now and fails at the processor later (the sandbox's
+    # refund-failure test card, like Stripe's 4000 0000 0000 5126): the failure reason.
+    fails_later: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class EventKind(enum.StrEnum):
     PAYMENT_REQUIRES_ACTION = "payment_requires_action"
     CHECKOUT_EXPIRED = "checkout_expired"
     REFUNDED = "refunded"
+    REFUND_FAILED = "refund_failed"
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_CLOSED = "dispute_closed"
     METHOD_ATTACHED = "method_attached"
@@ -114,6 +118,7 @@ class ProviderEvent:
     failure_code: str = ""
     failure_message: str = ""
     # REFUNDED: (provider refund id, amount) of every succeeded refund on the charge.
+    # REFUND_FAILED: the one refund that failed or was cancelled; failure_code says why.
     refunds: tuple[tuple[str, Decimal], ...] = ()
     dispute_id: str = ""
     dispute_status: str = ""

@@ -35,7 +35,7 @@ class TestCard:
     number: str
     brand: str
     last4: str
-    behaviour: str  # success | decline | 3ds
+    behaviour: str  # success | decline | 3ds | refund_fails
     label: str
 
 
@@ -45,6 +45,8 @@ TEST_CARDS = {
         TestCard("4242424242424242", "visa", "4242", "success", "Succeeds"),
         TestCard("4000000000000002", "visa", "0002", "decline", "Is declined"),
         TestCard("4000002760003184", "visa", "3184", "3ds", "Asks for 3-D Secure"),
+        # Stripe's test card for a refund that succeeds, then fails (refund.failed).
+        TestCard("4000000000005126", "visa", "5126", "refund_fails", "Succeeds; refunds fail"),
     )
 }
 _BY_LAST4 = {card.last4: card for card in TEST_CARDS.values()}
@@ -171,10 +173,12 @@ class SandboxProvider(PaymentProvider):
         return None
 
     def refund_create(self, *, payment, amount_minor, idempotency_key, reason):
+        fails = card_for_last4(payment.method_last4).behaviour == "refund_fails"
         return RefundOutcome(
             id=f"re_sandbox_{idempotency_key}",
             status="succeeded",
             amount=Decimal(amount_minor) / 100,
+            fails_later="expired_or_canceled_card" if fails else "",
         )
 
     def methods_list(self, *, customer_ref):

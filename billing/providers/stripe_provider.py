@@ -387,17 +387,26 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
             refunds=refunds,
             extra={"amount_refunded": from_minor_units(obj.get("amount_refunded") or 0)},
         )
-    if kind in ("refund.created", "refund.updated"):
-        if obj.get("status") != "succeeded":
+    if kind in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
+        status = obj.get("status")
+        common = {
+            "payment_id": ids["payment_id"],
+            "invoice_id": ids["invoice_id"],
+            "provider_payment_id": obj.get("payment_intent") or "",
+            "charge_id": obj.get("charge") or "",
+            "refunds": ((obj["id"], from_minor_units(obj["amount"])),),
+        }
+        # A refund may fail after it succeeded (the card was closed): Stripe's failed and
+        # canceled are final, so what the failure says wins over any success event.
+        if kind == "refund.failed" or status in ("failed", "canceled"):
+            return ProviderEvent(
+                kind=EventKind.REFUND_FAILED,
+                failure_code=obj.get("failure_reason") or status or "failed",
+                **common,
+            )
+        if status != "succeeded":
             return None
-        return ProviderEvent(
-            kind=EventKind.REFUNDED,
-            payment_id=ids["payment_id"],
-            invoice_id=ids["invoice_id"],
-            provider_payment_id=obj.get("payment_intent") or "",
-            charge_id=obj.get("charge") or "",
-            refunds=((obj["id"], from_minor_units(obj["amount"])),),
-        )
+        return ProviderEvent(kind=EventKind.REFUNDED, **common)
     if kind in ("charge.dispute.created", "charge.dispute.closed", "charge.dispute.updated"):
         return ProviderEvent(
             kind=EventKind.DISPUTE_CLOSED
