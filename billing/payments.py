@@ -117,7 +117,11 @@ def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Paymen
 # --- Pay online ---------------------------------------------------------------------
 
 
-def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment | None:
+def _reusable_checkout(
+    invoice: Invoice, provider: PaymentProvider, *, success_url: str, cancel_url: str
+) -> Payment | None:
+    # Only a session that sends its payer back where this one wants to go: the PDF link's
+    # anonymous payer must not land on a member's (login-only) return page, nor the reverse.
     since = timezone.now() - datetime.timedelta(minutes=settings.CHECKOUT_REUSE_MINUTES)
     return (
         Payment.objects.filter(
@@ -128,6 +132,8 @@ def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment |
             amount=invoice.amount_remaining,
             created_at__gte=since,
             provider_checkout_id__isnull=False,
+            checkout_success_url=success_url,
+            checkout_cancel_url=cancel_url,
         )
         .exclude(checkout_url="")
         .exclude(failure_code="async_payment_failed")
@@ -139,7 +145,7 @@ def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment |
 def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
     """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
 
-    A still-open session for the same invoice and amount is reused. The invoice row is
+    A still-open session for the same invoice, amount and return URLs is reused. The invoice row is
     locked while the session is created, so two clicks make one session. When the
     provider fails, the attempt is recorded as failed and the error (safe to show) raised.
     """
@@ -148,7 +154,9 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     with transaction.atomic():
         invoice = services.lock_invoice(invoice_id)
         invoice_check_payable_online(invoice)
-        reusable = _reusable_checkout(invoice, provider)
+        reusable = _reusable_checkout(
+            invoice, provider, success_url=success_url, cancel_url=cancel_url
+        )
         if reusable:
             return reusable.checkout_url
         customer_ref = customer_provider_ref(
@@ -170,7 +178,17 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
         else:
             payment.provider_checkout_id = session.id
             payment.checkout_url = session.url
-            payment.save(update_fields=["provider_checkout_id", "checkout_url", "updated_at"])
+            payment.checkout_success_url = success_url
+            payment.checkout_cancel_url = cancel_url
+            payment.save(
+                update_fields=[
+                    "provider_checkout_id",
+                    "checkout_url",
+                    "checkout_success_url",
+                    "checkout_cancel_url",
+                    "updated_at",
+                ]
+            )
             audit_record(
                 actor=actor,
                 action="payment.checkout_started",
