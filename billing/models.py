@@ -318,6 +318,9 @@ class Payment(models.Model):
     )
     provider_charge_id = models.CharField(max_length=100, blank=True, db_index=True)
     checkout_url = models.URLField(max_length=1000, blank=True)
+    # Where the checkout sends its payer back: a session is reused only for the same ones.
+    checkout_success_url = models.URLField(max_length=1000, blank=True)
+    checkout_cancel_url = models.URLField(max_length=1000, blank=True)
     method_brand = models.CharField(max_length=20, blank=True)
     method_last4 = models.CharField(max_length=4, blank=True)
     failure_code = models.CharField(max_length=64, blank=True)

@@ -4,6 +4,7 @@ Views only decide who may do what and call billing.payments; they never write
 money state themselves.
 """
 
+import contextlib
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -17,9 +18,9 @@ from django.views.decorators.http import require_http_methods
 from contracts.context import active_membership, member_required
 from contracts.errors import DomainError
 
-from . import payments
+from . import payments, services
 from .links import invoice_for_pay_token
-from .models import Invoice, Payment, PaymentMethod, PaymentStatus
+from .models import Invoice, Payment, PaymentKind, PaymentMethod, PaymentStatus
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
 from .providers.base import AuthenticationRequired
@@ -119,6 +120,13 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
             actor=request.user,
         )
     except AuthenticationRequired:
+        # The customer is here: take them to their bank's confirmation of this very charge.
+        waiting = invoice.payments.filter(
+            kind=PaymentKind.API, status=PaymentStatus.REQUIRES_ACTION
+        ).first()
+        if waiting is not None:
+            with contextlib.suppress(DomainError, PaymentError):
+                return _to_confirmation(request, invoice, waiting)
         context["error"] = (
             "Your bank wants to confirm this payment. Use “Continue to payment” to confirm it."
         )
@@ -160,6 +168,68 @@ def checkout_success(request: HttpRequest, number: str) -> HttpResponse:
 
 def checkout_cancel(request: HttpRequest, number: str) -> HttpResponse:
     return _result_page(request, number, "billing/payments/checkout_cancel.html")
+
+
+def _saved_charge_or_404(request: HttpRequest, number: str, payment_id: int) -> Payment:
+    """A saved-method charge of the member's own invoice; another customer's answers 404."""
+    invoice = invoice_for_customer_or_404(request.customer, number)
+    payment = (
+        Payment.objects.select_related("invoice")
+        .filter(pk=payment_id, invoice=invoice, kind__in=services.SAVED_METHOD_KINDS)
+        .first()
+    )
+    if payment is None:
+        raise Http404("No such payment.")
+    return payment
+
+
+@member_required(paying=True)
+@require_http_methods(["POST"])
+def payment_confirm(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    """ "Confirm payment" for a charge that waits for 3-D Secure: 303 to where it is confirmed."""
+    payment = _saved_charge_or_404(request, number, payment_id)
+    try:
+        return _to_confirmation(request, payment.invoice, payment)
+    except (DomainError, PaymentError) as exc:
+        messages.error(request, exc.message)
+        return _Redirect303(payment.invoice.get_absolute_url())
+
+
+def _to_confirmation(request: HttpRequest, invoice: Invoice, payment: Payment) -> HttpResponse:
+    """303 to where the waiting charge is confirmed (or to the invoice, paid meanwhile)."""
+    site = settings.SITE_URL
+    back = reverse("billing:payment-confirmed", args=[invoice.number, payment.pk])
+    url = payments.payment_confirm_start(
+        payment_id=payment.pk,
+        actor=request.user,
+        return_url=f"{site}{back}",
+        success_url=f"{site}{reverse('billing:checkout-success', args=[invoice.number])}",
+        cancel_url=f"{site}{reverse('billing:checkout-cancel', args=[invoice.number])}",
+    )
+    if url is None:
+        messages.success(request, f"Your payment for invoice {invoice.number} went through.")
+        return _Redirect303(invoice.get_absolute_url())
+    return _Redirect303(url)
+
+
+@member_required(paying=True)
+@require_http_methods(["GET"])
+def payment_confirmed(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    """Back from confirming a charge: what became of it, then the invoice."""
+    payment = _saved_charge_or_404(request, number, payment_id)
+    # Unreachable: the provider's event (or reconciliation) brings the answer instead.
+    with contextlib.suppress(PaymentError):
+        payment = payments.payment_refresh(payment_id=payment.pk, actor=request.user)
+    if payment.status == PaymentStatus.SUCCEEDED:
+        messages.success(request, f"Thank you: your payment for invoice {number} went through.")
+    elif payment.status == PaymentStatus.REQUIRES_ACTION:
+        messages.info(request, "The payment is not confirmed yet; this page updates once it is.")
+    elif payment.status != PaymentStatus.PROCESSING:
+        messages.error(
+            request,
+            payment.failure_message or "The payment was not confirmed. Nothing was charged.",
+        )
+    return redirect(payment.invoice.get_absolute_url())
 
 
 @member_required(paying=True)
@@ -288,6 +358,42 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         return _Redirect303(data["s"])
     context["error"] = payment.failure_message or "The payment did not go through."
     return render(request, "billing/payments/sandbox_checkout.html", context, status=402)
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """TEST MODE: the bank's 3-D Secure page for a saved-card charge that waits for it."""
+    _sandbox_or_404()
+    data = sandbox_provider.confirm_token_loads(token)
+    payment = (
+        Payment.objects.select_related("invoice")
+        .filter(pk=(data or {}).get("a"), provider="sandbox")
+        .first()
+    )
+    if payment is None:
+        raise Http404("No such payment.")
+    context = {"payment": payment, "invoice": payment.invoice, "return_url": data["r"]}
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED):
+            return redirect(data["r"])
+        context["error"] = "This payment can no longer be confirmed. Nothing was charged."
+        return render(request, "billing/payments/sandbox_confirm.html", context, status=410)
+    if request.method == "GET":
+        return render(request, "billing/payments/sandbox_confirm.html", context)
+    action = request.POST.get("action")
+    if action == "approve":
+        card = sandbox_provider.card_for_last4(payment.method_last4 or "3184")
+        event = sandbox_provider.success_event(payment.pk, card)
+    elif action != "deny":
+        return render(request, "billing/payments/sandbox_confirm.html", context, status=400)
+    else:
+        event = sandbox_provider.failure_event(
+            payment.pk,
+            code="authentication_failed",
+            message="3-D Secure authentication failed. Nothing was charged.",
+        )
+    payments.provider_event_apply(event, actor="sandbox")
+    return _Redirect303(data["r"])
 
 
 @require_http_methods(["GET", "POST"])

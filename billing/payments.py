@@ -119,7 +119,11 @@ def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Paymen
 # --- Pay online ---------------------------------------------------------------------
 
 
-def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment | None:
+def _reusable_checkout(
+    invoice: Invoice, provider: PaymentProvider, *, success_url: str, cancel_url: str
+) -> Payment | None:
+    # Only a session that sends its payer back where this one wants to go: the PDF link's
+    # anonymous payer must not land on a member's (login-only) return page, nor the reverse.
     since = timezone.now() - datetime.timedelta(minutes=settings.CHECKOUT_REUSE_MINUTES)
     return (
         Payment.objects.filter(
@@ -130,6 +134,8 @@ def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment |
             amount=invoice.amount_remaining,
             created_at__gte=since,
             provider_checkout_id__isnull=False,
+            checkout_success_url=success_url,
+            checkout_cancel_url=cancel_url,
         )
         .exclude(checkout_url="")
         .exclude(failure_code="async_payment_failed")
@@ -141,7 +147,7 @@ def _reusable_checkout(invoice: Invoice, provider: PaymentProvider) -> Payment |
 def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
     """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
 
-    A still-open session for the same invoice and amount is reused. The invoice row is
+    A still-open session for the same invoice, amount and return URLs is reused. The invoice row is
     locked while the session is created, so two clicks make one session. When the
     provider fails, the attempt is recorded as failed and the error (safe to show) raised.
     """
@@ -150,7 +156,9 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     with transaction.atomic():
         invoice = services.lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
-        reusable = _reusable_checkout(invoice, provider)
+        reusable = _reusable_checkout(
+            invoice, provider, success_url=success_url, cancel_url=cancel_url
+        )
         if reusable:
             return reusable.checkout_url
         customer_ref = customer_provider_ref(
@@ -172,7 +180,17 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
         else:
             payment.provider_checkout_id = session.id
             payment.checkout_url = session.url
-            payment.save(update_fields=["provider_checkout_id", "checkout_url", "updated_at"])
+            payment.checkout_success_url = success_url
+            payment.checkout_cancel_url = cancel_url
+            payment.save(
+                update_fields=[
+                    "provider_checkout_id",
+                    "checkout_url",
+                    "checkout_success_url",
+                    "checkout_cancel_url",
+                    "updated_at",
+                ]
+            )
             audit_record(
                 actor=actor,
                 action="payment.checkout_started",
@@ -411,6 +429,104 @@ def _api_answer(payment: Payment) -> Invoice:
     if payment.status == PaymentStatus.FAILED:
         raise CardDeclined(payment.failure_message, code=payment.failure_code or None)
     return _invoice(payment.invoice_id)
+
+
+# --- 3-D Secure: confirming, or releasing, an attempt that waits for the customer -------
+
+
+def payment_release(*, payment_id: int, actor: Actor, reason: str) -> Payment:
+    """Give up on a charge that waits for 3-D Secure, so the invoice can be charged again.
+
+    Cancelled at the provider first (it can take no money after that), then here through
+    payment_cancel (lock, re-check, audit). When the provider answers that it went through
+    meanwhile, that success is applied instead. Quiet when the attempt no longer waits.
+    Raises ProviderUnavailable with the attempt left as it was.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return payment
+    outcome = get_provider(payment.provider).payment_cancel(payment=payment)
+    if outcome.status == "cancelled":
+        return payment_cancel(payment_id=payment.pk, actor=actor, reason=reason)
+    _apply_outcome(payment, outcome, actor=actor)
+    payment.refresh_from_db()
+    return payment
+
+
+def payments_release_stale_actions(*, actor: Actor, now: datetime.datetime | None = None) -> int:
+    """Release saved-method charges that waited for 3-D Secure longer than
+    REQUIRES_ACTION_TIMEOUT_HOURS; returns how many were released (or found paid).
+
+    Such an attempt refuses every other automatic or API charge of its invoice while it
+    waits (services.payment_start_saved_method_charge), so an abandoned prompt would block
+    the invoice until grace cancels the contract. Pay online sessions are left to expire
+    at their provider. A provider that cannot be reached is logged; the next run tries again.
+    """
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(hours=settings.REQUIRES_ACTION_TIMEOUT_HOURS)
+    stale = Payment.objects.filter(
+        Q(failed_at__lte=cutoff) | Q(failed_at__isnull=True, created_at__lte=cutoff),
+        kind__in=services.SAVED_METHOD_KINDS,
+        status=PaymentStatus.REQUIRES_ACTION,
+    ).values_list("pk", flat=True)
+    released = 0
+    for payment_id in list(stale):
+        try:
+            payment = payment_release(
+                payment_id=payment_id, actor=actor, reason="3-D Secure not confirmed in time"
+            )
+        except PaymentError as exc:
+            logger.warning("payment %s not released: %s", payment_id, exc.message)
+            continue
+        released += payment.status != PaymentStatus.REQUIRES_ACTION
+    return released
+
+
+def payment_confirm_start(
+    *, payment_id: int, actor: Actor, return_url: str, success_url: str, cancel_url: str
+) -> str | None:
+    """Where to send the customer to confirm a charge that waits for 3-D Secure.
+
+    The provider's own page for that very attempt when it has one (the sandbox's; Stripe's
+    next_action.redirect_to_url for a charge confirmed on-session), which sends them back
+    to `return_url`. Otherwise (Stripe leaves an off-session charge that needs
+    authentication without such a page) the attempt is released and the customer goes to
+    a new Pay online session for what the invoice still owes. None when there is nothing
+    left to confirm: the attempt went through meanwhile. Raises DomainError (safe to show)
+    when it no longer waits or the invoice cannot be paid, PaymentError from the provider.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        raise DomainError(
+            "This payment no longer waits for your confirmation.", code="not_requires_action"
+        )
+    outcome = get_provider(payment.provider).payment_confirmation(
+        payment=payment, return_url=return_url
+    )
+    if outcome.status == "requires_action" and outcome.action_url:
+        return outcome.action_url
+    if outcome.status in ("succeeded", "processing"):
+        _apply_outcome(payment, outcome, actor=actor)
+        return None
+    payment = payment_release(
+        payment_id=payment.pk, actor=actor, reason="replaced by Pay online to confirm it"
+    )
+    if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
+        return None
+    return checkout_start(
+        invoice_id=payment.invoice_id, actor=actor, success_url=success_url, cancel_url=cancel_url
+    )
+
+
+def payment_refresh(*, payment_id: int, actor: Actor) -> Payment:
+    """Read one payment's state at its provider now and apply it (the customer is back from
+    confirming it; the provider's event may come later, and then changes nothing)."""
+    payment = Payment.objects.get(pk=payment_id)
+    outcome = get_provider(payment.provider).payment_retrieve(payment=payment)
+    if outcome is not None and outcome.status in ("succeeded", "failed", "cancelled"):
+        _apply_outcome(payment, outcome, actor=actor)
+        payment.refresh_from_db()
+    return payment
 
 
 # --- Saved payment methods -------------------------------------------------------------

@@ -82,6 +82,12 @@ def reconcile_payments() -> int:
     return payments.payments_reconcile(actor=CALENDAR)
 
 
+@shared_task(name="billing.release_stale_payment_actions")
+def release_stale_payment_actions() -> int:
+    """Cancel charges left waiting for 3-D Secure, so the next automatic charge can run."""
+    return payments.payments_release_stale_actions(actor=CALENDAR)
+
+
 @shared_task(
     name="billing.expire_checkout_sessions",
     autoretry_for=(ProviderUnavailable,),

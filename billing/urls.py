@@ -28,6 +28,17 @@ urlpatterns += [
         payment_views.checkout_cancel,
         name="checkout-cancel",
     ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/confirm/",
+        payment_views.payment_confirm,
+        name="payment-confirm",
+    ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/confirmed/",
+        payment_views.payment_confirmed,
+        name="payment-confirmed",
+    ),
     path("sandbox/checkout/<str:token>/", payment_views.sandbox_checkout, name="sandbox-checkout"),
+    path("sandbox/confirm/<str:token>/", payment_views.sandbox_confirm, name="sandbox-confirm"),
     path("sandbox/setup/<str:token>/", payment_views.sandbox_setup, name="sandbox-setup"),
 ]

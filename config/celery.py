@@ -21,6 +21,11 @@ app.conf.beat_schedule = {
         "task": "billing.run_billing",
         "schedule": crontab(minute=5, hour=0),
     },
+    # Before the charge retries, so an attempt released now is retried in the same hour.
+    "payment-actions-release-hourly": {
+        "task": "billing.release_stale_payment_actions",
+        "schedule": crontab(minute=10),
+    },
     "charge-retries-hourly": {
         "task": "billing.retry_failed_charges",
         "schedule": crontab(minute=20),

@@ -243,12 +243,14 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
     """Open invoices whose automatic charges all failed and whose next retry day has come.
 
     Retries follow CHARGE_RETRY_DAYS (1, 3, 5) counted from the first failed automatic
-    attempt; a cancelled contract's invoices are never charged again.
+    attempt; a cancelled contract's invoices are never charged again. An attempt released
+    after waiting for 3-D Secure (cancelled, with the time it asked) counts as failed.
     """
     schedule = settings.CHARGE_RETRY_DAYS
     oldest = today - datetime.timedelta(days=schedule[-1] + 7)
+    given_up = (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
     recent_failures = Payment.objects.filter(
-        kind=PaymentKind.AUTOMATIC, status=PaymentStatus.FAILED, failed_at__date__gte=oldest
+        kind=PaymentKind.AUTOMATIC, status__in=given_up, failed_at__date__gte=oldest
     ).values("invoice_id")
     rows = (
         Payment.objects.filter(
@@ -260,7 +262,7 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
         .values("invoice_id")
         .annotate(
             attempts=Count("pk"),
-            unfinished=Count("pk", filter=~Q(status=PaymentStatus.FAILED)),
+            unfinished=Count("pk", filter=~Q(status__in=given_up)),
             first_failed=Min("failed_at"),
             last_failed=Max("failed_at"),
         )

@@ -68,6 +68,8 @@ class ChargeOutcome:
     last4: str = ""
     failure_code: str = ""
     failure_message: str = ""
+    # requires_action: the page where the customer confirms it (3-D Secure), when there is one.
+    action_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,19 @@ class PaymentProvider:
 
     def payment_retrieve(self, *, payment: "Payment") -> ChargeOutcome | None:
         """Current state of a payment at the provider; None when it never got there."""
+        raise NotImplementedError
+
+    def payment_confirmation(self, *, payment: "Payment", return_url: str) -> ChargeOutcome:
+        """The payment's state, with `action_url` set when the customer can confirm it
+        (3-D Secure) on a hosted page that sends them back to `return_url`."""
+        raise NotImplementedError
+
+    def payment_cancel(self, *, payment: "Payment") -> ChargeOutcome:
+        """Cancel a payment that waits for the customer, so it can no longer take money.
+
+        Answers the state it ends in: "cancelled", or what it became instead when it
+        cannot be cancelled any more (it succeeded meanwhile).
+        """
         raise NotImplementedError
 
     def refund_create(

@@ -66,6 +66,12 @@ def card_for_last4(last4: str) -> TestCard:
     return _BY_LAST4.get(last4, TEST_CARDS["4242424242424242"])
 
 
+def confirm_token_loads(token: str) -> dict | None:
+    """The 3-D Secure page's token: {"a": payment id, "r": where to send the customer back}."""
+    data = checkout_token_loads(token)
+    return data if data and "a" in data and "r" in data else None
+
+
 def checkout_token_loads(token: str) -> dict | None:
     try:
         data = signing.loads(token, salt=_SALT)
@@ -171,6 +177,18 @@ class SandboxProvider(PaymentProvider):
     def payment_retrieve(self, *, payment):
         # The sandbox's only state is our own tables: there is nothing to catch up on.
         return None
+
+    def payment_confirmation(self, *, payment, return_url):
+        token = signing.dumps({"a": payment.pk, "r": return_url}, salt=_SALT, compress=True)
+        return ChargeOutcome(
+            status="requires_action",
+            provider_payment_id=payment_ids(payment.pk)[0],
+            action_url=reverse("billing:sandbox-confirm", args=[token]),
+        )
+
+    def payment_cancel(self, *, payment):
+        # Nothing waits outside our tables: the attempt's own status is the whole state.
+        return ChargeOutcome(status="cancelled", provider_payment_id=payment_ids(payment.pk)[0])
 
     def refund_create(self, *, payment, amount_minor, idempotency_key, reason):
         fails = card_for_last4(payment.method_last4).behaviour == "refund_fails"

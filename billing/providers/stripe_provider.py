@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import stripe
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from ..money import from_minor_units, to_minor_units
@@ -114,6 +115,8 @@ def _outcome_from_intent(pi: Any) -> ChargeOutcome:
         charge_id = charge.get("id", "")
         brand, last4 = _card(charge)
     error = pi.get("last_payment_error") or {}
+    next_action = pi.get("next_action") or {}
+    redirect = next_action.get("redirect_to_url") or {}
     return ChargeOutcome(
         status=_PI_STATUS.get(pi.get("status"), "pending"),
         provider_payment_id=pi["id"],
@@ -122,6 +125,9 @@ def _outcome_from_intent(pi: Any) -> ChargeOutcome:
         last4=last4,
         failure_code=error.get("decline_code") or error.get("code") or "",
         failure_message=error.get("message") or "",
+        action_url=(redirect.get("url") or "")
+        if next_action.get("type") == "redirect_to_url"
+        else "",
     )
 
 
@@ -224,6 +230,11 @@ class StripeProvider(PaymentProvider):
             "metadata": _metadata(payment, invoice),
             "expand": ["latest_charge"],
         }
+        if not off_session:
+            # With a return URL Stripe answers 3-D Secure with a page to send the customer
+            # to (next_action.redirect_to_url) instead of asking for Stripe.js.
+            path = reverse("billing:payment-confirmed", args=[invoice.number, payment.pk])
+            params["return_url"] = f"{settings.SITE_URL}{path}"
         pi = _call(
             lambda: self.client.v1.payment_intents.create(
                 params, {"idempotency_key": payment.idempotency_key}
@@ -254,6 +265,33 @@ class StripeProvider(PaymentProvider):
                 return ChargeOutcome(status="succeeded", provider_payment_id=pi or "")
             return ChargeOutcome(status="pending")
         return None
+
+    def payment_confirmation(self, *, payment, return_url):
+        # The return URL was fixed when the PaymentIntent was confirmed (charge_saved_method);
+        # an off-session one was not, and Stripe left it without a page to confirm on.
+        if not payment.provider_payment_id:
+            return ChargeOutcome(status="requires_action")
+        return self.payment_retrieve(payment=payment)
+
+    def payment_cancel(self, *, payment):
+        if not payment.provider_payment_id:
+            # It never reached Stripe as far as we know; should it have, its success event
+            # still finds the attempt by id and is applied or refunded.
+            return ChargeOutcome(status="cancelled")
+        try:
+            pi = _call(
+                lambda: self.client.v1.payment_intents.cancel(
+                    payment.provider_payment_id,
+                    {"cancellation_reason": "abandoned"},
+                    {"idempotency_key": f"{payment.idempotency_key}-cancel"},
+                )
+            )
+        except ProviderUnavailable:
+            raise
+        except PaymentError:
+            # Stripe refuses to cancel an intent that succeeded (or is processing) meanwhile.
+            return self.payment_retrieve(payment=payment)
+        return _outcome_from_intent(pi)
 
     def refund_create(self, *, payment, amount_minor, idempotency_key, reason):
         params: dict[str, Any] = {

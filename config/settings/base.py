@@ -132,6 +132,9 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # An open Checkout Session lives one hour at Stripe; it is reused a little less long.
 CHECKOUT_REUSE_MINUTES = env.int("CHECKOUT_REUSE_MINUTES", default=50)
+# A saved-card charge that waits for 3-D Secure blocks the invoice's other charges; after
+# this long unconfirmed it is cancelled at the provider so automatic charging goes on.
+REQUIRES_ACTION_TIMEOUT_HOURS = env.int("REQUIRES_ACTION_TIMEOUT_HOURS", default=24)
 # The sandbox (test-mode) provider refuses to run with DEBUG off or a live Stripe key
 # unless this is set; the test settings set it.
 SANDBOX_ALLOWED = env.bool("SANDBOX_ALLOWED", default=False)

@@ -85,6 +85,20 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: w.customer.name,
     ),
+    # Refused before the payment is looked up (login, role, the invoice's customer).
+    "billing:payment-confirm": Row(
+        "post",
+        lambda w: f"/invoices/{w.invoice.number}/payments/1/confirm/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.customer.name,
+    ),
+    "billing:payment-confirmed": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/payments/1/confirmed/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        secret=lambda w: w.customer.name,
+    ),
     "billing:payment-methods": Row(
         "get",
         lambda w: "/payment-methods/",
@@ -96,6 +110,11 @@ MATRIX: dict[str, Row] = {
     "billing:sandbox-checkout": Row(
         "get",
         lambda w: "/sandbox/checkout/forged-token/",
+        {"anonymous": 404, "other_owner": 404, "viewer": 404},
+    ),
+    "billing:sandbox-confirm": Row(
+        "get",
+        lambda w: "/sandbox/confirm/forged-token/",
         {"anonymous": 404, "other_owner": 404, "viewer": 404},
     ),
     "billing:sandbox-setup": Row(
