@@ -68,6 +68,10 @@ class ChargeOutcome:
     last4: str = ""
     failure_code: str = ""
     failure_message: str = ""
+    # What the provider says it took (None: it did not say), in ISO upper case, and from whom.
+    amount_received: Decimal | None = None
+    currency: str = ""
+    provider_customer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,10 @@ class ProviderEvent:
     last4: str = ""
     failure_code: str = ""
     failure_message: str = ""
+    # PAYMENT_SUCCEEDED (and REFUNDED from a charge): what the provider says it took, in ISO
+    # upper case; None when the event does not say. provider_customer_id names the payer.
+    amount_received: Decimal | None = None
+    currency: str = ""
     # REFUNDED: (provider refund id, amount) of every succeeded refund on the charge.
     refunds: tuple[tuple[str, Decimal], ...] = ()
     dispute_id: str = ""
@@ -153,6 +161,14 @@ class PaymentProvider:
 
     def customer_ref(self, *, customer: "Customer") -> str:
         """The provider's id for the customer, created when first needed."""
+        return ""
+
+    @classmethod
+    def known_customer_ref(cls, *, customer: "Customer") -> str:
+        """The provider's id for the customer as we stored it; "" when there is none yet.
+
+        Never calls the provider: the money services compare it with the payer an event names.
+        """
         return ""
 
     def charge_saved_method(
