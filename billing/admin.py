@@ -15,6 +15,7 @@ from .models import (
     InvoiceTax,
     Payment,
     PaymentMethod,
+    PaymentStatus,
     Refund,
     TaxRate,
     WebhookEvent,
@@ -75,6 +76,8 @@ class PaymentInline(ReadOnlyInline):
         "provider",
         "status",
         "amount",
+        "amount_received",
+        "currency_received",
         "amount_refunded",
         "method_brand",
         "method_last4",
@@ -177,8 +180,11 @@ class PaymentAdmin(ReadOnlyAdmin):
         "provider",
         "status",
         "amount",
-        "amount_refunded",
         "currency",
+        "amount_received",
+        "currency_received",
+        "amount_refunded",
+        "held_reason",
         "created_at",
     ]
     list_filter = ["status", "kind", "provider", "is_duplicate"]
@@ -197,7 +203,15 @@ class PaymentAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Payment._meta.fields] + ["audit"]
 
-    actions = ["refund_full", "refund_partial"]
+    actions = ["refund_full", "refund_partial", "refund_held"]
+
+    @admin.action(description="Refund held payments to the payer", permissions=["change"])
+    def refund_held(self, request, queryset):
+        held = queryset.filter(status=PaymentStatus.HELD)
+        skipped = [f"Payment {p.pk}: not held" for p in queryset.exclude(pk__in=held)]
+        if skipped:
+            report(request, [], skipped)
+        _refund_each(request, held, amount=None, reason="held payment returned by staff")
 
     @admin.action(description="Refund in full through the provider")
     def refund_full(self, request, queryset):

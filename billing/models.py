@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from contracts.models import Customer, IPBlock, LeaseContract
@@ -262,6 +263,9 @@ class PaymentStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
     REFUNDED = "refunded", "Refunded"
+    # The provider took money we cannot credit as it is (other currency, other customer, no
+    # amount): it waits for staff, counts toward no invoice, and can only be refunded.
+    HELD = "held", "Held for staff"
 
 
 _IN_FLIGHT = frozenset(
@@ -271,6 +275,7 @@ _IN_FLIGHT = frozenset(
         PaymentStatus.SUCCEEDED,
         PaymentStatus.FAILED,
         PaymentStatus.CANCELLED,
+        PaymentStatus.HELD,
     }
 )
 PAYMENT_TRANSITIONS = {
@@ -279,14 +284,21 @@ PAYMENT_TRANSITIONS = {
     PaymentStatus.REQUIRES_ACTION: _IN_FLIGHT - {PaymentStatus.REQUIRES_ACTION},
     # A failed PaymentIntent may be confirmed again and still succeed.
     PaymentStatus.FAILED: frozenset(
-        {PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.SUCCEEDED}
+        {
+            PaymentStatus.PROCESSING,
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.HELD,
+        }
     ),
     PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.REFUNDED}),
     # We gave up on the attempt (session expired, contract cancelled) but the provider
     # took the money after all: it is recorded, then applied or refunded, never lost.
-    PaymentStatus.CANCELLED: frozenset({PaymentStatus.SUCCEEDED}),
-    # A refund that had succeeded failed at the processor later: the money is ours again.
-    PaymentStatus.REFUNDED: frozenset({PaymentStatus.SUCCEEDED}),
+    PaymentStatus.CANCELLED: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.HELD}),
+    # A refund that had succeeded failed at the processor later: the money is ours again,
+    # credited (succeeded) or still held for staff (held).
+    PaymentStatus.REFUNDED: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.HELD}),
+    PaymentStatus.HELD: frozenset({PaymentStatus.REFUNDED}),
 }
 
 
@@ -306,8 +318,12 @@ class Payment(models.Model):
     status = models.CharField(
         max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
+    # What we asked for (amount, currency) and what the provider says it took.
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
+    amount_received = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency_received = models.CharField(max_length=3, blank=True)
+    held_reason = models.CharField(max_length=300, blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)
     idempotency_key = models.CharField(max_length=100, unique=True)
     provider_payment_id = models.CharField(
@@ -343,13 +359,25 @@ class Payment(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
-                condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount")),
-                name="payment_refund_within_amount",
+                condition=Q(amount_received__isnull=True) | Q(amount_received__gte=0),
+                name="payment_received_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    amount_refunded__gte=0,
+                    amount_refunded__lte=Coalesce(F("amount_received"), F("amount")),
+                ),
+                name="payment_refund_within_collected",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} {self.currency} ({self.status})"
+
+    @property
+    def amount_collected(self) -> Decimal:
+        """What the provider holds of this payment: the amount received once it said so."""
+        return self.amount if self.amount_received is None else self.amount_received
 
 
 class RefundStatus(models.TextChoices):

@@ -20,7 +20,7 @@ from contracts.errors import DomainError
 
 from . import payments, services
 from .links import invoice_for_pay_token
-from .models import Invoice, Payment, PaymentKind, PaymentMethod, PaymentStatus
+from .models import Invoice, InvoiceStatus, Payment, PaymentKind, PaymentMethod, PaymentStatus
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
 from .providers.base import AuthenticationRequired
@@ -113,7 +113,7 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
 def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict) -> HttpResponse:
     """The same service as the API's POST /api/invoices/<id>/pay, with the customer present."""
     try:
-        payments.invoice_pay_with_saved_method(
+        after = payments.invoice_pay_with_saved_method(
             invoice_id=invoice.pk,
             payment_method_id=request.POST["payment_method"],
             off_session=False,
@@ -138,7 +138,15 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         context["error"] = exc.message
         status = 503 if isinstance(exc, ProviderUnavailable) else 402
         return render(request, "billing/payments/pay.html", context, status=status)
-    messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+    if after.status == InvoiceStatus.PAID:
+        messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+    else:
+        # Less arrived than was due, or the payment waits for our staff: say what is still open.
+        messages.info(
+            request,
+            f"Thank you. {after.amount_remaining} {after.currency} of invoice {invoice.number} "
+            "is still open.",
+        )
     return _Redirect303(invoice.get_absolute_url())
 
 

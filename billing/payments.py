@@ -224,7 +224,15 @@ def checkout_expire_for_invoice(*, invoice_id: int, actor: Actor) -> int:
 # --- Charging a saved payment method -----------------------------------------------------
 
 
-def _apply_outcome(payment: Payment, outcome: ChargeOutcome, *, actor: Actor) -> None:
+def _apply_outcome(
+    payment: Payment, outcome: ChargeOutcome, *, actor: Actor, synchronous: bool = False
+) -> None:
+    """Apply what the provider answered about a payment.
+
+    synchronous: the answer to our own charge call for payment.amount. Only then may a
+    success that does not say how much it took count as what we asked for; a success read
+    back later (reconciliation) without an amount is held for staff.
+    """
     event_kind = {
         "succeeded": EventKind.PAYMENT_SUCCEEDED,
         "failed": EventKind.PAYMENT_FAILED,
@@ -236,6 +244,9 @@ def _apply_outcome(payment: Payment, outcome: ChargeOutcome, *, actor: Actor) ->
             payment.pk, provider_payment_id=outcome.provider_payment_id, charge_id=outcome.charge_id
         )
         return
+    amount, currency = outcome.amount_received, outcome.currency
+    if amount is None and synchronous:
+        amount, currency = payment.amount, payment.currency
     provider_event_apply(
         ProviderEvent(
             kind=event_kind,
@@ -244,6 +255,9 @@ def _apply_outcome(payment: Payment, outcome: ChargeOutcome, *, actor: Actor) ->
             charge_id=outcome.charge_id,
             brand=outcome.brand,
             last4=outcome.last4,
+            amount_received=amount,
+            currency=currency,
+            provider_customer_id=outcome.provider_customer_id,
             failure_code=outcome.failure_code
             or (
                 "authentication_required" if event_kind == EventKind.PAYMENT_REQUIRES_ACTION else ""
@@ -306,7 +320,7 @@ def _charge(
             requires_action=isinstance(exc, AuthenticationRequired),
         )
         raise
-    _apply_outcome(payment, outcome, actor=actor)
+    _apply_outcome(payment, outcome, actor=actor, synchronous=True)
     payment.refresh_from_db()
     return payment
 
@@ -657,10 +671,10 @@ def _refund_request_locked(
         key = f"payment-{payment.pk}-{EXCESS}-{previous.count() + 1}"
     else:
         key = f"payment-{payment.pk}-refund-{payment.refunds.count() + 1}"
-    if payment.status != PaymentStatus.SUCCEEDED:
+    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.HELD):
         raise DomainError(
             f"Payment {payment.pk} is {payment.get_status_display().lower()}; "
-            "only a succeeded payment can be refunded.",
+            "only a succeeded payment can be refunded, or a held one.",
             code="refund_state",
         )
     if not (payment.provider_payment_id or payment.provider_charge_id):
@@ -669,7 +683,7 @@ def _refund_request_locked(
             code="refund_no_reference",
         )
     pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
-    available = payment.amount - payment.amount_refunded - pending
+    available = payment.amount_collected - payment.amount_refunded - pending
     amount = quantize(amount) if amount is not None else available
     if amount <= 0 or amount > available:
         raise DomainError(
@@ -872,9 +886,13 @@ def _find_customer(event: ProviderEvent) -> Customer | None:
 def _succeed(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
     # Also for an attempt we had cancelled: the service applies the money if the invoice
     # still owes it, and otherwise flags it as a duplicate that is refunded automatically.
+    # What the provider reported is passed as it is: an event without an amount is held.
     services.payment_record_success(
         payment_id=payment.pk,
         actor=actor,
+        amount_received=event.amount_received,
+        currency_received=event.currency,
+        provider_customer_id=event.provider_customer_id,
         provider_payment_id=event.provider_payment_id or None,
         provider_charge_id=event.charge_id,
         brand=event.brand,
@@ -957,7 +975,7 @@ def _dispute(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
         payment.refresh_from_db()
         if Refund.objects.filter(provider_refund_id=event.dispute_id).exists():
             return
-        left = payment.amount - payment.amount_refunded
+        left = payment.amount_collected - payment.amount_refunded
         amount = min(event.dispute_amount or left, left)
         if amount > 0:
             services.payment_record_refund(
@@ -1023,19 +1041,26 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             )
         elif event.kind == EventKind.CHECKOUT_EXPIRED:
             payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
-        elif event.kind == EventKind.REFUNDED:
-            # A refunded or disputed charge was paid, whatever order the events came in.
-            _succeed(payment, event, actor=actor)
+        elif event.kind in (
+            EventKind.REFUNDED,
+            EventKind.REFUND_FAILED,
+            EventKind.DISPUTE_OPENED,
+            EventKind.DISPUTE_CLOSED,
+        ):
+            # A refunded or disputed charge was paid, whatever order the events came in. An
+            # event that does not say how much was paid (a dispute, a refund object) waits
+            # for the one that does, and is replayed when it has been applied.
+            if payment.status not in services.MONEY_RECORDED:
+                if event.amount_received is None:
+                    return UNKNOWN_PAYMENT_NOTE
+                _succeed(payment, event, actor=actor)
             payment.refresh_from_db()
-            _record_refunds(payment, event, actor=actor)
-        elif event.kind == EventKind.REFUND_FAILED:
-            # Only a charge that was paid can have a refund, failed or not.
-            _succeed(payment, event, actor=actor)
-            _record_refund_failures(payment, event, actor=actor)
-        elif event.kind in (EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED):
-            _succeed(payment, event, actor=actor)
-            payment.refresh_from_db()
-            _dispute(payment, event, actor=actor)
+            if event.kind == EventKind.REFUNDED:
+                _record_refunds(payment, event, actor=actor)
+            elif event.kind == EventKind.REFUND_FAILED:
+                _record_refund_failures(payment, event, actor=actor)
+            else:
+                _dispute(payment, event, actor=actor)
     except InvalidTransition as exc:
         logger.warning("STAFF: %s not applied to payment %s: %s", event.kind, payment.pk, exc)
         return "not applicable"
@@ -1094,7 +1119,7 @@ def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
         .exclude(refunds__failure_reason__gt="")
         .exclude(provider="manual")
     )
-    work += [(p.pk, p.amount - p.amount_refunded, True) for p in owed_back]
+    work += [(p.pk, p.amount_collected - p.amount_refunded, True) for p in owed_back]
     sent = 0
     for payment_id, amount, returns_excess in work:
         try:

@@ -7,11 +7,13 @@ through billing.signals after commit.
 """
 
 import datetime
+import enum
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.mail import mail_admins
 from django.db import DatabaseError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
@@ -25,6 +27,7 @@ from contracts.services import contract_restore
 from . import selectors, signals
 from .models import (
     INVOICE_TRANSITIONS,
+    PAYABLE_STATUSES,
     PAYMENT_TRANSITIONS,
     BillingReason,
     Invoice,
@@ -40,6 +43,7 @@ from .models import (
 )
 from .money import ZERO, quantize
 from .numbering import allocate_invoice_number
+from .providers import known_customer_ref
 from .tax import tax_breakdown, tax_for
 
 logger = logging.getLogger(__name__)
@@ -499,34 +503,115 @@ def _restore_standing_if_settled(invoice: Invoice, *, actor: Actor, today: datet
         contract_restore(contract_id=invoice.contract_id, actor=actor)
 
 
+class Received(enum.Enum):
+    """payment_record_success's default: the money is exactly what the payment asked for."""
+
+    AS_REQUESTED = "as requested"
+
+
+AS_REQUESTED = Received.AS_REQUESTED
+
+# A payment in one of these has had its money recorded; a later success event changes nothing.
+MONEY_RECORDED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.HELD)
+
+
+def _alert_staff_after_commit(subject: str, body: str) -> None:
+    def send() -> None:
+        logger.error("STAFF: %s", subject)
+        try:
+            mail_admins(subject, body)
+        except Exception:
+            # The held payment itself is the record staff work from; a lost mail loses nothing.
+            logger.exception("STAFF: the alert mail was not sent: %s", subject)
+
+    transaction.on_commit(send)
+
+
+def _hold_reason(
+    invoice: Invoice, payment: Payment, *, amount: Decimal | None, currency: str, payer: str
+) -> str:
+    """Why the money the provider reported cannot be credited to the invoice ("" if it can)."""
+    if amount is None:
+        return "The provider did not say how much it received."
+    if amount <= 0:
+        return "The provider reported nothing received."
+    if currency != invoice.currency.upper():
+        return (
+            f"Received {amount} {currency or '(no currency)'} for an invoice in {invoice.currency}."
+        )
+    if payer:
+        expected = known_customer_ref(provider=payment.provider, customer=invoice.customer)
+        if payer != expected:
+            return (
+                f"Paid by {payer} at {payment.provider}, not by the invoice's customer "
+                f"({expected or 'none on record'})."
+            )
+    return ""
+
+
 def payment_record_success(
     *,
     payment_id: int,
     actor: Actor,
+    amount_received: Decimal | None | Received = AS_REQUESTED,
+    currency_received: str = "",
+    provider_customer_id: str = "",
     provider_payment_id: str | None = None,
     provider_charge_id: str = "",
     brand: str = "",
     last4: str = "",
     now: datetime.datetime | None = None,
 ) -> Payment:
-    """The provider took the money. Applies it to the invoice exactly once.
+    """The provider took the money. Credits what it received to the invoice exactly once.
 
-    Quietly returns when the payment is already recorded as succeeded. Money that
-    arrives for an invoice that no longer owes it (already paid, void, refunded) is
-    flagged as a duplicate and handed back through `payment_needs_refund`.
+    amount_received/currency_received are what the provider reported (None: it did not say);
+    provider_customer_id is the payer it named. Only a caller that took the money itself,
+    synchronously, for exactly what was asked (staff recording a transfer) leaves them out.
+
+    Credited only in the invoice's currency and up to what it still owes: a short payment
+    leaves the rest due; money it no longer owes (excess, or an invoice already settled) is
+    handed back through `payment_needs_refund`. Another currency, another payer or an
+    unknown amount is held for staff (status Held, credited to nothing, staff alerted).
+    Quietly returns when the payment's money is already recorded (succeeded, refunded, held).
     """
     now = now or timezone.now()
     with transaction.atomic():
         invoice, payment = lock_payment(payment_id)
-        if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        if payment.status in MONEY_RECORDED:
             return payment
+        if amount_received is AS_REQUESTED:
+            amount_received, currency_received = payment.amount, payment.currency
         payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
         payment.provider_charge_id = provider_charge_id or payment.provider_charge_id
         payment.method_brand = brand or payment.method_brand
         payment.method_last4 = last4 or payment.method_last4
         payment.succeeded_at = now
-        applied = min(payment.amount, invoice.amount_remaining) if invoice.is_payable else ZERO
-        excess = payment.amount - applied
+        payment.amount_received = None if amount_received is None else quantize(amount_received)
+        payment.currency_received = currency_received.upper()[:3]
+        reason = _hold_reason(
+            invoice,
+            payment,
+            amount=payment.amount_received,
+            currency=payment.currency_received,
+            payer=provider_customer_id,
+        )
+        if reason:
+            payment.held_reason = reason[:300]
+            payment_set_status(
+                payment, PaymentStatus.HELD, actor=actor, customer=invoice.customer, note=reason
+            )
+            _alert_staff_after_commit(
+                f"Payment {payment.pk} for invoice {invoice} is held",
+                f"{reason}\n\nNothing was credited to invoice {invoice}. Asked: {payment.amount} "
+                f"{payment.currency}. Received: {payment.amount_received} "
+                f"{payment.currency_received or '?'}. Provider: {payment.provider} "
+                f"{payment.provider_payment_id or payment.provider_charge_id or ''}.\n"
+                "Refund it from the payment's admin page (action: refund held payments).",
+            )
+            return payment
+        received = payment.amount_received
+        applied = min(received, invoice.amount_remaining) if invoice.is_payable else ZERO
+        excess = received - applied
         payment.is_duplicate = applied == ZERO
         payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
@@ -541,6 +626,14 @@ def payment_record_success(
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
                 _invoice_list_changed(invoice)
+                audit_record(
+                    actor=actor,
+                    action="payment.short",
+                    target=payment,
+                    customer=invoice.customer,
+                    after={"received": received, "remaining": invoice.amount_remaining},
+                    note="Less arrived than the invoice owes; the rest is still due.",
+                )
         if excess:
             audit_record(
                 actor=actor,
@@ -729,16 +822,44 @@ def _refund_undo_locked(
     """Put a succeeded refund's amount back on the payment and the invoice (caller locks)."""
     payment.amount_refunded = max(ZERO, payment.amount_refunded - refund.amount)
     if payment.status == PaymentStatus.REFUNDED:
+        # A held payment goes back on hold: its money still waits for staff.
         payment_set_status(
             payment,
-            PaymentStatus.SUCCEEDED,
+            PaymentStatus.HELD if payment.held_reason else PaymentStatus.SUCCEEDED,
             actor=actor,
             customer=invoice.customer,
             note="a refund failed at the processor",
         )
     else:
         payment.save(update_fields=["amount_refunded", "updated_at"])
-    if returns_excess or payment.is_duplicate:
+    if returns_excess or payment.is_duplicate or payment.held_reason:
+        return
+    if invoice.status in PAYABLE_STATUSES:
+        # The refund had made this amount owed again (payment_record_refund): it is paid again,
+        # up to what the invoice still owes; anything beyond is staff's to return.
+        credit = min(refund.amount, invoice.amount_remaining)
+        if credit < refund.amount:
+            logger.error(
+                "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
+                refund.amount - credit,
+                refund.pk,
+                invoice,
+            )
+        invoice.amount_paid += credit
+        if invoice.amount_paid == invoice.total:
+            _set_invoice_status(
+                invoice,
+                InvoiceStatus.PAID,
+                actor=actor,
+                now=now,
+                note="a refund failed at the processor",
+                extra={"refund": refund.pk},
+            )
+            _restore_standing_if_settled(invoice, actor=actor, today=now.date())
+        else:
+            invoice.state_version += 1
+            invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+            _invoice_list_changed(invoice)
         return
     invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
     if invoice.status == InvoiceStatus.REFUND and invoice.amount_refunded < invoice.amount_paid:
@@ -771,10 +892,11 @@ def payment_record_refund(
     """The provider returned `amount` of a payment. Recorded once per provider refund id.
 
     A full refund of what an invoice was paid moves it to Refund; a partial one
-    stays Paid with the refunded amount shown. Returning a duplicate's money
-    (`returns_excess`) does not touch the invoice it never paid. A refund already
-    recorded as Failed stays so. `placeholder_id`: our pending refund whose provider
-    answer has not come back yet; its row (and the staff's reason) is filled in.
+    stays Paid with the refunded amount shown. Money handed back while the invoice is
+    still payable (a short payment) is owed again. Returning a duplicate's money or an
+    excess (`returns_excess`), or a held payment, does not touch the invoice it never paid.
+    A refund already recorded as Failed stays so. `placeholder_id`: our pending refund
+    whose provider answer has not come back yet; its row (and the staff's reason) is filled in.
     """
     now = now or timezone.now()
     amount = quantize(amount)
@@ -791,12 +913,16 @@ def payment_record_refund(
             existing = _unsent_refund_locked(payment, placeholder_id, amount)
             # Not our unsent refund after all: a refund made at the provider returns no excess.
             returns_excess = returns_excess and existing is not None
-        if amount <= 0 or amount > payment.amount - payment.amount_refunded:
+        left = payment.amount_collected - payment.amount_refunded
+        if amount <= 0 or amount > left:
             raise DomainError(
-                f"Cannot refund {amount}: only {payment.amount - payment.amount_refunded} "
-                "of this payment is left.",
+                f"Cannot refund {amount}: only {left} of this payment is left.",
                 code="refund_amount",
             )
+        # A held payment, a duplicate and the excess of an overpayment never paid the invoice.
+        credited = not (
+            returns_excess or payment.is_duplicate or payment.status == PaymentStatus.HELD
+        )
         refund = existing or Refund(
             payment=payment,
             amount=amount,
@@ -808,7 +934,7 @@ def payment_record_refund(
         refund.reason = refund.reason or reason
         refund.save()
         payment.amount_refunded += amount
-        if payment.amount_refunded == payment.amount:
+        if payment.amount_refunded == payment.amount_collected:
             payment_set_status(
                 payment, PaymentStatus.REFUNDED, actor=actor, customer=invoice.customer
             )
@@ -827,7 +953,13 @@ def payment_record_refund(
             },
             note=refund.reason,
         )
-        if not (returns_excess or payment.is_duplicate):
+        if credited and invoice.status in PAYABLE_STATUSES:
+            # Part of what the invoice owes was paid and is handed back: it is owed again.
+            invoice.amount_paid -= min(amount, invoice.amount_paid - invoice.amount_refunded)
+            invoice.state_version += 1
+            invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+            _invoice_list_changed(invoice)
+        elif credited:
             invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
             if (
                 invoice.status == InvoiceStatus.PAID

@@ -17,6 +17,7 @@ __all__ = [
     "PaymentProvider",
     "ProviderUnavailable",
     "get_provider",
+    "known_customer_ref",
 ]
 
 
@@ -35,3 +36,16 @@ def get_provider(name: str | None = None) -> PaymentProvider:
             )
         return SandboxProvider()
     raise ProviderUnavailable("Online payment is not configured.")
+
+
+def known_customer_ref(*, provider: str, customer) -> str:
+    """The customer's id at `provider` as stored here, without building a client or calling out."""
+    if provider == "stripe":
+        from .stripe_provider import StripeProvider
+
+        return StripeProvider.known_customer_ref(customer=customer)
+    if provider == "sandbox":
+        from .sandbox import SandboxProvider
+
+        return SandboxProvider.known_customer_ref(customer=customer)
+    return ""

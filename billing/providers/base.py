@@ -70,6 +70,10 @@ class ChargeOutcome:
     failure_message: str = ""
     # requires_action: the page where the customer confirms it (3-D Secure), when there is one.
     action_url: str = ""
+    # What the provider says it took (None: it did not say), in ISO upper case, and from whom.
+    amount_received: Decimal | None = None
+    currency: str = ""
+    provider_customer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,10 @@ class ProviderEvent:
     last4: str = ""
     failure_code: str = ""
     failure_message: str = ""
+    # PAYMENT_SUCCEEDED (and REFUNDED from a charge): what the provider says it took, in ISO
+    # upper case; None when the event does not say. provider_customer_id names the payer.
+    amount_received: Decimal | None = None
+    currency: str = ""
     # REFUNDED: (provider refund id, amount) of every succeeded refund on the charge.
     # REFUND_FAILED: the one refund that failed or was cancelled; failure_code says why.
     refunds: tuple[tuple[str, Decimal], ...] = ()
@@ -160,6 +168,14 @@ class PaymentProvider:
 
     def customer_ref(self, *, customer: "Customer") -> str:
         """The provider's id for the customer, created when first needed."""
+        return ""
+
+    @classmethod
+    def known_customer_ref(cls, *, customer: "Customer") -> str:
+        """The provider's id for the customer as we stored it; "" when there is none yet.
+
+        Never calls the provider: the money services compare it with the payer an event names.
+        """
         return ""
 
     def charge_saved_method(

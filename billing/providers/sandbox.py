@@ -84,8 +84,26 @@ def payment_ids(payment_id: int) -> tuple[str, str]:
     return f"pi_sandbox_{payment_id}", f"ch_sandbox_{payment_id}"
 
 
-def success_event(payment_id: int, card: TestCard, checkout_id: str = "") -> ProviderEvent:
+def _taken(payment_id: int) -> tuple[Decimal, str, str]:
+    """What the sandbox takes for a payment: exactly what was asked, from the invoice's customer."""
+    from ..models import Payment
+
+    payment = Payment.objects.select_related("invoice").get(pk=payment_id)
+    return payment.amount, payment.currency, f"{CUSTOMER_PREFIX}{payment.invoice.customer_id}"
+
+
+def success_event(
+    payment_id: int,
+    card: TestCard,
+    checkout_id: str = "",
+    *,
+    amount: Decimal | None = None,
+    currency: str = "",
+    customer_ref: str = "",
+) -> ProviderEvent:
+    """The payment succeeded; amount, currency and payer default to what was asked of whom."""
     pi, charge = payment_ids(payment_id)
+    asked, asked_currency, payer = _taken(payment_id)
     return ProviderEvent(
         kind=EventKind.PAYMENT_SUCCEEDED,
         payment_id=payment_id,
@@ -94,6 +112,9 @@ def success_event(payment_id: int, card: TestCard, checkout_id: str = "") -> Pro
         charge_id=charge,
         brand=card.brand,
         last4=card.last4,
+        amount_received=asked if amount is None else amount,
+        currency=(currency or asked_currency).upper(),
+        provider_customer_id=customer_ref or payer,
     )
 
 
@@ -128,6 +149,10 @@ class SandboxProvider(PaymentProvider):
     confirms_refunds_synchronously = True
 
     def customer_ref(self, *, customer) -> str:
+        return f"{CUSTOMER_PREFIX}{customer.pk}"
+
+    @classmethod
+    def known_customer_ref(cls, *, customer) -> str:
         return f"{CUSTOMER_PREFIX}{customer.pk}"
 
     def checkout_create(self, *, payment, invoice, customer_ref, success_url, cancel_url):
@@ -172,6 +197,9 @@ class SandboxProvider(PaymentProvider):
             charge_id=charge,
             brand=card.brand,
             last4=card.last4,
+            amount_received=payment.amount,
+            currency=payment.currency.upper(),
+            provider_customer_id=customer_ref,
         )
 
     def payment_retrieve(self, *, payment):

@@ -105,6 +105,24 @@ def _method_info(pm: Any) -> MethodInfo:
     )
 
 
+def _object_id(value: Any) -> str:
+    """An id Stripe sends either as a string or, when expanded, inside the object."""
+    if isinstance(value, str):
+        return value
+    return (value or {}).get("id", "") or ""
+
+
+def _received(obj: dict, amount_field: str) -> tuple[Decimal | None, str, str]:
+    """(amount received, ISO currency, customer id) as Stripe reports them on `obj`.
+
+    Stripe's currencies are lower case; ours are ISO upper case. A missing amount stays None
+    so the money services never mistake silence for the amount asked.
+    """
+    minor = obj.get(amount_field)
+    amount = from_minor_units(minor) if isinstance(minor, int) else None
+    return amount, (obj.get("currency") or "").upper(), _object_id(obj.get("customer"))
+
+
 def _outcome_from_intent(pi: Any) -> ChargeOutcome:
     pi = _plain(pi)
     charge = pi.get("latest_charge")
@@ -117,6 +135,7 @@ def _outcome_from_intent(pi: Any) -> ChargeOutcome:
     error = pi.get("last_payment_error") or {}
     next_action = pi.get("next_action") or {}
     redirect = next_action.get("redirect_to_url") or {}
+    amount, currency, customer = _received(pi, "amount_received")
     return ChargeOutcome(
         status=_PI_STATUS.get(pi.get("status"), "pending"),
         provider_payment_id=pi["id"],
@@ -128,6 +147,9 @@ def _outcome_from_intent(pi: Any) -> ChargeOutcome:
         action_url=(redirect.get("url") or "")
         if next_action.get("type") == "redirect_to_url"
         else "",
+        amount_received=amount,
+        currency=currency,
+        provider_customer_id=customer,
     )
 
 
@@ -144,6 +166,10 @@ class StripeProvider(PaymentProvider):
 
     def __init__(self) -> None:
         self.client = stripe_client()
+
+    @classmethod
+    def known_customer_ref(cls, *, customer) -> str:
+        return customer.stripe_customer_id
 
     def customer_ref(self, *, customer) -> str:
         if customer.stripe_customer_id:
@@ -262,7 +288,14 @@ class StripeProvider(PaymentProvider):
             if session.get("status") == "expired":
                 return ChargeOutcome(status="cancelled")
             if session.get("payment_status") in ("paid", "no_payment_required"):
-                return ChargeOutcome(status="succeeded", provider_payment_id=pi or "")
+                amount, currency, customer = _received(session, "amount_total")
+                return ChargeOutcome(
+                    status="succeeded",
+                    provider_payment_id=pi or "",
+                    amount_received=amount,
+                    currency=currency,
+                    provider_customer_id=customer,
+                )
             return ChargeOutcome(status="pending")
         return None
 
@@ -371,7 +404,14 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             if obj.get("payment_status") not in ("paid", "no_payment_required"):
                 return None  # an async method is still on its way; its own event follows
-            return ProviderEvent(kind=EventKind.PAYMENT_SUCCEEDED, **common)
+            amount, currency, customer = _received(obj, "amount_total")
+            return ProviderEvent(
+                kind=EventKind.PAYMENT_SUCCEEDED,
+                amount_received=amount,
+                currency=currency,
+                provider_customer_id=customer,
+                **common,
+            )
         if kind == "checkout.session.async_payment_failed":
             return ProviderEvent(
                 kind=EventKind.PAYMENT_FAILED,
@@ -392,7 +432,13 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
             "last4": outcome.last4,
         }
         if kind == "payment_intent.succeeded":
-            return ProviderEvent(kind=EventKind.PAYMENT_SUCCEEDED, **common)
+            return ProviderEvent(
+                kind=EventKind.PAYMENT_SUCCEEDED,
+                amount_received=outcome.amount_received,
+                currency=outcome.currency,
+                provider_customer_id=outcome.provider_customer_id,
+                **common,
+            )
         if kind == "payment_intent.payment_failed":
             return ProviderEvent(
                 kind=EventKind.PAYMENT_FAILED,
@@ -410,6 +456,8 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
         return None
     if kind == "charge.refunded":
         brand, last4 = _card(obj)
+        # A refunded charge was paid: what it captured is what was received.
+        amount, currency, customer = _received(obj, "amount_captured")
         refunds = tuple(
             (r["id"], from_minor_units(r["amount"]))
             for r in ((obj.get("refunds") or {}).get("data") or [])
@@ -423,6 +471,9 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
             brand=brand,
             last4=last4,
             refunds=refunds,
+            amount_received=amount,
+            currency=currency,
+            provider_customer_id=customer,
             extra={"amount_refunded": from_minor_units(obj.get("amount_refunded") or 0)},
         )
     if kind in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):

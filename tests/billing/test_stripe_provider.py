@@ -122,13 +122,16 @@ def test_automatic_charge_succeeds_off_session(invoice, http):
         exp_year=2030,
         is_default=True,
     )
-    charge = load("charge", id="ch_auto_1", amount=12345)
+    total = to_minor_units(invoice.total)
+    charge = load("charge", id="ch_auto_1", amount=total, amount_captured=total, currency="eur")
     intent = load(
         "payment_intent",
         id="pi_auto_1",
         status="succeeded",
-        amount=12345,
+        amount=total,
+        amount_received=total,
         currency="eur",
+        customer="cus_known",
         latest_charge=charge,
         last_payment_error=None,
     )
@@ -269,7 +272,9 @@ def test_duplicate_payment_is_refunded_automatically(
         "payment_intent",
         id="pi_dup_1",
         status="succeeded",
-        amount=12345,
+        amount=to_minor_units(second.amount),
+        amount_received=to_minor_units(second.amount),
+        currency="eur",
         latest_charge="ch_dup_1",
         metadata={"payment_id": str(second.pk), "invoice_id": str(invoice.pk)},
     )
@@ -295,7 +300,9 @@ def test_reconcile_applies_what_webhooks_missed(invoice, http):
         "payment_intent",
         id="pi_missed",
         status="succeeded",
-        amount=12345,
+        amount=to_minor_units(invoice.total),
+        amount_received=to_minor_units(invoice.total),
+        currency="eur",
         latest_charge=load("charge", id="ch_missed"),
         last_payment_error=None,
     )

@@ -308,6 +308,9 @@ def test_confirm_payment_of_an_off_session_charge_goes_to_a_new_checkout(
         payment_status="paid",
         status="complete",
         payment_intent="pi_checkout_1",
+        amount_total=to_minor_units(invoice.total),
+        currency=invoice.currency.lower(),
+        customer=invoice.customer.stripe_customer_id,
         metadata={"invoice_id": str(invoice.pk), "payment_id": str(checkout.pk)},
     )
     events = [event("checkout.session.completed", completed)]
