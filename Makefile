@@ -6,13 +6,20 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test install install-dev system-deps services lint format bench clean
 
+# The portal alone (what `make demo` runs on), then the test and lint tooling on top.
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+.venv/.installed-dev: .venv/.installed
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
 install: .venv/.installed
+
+install-dev: .venv/.installed-dev
 
 # Debian packages the suite needs (WeasyPrint's pango, fonts, poppler, Chromium).
 system-deps:
@@ -27,18 +34,19 @@ demo: install
 	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py seed_demo
 	@bash scripts/demo.sh
 
-lint: install
+lint: install-dev
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
-format: install
+format: install-dev
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-test: install system-deps services lint
+test: install-dev system-deps services lint
 	DJANGO_SETTINGS_MODULE=config.settings.test .venv/bin/pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
-bench: install services
+bench: install-dev services
 	$(PY) bench/run.py
 
 clean:

@@ -47,19 +47,19 @@ from django.db import connection  # noqa: E402
 from django.db.models import Sum  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from billing.models import (  # noqa: E402
-    Invoice,
-    InvoiceStatus,
+from billing.collections.selectors import grace_candidates, overdue_contract_ids  # noqa: E402
+from billing.collections.services import grace_enforce  # noqa: E402
+from billing.invoices.models import Invoice, InvoiceStatus  # noqa: E402
+from billing.invoices.services import billing_run  # noqa: E402
+from billing.payments.models import (  # noqa: E402
     Payment,
     PaymentKind,
     PaymentStatus,
     WebhookEvent,
 )
-from billing.money import to_minor_units  # noqa: E402
-from billing.services import billing_run  # noqa: E402
 from config.celery import app as celery_app  # noqa: E402
-from contracts.grace import grace_candidates, grace_enforce, overdue_contract_ids  # noqa: E402
 from contracts.models import ContractStatus, LeaseContract  # noqa: E402
+from core.money import to_minor_units  # noqa: E402
 
 # Queue, don't run: in production the workers render PDFs and charge cards.
 settings.CELERY_TASK_ALWAYS_EAGER = False
@@ -222,11 +222,11 @@ def make_overdue(contract_ids_sql: str, params: dict) -> int:
     with connection.cursor() as cur:
         cur.execute(
             f"""
-            UPDATE billing_invoice i SET status = 'open', amount_paid = 0, paid_at = NULL,
+            UPDATE invoices_invoice i SET status = 'open', amount_paid = 0, paid_at = NULL,
                 due_date = %(due)s
             FROM ({contract_ids_sql}) AS pick
             WHERE i.contract_id = pick.id
-              AND i.period_start = (SELECT max(period_start) FROM billing_invoice
+              AND i.period_start = (SELECT max(period_start) FROM invoices_invoice
                                     WHERE contract_id = pick.id)
             """,
             {**params, "due": due},
@@ -235,7 +235,7 @@ def make_overdue(contract_ids_sql: str, params: dict) -> int:
 
 
 def timed_grace(label: str, expected: int, base_ms: float, show_plan: bool) -> float:
-    sql("ANALYZE billing_invoice")
+    sql("ANALYZE invoices_invoice")
     t = time.perf_counter()
     candidates = len(list(grace_candidates(today=TODAY)))
     query_ms = (time.perf_counter() - t) * 1000
@@ -288,7 +288,7 @@ def bench_grace(args, base_ms: float) -> None:
     )
     sql(
         """
-        INSERT INTO billing_invoice (number, customer_id, contract_id, status, billing_reason,
+        INSERT INTO invoices_invoice (number, customer_id, contract_id, status, billing_reason,
             currency, period_start, period_end, issue_date, due_date, subtotal, tax, total,
             amount_paid, amount_refunded, bill_to_name, bill_to_address, bill_to_country,
             bill_to_tax_id, bill_to_email, tax_note, paid_at, paid_out_of_band, state_version,
@@ -347,7 +347,7 @@ def state_snapshot() -> dict:
 
 
 def _audit_count() -> int:
-    from contracts.models import AuditEntry
+    from core.models import AuditEntry
 
     return AuditEntry.objects.count()
 

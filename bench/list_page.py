@@ -37,7 +37,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 from django.urls import include, path  # noqa: E402
 
-from billing.models import Invoice  # noqa: E402
+from billing.invoices.models import Invoice  # noqa: E402
 from contracts.models import Customer, Membership, Role  # noqa: E402
 
 BENCH_USER = "bench@example.com"
@@ -76,11 +76,11 @@ def build(total: int, mine: int) -> Customer:
     started = time.perf_counter()
     with connection.cursor() as cur:
         cur.execute(
-            "DELETE FROM billing_invoiceline WHERE invoice_id IN "
-            "(SELECT id FROM billing_invoice WHERE number LIKE %s)",
+            "DELETE FROM invoices_invoiceline WHERE invoice_id IN "
+            "(SELECT id FROM invoices_invoice WHERE number LIKE %s)",
             [PREFIX + "%"],
         )
-        cur.execute("DELETE FROM billing_invoice WHERE number LIKE %s", [PREFIX + "%"])
+        cur.execute("DELETE FROM invoices_invoice WHERE number LIKE %s", [PREFIX + "%"])
     bench_co = bench_co or Customer.objects.create(
         name="Bench Networks GmbH", email="b@example.com", country="DE", tax_id="DE999999999"
     )
@@ -97,7 +97,7 @@ def build(total: int, mine: int) -> Customer:
     with connection.cursor() as cur:
         cur.execute(
             """
-            INSERT INTO billing_invoice (
+            INSERT INTO invoices_invoice (
                 number, customer_id, contract_id, status, billing_reason, currency,
                 period_start, period_end, issue_date, due_date, subtotal, tax, total,
                 amount_paid, amount_refunded, bill_to_name, bill_to_address, bill_to_country,
@@ -123,16 +123,16 @@ def build(total: int, mine: int) -> Customer:
         )
         cur.execute(
             """
-            INSERT INTO billing_invoiceline (invoice_id, position, description, block_id,
+            INSERT INTO invoices_invoiceline (invoice_id, position, description, block_id,
                 period_start, period_end, quantity, unit_price, amount, tax_rate)
             SELECT id, 0, 'IPv4 lease 10.' || (id %% 256) || '.' || (id / 256 %% 256) || '.0/24',
                    NULL, period_start, period_end, 1, subtotal, subtotal, 19
-            FROM billing_invoice WHERE number LIKE %s
+            FROM invoices_invoice WHERE number LIKE %s
             """,
             [PREFIX + "%"],
         )
-        cur.execute("ANALYZE billing_invoice")
-        cur.execute("ANALYZE billing_invoiceline")
+        cur.execute("ANALYZE invoices_invoice")
+        cur.execute("ANALYZE invoices_invoiceline")
     print(f"built in {time.perf_counter() - started:.0f}s", flush=True)
     return bench_co
 
@@ -195,7 +195,7 @@ def main() -> None:
     with override_settings(
         ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], DEBUG=False, CACHES=caches
     ):
-        from billing.selectors import invoice_list_changed
+        from billing.invoices.selectors import invoice_list_changed
 
         secrets = (f"{n:032d}" for n in itertools.count())
         repeat = browser(user, csrf_secret=next(secrets))

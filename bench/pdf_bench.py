@@ -105,10 +105,14 @@ def _bench(db_name, settings, Client, media) -> None:
     from django.apps import apps
     from django.core.files.storage import default_storage
 
-    importlib.import_module("billing.migrations.0003_tax_rates").add_rates(apps, None)
-    from billing.pdf import documents
-    from billing.pdf.documents import _with_lines, invoice_pdf_render, render_invoice_pdf_bytes
-    from tests.billing.pdf_helpers import invoice_with_lines, reader
+    importlib.import_module("billing.invoices.migrations.0002_tax_rates").add_rates(apps, None)
+    from billing.invoices.documents import pdf as documents
+    from billing.invoices.documents.pdf import (
+        _with_lines,
+        invoice_pdf_render,
+        render_invoice_pdf_bytes,
+    )
+    from tests.billing.invoices.pdf_helpers import invoice_with_lines, reader
     from tests.factories import CustomerFactory, MembershipFactory, make_invoice
 
     customer = CustomerFactory(name="Müller GmbH", city="Zürich", country="CH")
@@ -180,7 +184,7 @@ def _bench(db_name, settings, Client, media) -> None:
         f"ratio {t_cached / t_member:.2f}x (target <= 1.5x)"
     )
 
-    from billing.models import Invoice
+    from billing.invoices.models import Invoice
 
     numbers = [make_invoice(customer=customer, blocks=2).number for _ in range(ZIP_COUNT)]
     zipped = list(Invoice.objects.filter(number__in=numbers))

@@ -18,32 +18,32 @@ app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     "billing-run-daily": {
-        "task": "billing.run_billing",
+        "task": "invoices.run_billing",
         "schedule": crontab(minute=5, hour=0),
     },
     # Before the charge retries, so an attempt released now is retried in the same hour.
     "payment-actions-release-hourly": {
-        "task": "billing.release_stale_payment_actions",
+        "task": "payments.release_stale_payment_actions",
         "schedule": crontab(minute=10),
     },
     "charge-retries-hourly": {
-        "task": "billing.retry_failed_charges",
+        "task": "collections.retry_failed_charges",
         "schedule": crontab(minute=20),
     },
     "past-due-marking-hourly": {
-        "task": "contracts.mark_past_due",
+        "task": "collections.mark_past_due",
         "schedule": crontab(minute=30),
     },
     "grace-enforcement-hourly": {
-        "task": "contracts.enforce_grace_period",
+        "task": "collections.enforce_grace_period",
         "schedule": crontab(minute=35),
     },
     "reminders-hourly": {
-        "task": "billing.send_reminders",
+        "task": "collections.send_reminders",
         "schedule": crontab(minute=45),
     },
     "payments-reconcile-nightly": {
-        "task": "billing.reconcile_payments",
+        "task": "payments.reconcile_payments",
         "schedule": crontab(minute=15, hour=3),
     },
 }

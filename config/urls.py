@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from billing.webhooks import stripe_webhook
+from billing.payments.webhooks import stripe_webhook
 from contracts.auth import ThrottledAdminAuthenticationForm, ThrottledLoginView
 
 # Staff log in through the admin's own view: the same lockout applies there.
@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("billing.api.urls")),
     path("stripe/", stripe_webhook, name="stripe-webhook"),
-    path("", include("billing.urls")),
+    path("", include("billing.payments.urls")),
+    path("", include("billing.invoices.urls")),
     path("", include("contracts.urls")),
 ]

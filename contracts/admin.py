@@ -5,14 +5,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
-from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html, format_html_join
+
+from core.admin import audit_trail, report
+from core.errors import DomainError
 
 from . import services
-from .errors import DomainError
 from .models import (
     AssignmentRequest,
-    AuditEntry,
     CancellationReason,
     ContractStatus,
     Customer,
@@ -21,41 +20,6 @@ from .models import (
     Membership,
     RdnsDelegation,
 )
-
-
-def audit_trail(obj) -> str:
-    """Read-only HTML list of an object's audit entries, newest first."""
-    if not obj or not obj.pk:
-        return "—"
-    entries = AuditEntry.objects.filter(
-        content_type__app_label=obj._meta.app_label,
-        content_type__model=obj._meta.model_name,
-        object_id=str(obj.pk),
-    )[:50]
-    rows = format_html_join(
-        "",
-        "<li>{} · {} · <strong>{}</strong> {} → {} {}</li>",
-        (
-            (
-                f"{e.created_at:%Y-%m-%d %H:%M}",
-                e.actor_label,
-                e.action,
-                e.before or "",
-                e.after or "",
-                e.note,
-            )
-            for e in entries
-        ),
-    )
-    return format_html("<ul>{}</ul>", rows) if entries else "No entries yet."
-
-
-def report(request, done: list[str], errors: list[str]) -> None:
-    """Tell staff what an admin action did, one line per object that failed."""
-    if done:
-        messages.success(request, f"Done: {', '.join(done)}.")
-    for error in errors:
-        messages.error(request, error)
 
 
 class MembershipInline(admin.TabularInline):
@@ -177,7 +141,7 @@ class LeaseContractAdmin(admin.ModelAdmin):
     list_select_related = ["customer"]
     autocomplete_fields = ["customer"]
     inlines = [AssignmentInline, RdnsInline]
-    actions = ["run_billing", "cancel_contracts"]
+    actions = ["cancel_contracts"]
     fields = [
         "customer",
         "block_list",
@@ -256,24 +220,6 @@ class LeaseContractAdmin(admin.ModelAdmin):
     def audit(self, obj):
         return audit_trail(obj)
 
-    @admin.action(description="Run billing for the selected contracts (due periods only)")
-    def run_billing(self, request, queryset):
-        from django.utils import timezone
-
-        from billing.services import contract_bill_due_periods
-
-        done, errors = [], []
-        for contract in queryset:
-            try:
-                issued = contract_bill_due_periods(
-                    contract_id=contract.pk, today=timezone.localdate(), actor=request.user
-                )
-            except DomainError as exc:
-                errors.append(f"{contract.reference}: {exc.message}")
-                continue
-            done.append(f"{contract.reference} ({len(issued)} invoice(s))")
-        report(request, done, errors)
-
     @admin.action(description="Cancel the selected contracts (blocks deactivated)")
     def cancel_contracts(self, request, queryset):
         done = []
@@ -349,30 +295,3 @@ class RdnsDelegationAdmin(ResourceAdmin):
     search_fields = ["zone", "block__prefix"]
     fields = ["contract", "block", "zone", "nameservers", "status", "removed_at", "created_at"]
     create_service = staticmethod(services.rdns_create)
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_link", "customer"]
-    list_filter = ["action", "content_type"]
-    search_fields = ["object_repr", "actor_label", "action", "object_id", "note"]
-    list_select_related = ["customer", "content_type"]
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="Object")
-    def object_link(self, obj):
-        ct = obj.content_type
-        try:
-            url = reverse(f"admin:{ct.app_label}_{ct.model}_change", args=[obj.object_id])
-        except NoReverseMatch:  # models without an admin page show plain text
-            return obj.object_repr
-        return format_html('<a href="{}">{}</a>', url, obj.object_repr)

@@ -4,8 +4,6 @@ from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, 
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from billing.models import Invoice
-
 from .models import AssignmentRequest, Customer, LeaseContract, RdnsDelegation, ResourceStatus
 
 
@@ -56,10 +54,8 @@ def contract_detail(customer: Customer, pk: int) -> LeaseContract:
                     "status", "block__first_address", "id"
                 ),
             ),
-            Prefetch(
-                "invoices",
-                queryset=Invoice.objects.order_by("-period_start", "-id"),
-            ),
+            # By relation name: the invoices app depends on contracts, never the reverse.
+            "invoices",
         )
         .filter(pk=pk)
         .first()

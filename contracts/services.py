@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from billing.money import normalize_currency, quantize
+from core.audit import Actor, audit_record
+from core.errors import DomainError, check_transition
+from core.money import normalize_currency, quantize
 
-from .audit import Actor, audit_record
-from .errors import DomainError, check_transition
 from .models import (
     BLOCK_TRANSITIONS,
     CONTRACT_TRANSITIONS,

@@ -8,7 +8,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import selectors
+from contracts import selectors
+
 from .context import active_membership, choose_customer, member_required, memberships_of
 
 
@@ -34,7 +35,9 @@ def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "blocks": contract.blocks.all(),
             "assignments": contract.assignment_requests.all(),
             "rdns": contract.rdns_delegations.all(),
-            "invoices": contract.invoices.all(),
+            "invoices": sorted(
+                contract.invoices.all(), key=lambda i: (i.period_start, i.pk), reverse=True
+            ),
             "can_pay": request.membership.can_pay,
             "today": timezone.localdate(),
         },
@@ -81,5 +84,5 @@ def customer_switch(request: HttpRequest) -> HttpResponse:
 @require_GET
 def no_customer(request: HttpRequest) -> HttpResponse:
     if active_membership(request) is not None:
-        return redirect("billing:invoice-list")
+        return redirect("invoices:invoice-list")
     return render(request, "contracts/no_customer.html")

@@ -4,8 +4,8 @@ import importlib
 import pytest
 import time_machine
 
+from billing.api.models import ApiScope
 from billing.api.tokens import token_create
-from billing.models import ApiScope
 from contracts.models import Membership
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
@@ -44,7 +44,7 @@ def _tax_rates_after_flush(request):
     request.getfixturevalue("transactional_db")
     from django.apps import apps
 
-    importlib.import_module("billing.migrations.0003_tax_rates").add_rates(apps, None)
+    importlib.import_module("billing.invoices.migrations.0002_tax_rates").add_rates(apps, None)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from billing import services as billing
-from billing.models import Invoice, PaymentMethod
+from billing.invoices import services as billing
+from billing.invoices.models import Invoice
+from billing.payments.models import PaymentMethod
 from contracts import services
 from contracts.models import Customer, IPBlock, LeaseContract, Membership, Role
 

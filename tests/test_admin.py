@@ -6,8 +6,9 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from billing.models import Invoice, InvoiceStatus
-from contracts.models import AuditEntry, BlockStatus, ContractStatus, IPBlock, LeaseContract
+from billing.invoices.models import Invoice, InvoiceStatus
+from contracts.models import BlockStatus, ContractStatus, IPBlock, LeaseContract
+from core.models import AuditEntry
 from tests.factories import CustomerFactory, make_contract, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ def test_every_admin_changelist_and_add_page_opens(staff_client, model):
 
 def test_invoice_change_page_is_read_only_and_shows_the_audit_trail(staff_client):
     invoice = make_invoice()
-    page = staff_client.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+    page = staff_client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk]))
     assert page.status_code == 200
     body = page.content.decode()
     assert "invoice.open" in body

@@ -11,10 +11,10 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core import mail
 
-from billing import tasks
+from billing.collections.tasks import enforce_grace_period
 from config.celery import app
 from contracts.models import ContractStatus, LeaseContract
-from contracts.tasks import enforce_grace_period
+from core import queue as tasks
 from tests.factories import make_contract, make_invoice
 
 BROKER = settings.CELERY_BROKER_URL

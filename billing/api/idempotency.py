@@ -12,7 +12,9 @@ from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.utils import timezone
 
-from ..models import IDEMPOTENCY_KEY_TTL, ApiToken, IdempotencyRecord
+from billing.api.models import ApiToken, IdempotencyRecord
+from billing.payments.models import IDEMPOTENCY_KEY_TTL
+
 from .errors import ApiError
 
 TTL = IDEMPOTENCY_KEY_TTL

@@ -11,11 +11,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.invoices.models import Invoice, InvoiceStatus
 from contracts.models import ContractStatus, Customer, LeaseContract
 from contracts.periods import add_months
-
-from ..models import Invoice, InvoiceStatus
-from ..money import to_minor_units
+from core.money import to_minor_units
 
 STATUS_FOR_API = {
     InvoiceStatus.DRAFT: "draft",
@@ -148,7 +147,7 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
             subscription = f"sub_{invoice.contract_id}"
     pdf = None
     if invoice.number:
-        pdf = settings.SITE_URL + reverse("billing:invoice-pdf", args=[invoice.number])
+        pdf = settings.SITE_URL + reverse("invoices:invoice-pdf", args=[invoice.number])
     period_end = invoice.period_end + datetime.timedelta(days=1)  # exclusive, like Stripe
     return {
         "id": invoice_api_id(invoice),

@@ -9,10 +9,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from billing.api.models import ApiScope, ApiToken
 from contracts.context import member_required
-from contracts.errors import DomainError
+from core.errors import DomainError
 
-from ..models import ApiScope, ApiToken
 from .tokens import token_create, token_revoke
 
 

@@ -7,11 +7,10 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from contracts.audit import Actor, audit_record
-from contracts.errors import DomainError
+from billing.api.models import ApiScope, ApiToken
 from contracts.models import PAYING_ROLES, Membership
-
-from ..models import ApiScope, ApiToken
+from core.audit import Actor, audit_record
+from core.errors import DomainError
 
 TOKEN_PREFIX = "ipl_"
 # Writing last_used_at on every request would turn reads into writes; a minute is precise enough.

@@ -2,7 +2,7 @@
 
 Bearer tokens with scopes; every answer is JSON; errors use the Stripe-like
 envelope of billing.api.errors. Views stay thin: payment goes through
-billing.payments, the same service the invoice page uses.
+billing.payments.services, the same service the invoice page uses.
 """
 
 import datetime
@@ -17,10 +17,12 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from billing.api.models import ApiScope, ApiToken
+from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
+from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
-from contracts.errors import DomainError
+from core.errors import DomainError
 
-from ..models import ApiScope, ApiToken, Invoice, InvoiceStatus, PaymentMethod, overdue_q
 from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
@@ -353,13 +355,13 @@ def invoice_pay(request: HttpRequest, invoice_id: str) -> JsonResponse:
 def _pay(
     token: ApiToken, invoice_id: str, body: dict, expand: set[str], key: str | None
 ) -> JsonResponse:
-    from ..payments import invoice_pay_with_saved_method
-    from ..providers.base import (
+    from billing.payments.providers.base import (
         AuthenticationRequired,
         CardDeclined,
         PaymentError,
         ProviderUnavailable,
     )
+    from billing.payments.services import invoice_pay_with_saved_method
 
     invoice = _get_invoice(token, invoice_id, expand)
     if not PaymentMethod.objects.filter(

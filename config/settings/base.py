@@ -27,8 +27,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_filters",
+    "core",
     "contracts",
-    "billing",
+    "billing.invoices",
+    "billing.payments",
+    "billing.collections",
+    "billing.api",
 ]
 
 MIDDLEWARE = [

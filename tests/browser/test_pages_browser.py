@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from billing.models import InvoiceStatus
-from tests.billing.pages_support import every_status, invoice_on
+from billing.invoices.models import InvoiceStatus
+from tests.billing.invoices.pages_support import every_status, invoice_on
 from tests.factories import MembershipFactory, UserFactory
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

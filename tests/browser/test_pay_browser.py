@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from billing.models import InvoiceStatus
+from billing.invoices.models import InvoiceStatus
 from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
 from tests.factories import MembershipFactory, UserFactory, make_invoice
 

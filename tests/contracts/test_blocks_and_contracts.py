@@ -6,10 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from contracts import services
-from contracts.errors import DomainError, InvalidTransition
 from contracts.models import (
     AssignmentRequest,
-    AuditEntry,
     BlockStatus,
     CancellationReason,
     ContractStatus,
@@ -17,6 +15,8 @@ from contracts.models import (
     RdnsDelegation,
     ResourceStatus,
 )
+from core.errors import DomainError, InvalidTransition
+from core.models import AuditEntry
 from tests.factories import make_block, make_contract
 
 pytestmark = pytest.mark.django_db

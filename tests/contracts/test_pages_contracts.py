@@ -4,7 +4,7 @@ from django.core import mail
 from contracts import services
 from contracts.context import SESSION_KEY
 from contracts.models import CancellationReason, Membership, Role
-from tests.billing.pages_support import every_status
+from tests.billing.invoices.pages_support import every_status
 from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]

@@ -2,10 +2,12 @@
 
 import pytest
 
-from billing import payments, tasks
-from billing.models import InvoiceStatus, PaymentKind, PaymentStatus
-from billing.providers import ProviderUnavailable
-from billing.providers.sandbox import SandboxProvider
+from billing.collections import tasks
+from billing.invoices.models import InvoiceStatus
+from billing.payments import services as payments
+from billing.payments.models import PaymentKind, PaymentStatus
+from billing.payments.providers import ProviderUnavailable
+from billing.payments.providers.sandbox import SandboxProvider
 from tests.factories import PaymentMethodFactory, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -137,14 +139,14 @@ def test_api_pay_retried_after_an_outage_resumes_the_attempt_and_charges_once(
 
 def test_two_saved_method_charges_never_run_at_once(customer, default_card, monkeypatch):
     """A charge still processing at the provider blocks a second one (API or automatic)."""
-    from billing import services
-    from contracts.errors import DomainError
+    from billing.payments import services
+    from core.errors import DomainError
 
     invoice = make_invoice(customer=customer)
     first = services.payment_start_saved_method_charge(
         invoice_id=invoice.pk, provider="sandbox", kind=PaymentKind.AUTOMATIC, actor="t"
     )
-    from billing.models import Payment
+    from billing.payments.models import Payment
 
     Payment.objects.filter(pk=first.pk).update(status=PaymentStatus.PROCESSING)
     with pytest.raises(DomainError, match="already under way"):
@@ -160,8 +162,9 @@ def test_money_taken_after_we_cancelled_the_attempt_is_never_lost(
     customer, invoice_state, django_capture_on_commit_callbacks
 ):
     """Checkout expired on our side (grace cancelled the contract) but the payer finished it."""
-    from billing import services
-    from billing.providers import sandbox
+    from billing.invoices import services as invoice_services
+    from billing.payments import services
+    from billing.payments.providers import sandbox
 
     invoice = make_invoice(customer=customer)
     attempt = services.payment_create(
@@ -169,7 +172,7 @@ def test_money_taken_after_we_cancelled_the_attempt_is_never_lost(
     )
     payments.payment_cancel(payment_id=attempt.pk, actor="t", reason="checkout expired")
     if invoice_state == "void":
-        services.invoice_void(invoice_id=invoice.pk, actor="t")
+        invoice_services.invoice_void(invoice_id=invoice.pk, actor="t")
     success = sandbox.success_event(attempt.pk, sandbox.card_for_last4("4242"))
     with django_capture_on_commit_callbacks(execute=True):  # the automatic refund
         payments.provider_event_apply(success, actor="webhook")
@@ -192,8 +195,8 @@ def test_a_refund_the_provider_did_not_confirm_is_sent_again_under_the_same_key(
 
     import time_machine
 
-    from billing import services
-    from billing.models import RefundStatus
+    from billing.payments import services
+    from billing.payments.models import RefundStatus
 
     invoice = make_invoice(customer=customer)
     attempt = services.payment_create(

@@ -9,7 +9,8 @@ from django.db import InterfaceError, OperationalError, connection
 from django.test import Client
 
 from billing.api import views as api_views
-from billing.models import ApiScope, Invoice, InvoiceStatus
+from billing.api.models import ApiScope
+from billing.invoices.models import Invoice, InvoiceStatus
 from contracts.models import Role
 from tests.factories import MembershipFactory, make_invoice
 
@@ -88,13 +89,14 @@ def test_database_dropped_inside_an_api_request_answers_json_and_recovers(
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
 def test_database_dropped_inside_a_payment_changes_nothing(customer, owner, monkeypatch):
     """The connection dies after the invoice row was locked and changed: all of it rolls back."""
-    from billing import services
+    from billing.invoices import services as invoice_services
+    from billing.payments import services
 
     invoice = make_invoice(customer=customer)
     payment = services.payment_create(
         invoice_id=invoice.pk, provider="sandbox", kind="api", actor="t"
     )
-    real_audit = services.audit_record
+    real_audit = invoice_services.audit_record
     dropped = []
 
     def audit_then_drop(**kw):
@@ -104,12 +106,12 @@ def test_database_dropped_inside_a_payment_changes_nothing(customer, owner, monk
             dropped.append(True)
         return entry
 
-    monkeypatch.setattr(services, "audit_record", audit_then_drop)
+    monkeypatch.setattr(invoice_services, "audit_record", audit_then_drop)
     with pytest.raises((OperationalError, InterfaceError)):
         services.payment_record_success(payment_id=payment.pk, actor="t")
     assert dropped, "the connection died after the invoice was marked paid, before commit"
     connection.close()
-    monkeypatch.setattr(services, "audit_record", real_audit)
+    monkeypatch.setattr(invoice_services, "audit_record", real_audit)
     invoice = Invoice.objects.get(pk=invoice.pk)
     assert invoice.status == InvoiceStatus.OPEN and invoice.amount_paid == 0
     assert invoice.payments.get().status == "pending"

@@ -1,8 +1,9 @@
 import pytest
 from django.core.cache import cache
 
+from billing.api.models import ApiScope
 from billing.api.tokens import token_create
-from billing.models import ApiScope, PaymentMethod
+from billing.payments.models import PaymentMethod
 from contracts.models import Role
 from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
 

@@ -15,9 +15,10 @@ import pytest
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from billing.api.models import ApiToken
 from billing.api.serializers import invoice_api_id
-from billing.links import pay_token
-from billing.models import ApiToken, Payment, PaymentMethod
+from billing.invoices.links import pay_token
+from billing.payments.models import Payment, PaymentMethod
 from contracts.context import SESSION_KEY
 
 LOGIN = "login redirect"
@@ -36,17 +37,17 @@ class Row:
 
 
 MATRIX: dict[str, Row] = {
-    "billing:invoice-list": Row(
+    "invoices:invoice-list": Row(
         "get",
         lambda w: "/invoices/",
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
     ),
-    "billing:invoice-export-csv": Row(
+    "invoices:invoice-export-csv": Row(
         "get",
         lambda w: "/invoices/export.csv",
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
     ),
-    "billing:invoice-download-zip": Row(
+    "invoices:invoice-download-zip": Row(
         "post",
         lambda w: "/invoices/download.zip",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
@@ -54,52 +55,52 @@ MATRIX: dict[str, Row] = {
         # The refusal names the numbers that were asked for; what must not leak is the PDF.
         secret=lambda w: "%PDF",
     ),
-    "billing:invoice-detail": Row(
+    "invoices:invoice-detail": Row(
         "get",
         lambda w: f"/invoices/{w.invoice.number}/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: w.customer.name,
     ),
-    "billing:invoice-pdf": Row(
+    "invoices:invoice-pdf": Row(
         "get",
         lambda w: f"/invoices/{w.invoice.number}/pdf/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: "%PDF",
     ),
-    "billing:invoice-pay": Row(
+    "payments:invoice-pay": Row(
         "post",
         lambda w: f"/invoices/{w.invoice.number}/pay/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
         data=lambda w: {},
         secret=lambda w: w.customer.name,
     ),
-    "billing:checkout-success": Row(
+    "payments:checkout-success": Row(
         "get",
         lambda w: f"/invoices/{w.invoice.number}/pay/done/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: w.customer.name,
     ),
-    "billing:checkout-cancel": Row(
+    "payments:checkout-cancel": Row(
         "get",
         lambda w: f"/invoices/{w.invoice.number}/pay/cancelled/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: w.customer.name,
     ),
     # Refused before the payment is looked up (login, role, the invoice's customer).
-    "billing:payment-confirm": Row(
+    "payments:payment-confirm": Row(
         "post",
         lambda w: f"/invoices/{w.invoice.number}/payments/1/confirm/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
         data=lambda w: {},
         secret=lambda w: w.customer.name,
     ),
-    "billing:payment-confirmed": Row(
+    "payments:payment-confirmed": Row(
         "get",
         lambda w: f"/invoices/{w.invoice.number}/payments/1/confirmed/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
         secret=lambda w: w.customer.name,
     ),
-    "billing:payment-methods": Row(
+    "payments:payment-methods": Row(
         "get",
         lambda w: "/payment-methods/",
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 403},
@@ -107,17 +108,17 @@ MATRIX: dict[str, Row] = {
     ),
     # Capability URLs: the signed token is the credential (like Stripe's checkout URL).
     # A forged token is refused to everybody.
-    "billing:sandbox-checkout": Row(
+    "payments:sandbox-checkout": Row(
         "get",
         lambda w: "/sandbox/checkout/forged-token/",
         {"anonymous": 404, "other_owner": 404, "viewer": 404},
     ),
-    "billing:sandbox-confirm": Row(
+    "payments:sandbox-confirm": Row(
         "get",
         lambda w: "/sandbox/confirm/forged-token/",
         {"anonymous": 404, "other_owner": 404, "viewer": 404},
     ),
-    "billing:sandbox-setup": Row(
+    "payments:sandbox-setup": Row(
         "get",
         lambda w: "/sandbox/setup/forged-token/",
         {"anonymous": 404, "other_owner": 404, "viewer": 404},
@@ -192,7 +193,7 @@ EXCLUDED = {
     # The root only redirects to /invoices/ (which is in the matrix); it shows nothing.
     "": "redirect to /invoices/, no content",
     "admin": "staff only: test_admin_refuses_customers below",
-    "stripe-webhook": "no session; Stripe signature (tests/billing/test_webhooks_stripe.py)",
+    "stripe-webhook": "no session; Stripe signature (billing/payments/test_webhooks_stripe.py)",
     "api:schema": "public OpenAPI document without customer data",
     # django.contrib.auth.urls: the person's own account, no customer objects.
     "login": "public log-in form (tests/security/test_login_throttle.py)",
@@ -305,8 +306,8 @@ def test_admin_refuses_customers(client, world):
     client.force_login(world.owner.user)
     for path in (
         "/admin/",
-        "/admin/billing/invoice/",
-        f"/admin/billing/invoice/{world.invoice.pk}/change/",
+        "/admin/invoices/invoice/",
+        f"/admin/invoices/invoice/{world.invoice.pk}/change/",
     ):
         response = client.get(path)
         assert response.status_code == 302, path

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from billing import services as billing
-from billing.models import InvoiceLine
+from billing.invoices import services as billing
+from billing.invoices.models import InvoiceLine
 from contracts.models import Role
 from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
 

@@ -4,8 +4,8 @@ success/cancel URLs handed to the payment provider."""
 import pytest
 from django.conf import settings
 
-from billing.models import Payment
-from billing.providers import sandbox as sandbox_provider
+from billing.payments.models import Payment
+from billing.payments.providers import sandbox as sandbox_provider
 
 OFF_SITE = [
     "https://evil.example/",

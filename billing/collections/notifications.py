@@ -1,0 +1,304 @@
+"""Customer e-mails of the billing calendar, each sent exactly once.
+
+Sending is claimed by writing the audit entry "notification.<kind>" on the invoice,
+payment or contract first; a partial unique index (contracts migration 0002) lets
+only one such entry exist, so a task run twice, or by two workers at once, e-mails
+once. If the mail server fails the claim is rolled back and the next run tries again.
+"""
+
+import logging
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.mail import EmailMultiAlternatives, mail_admins
+from django.db import IntegrityError, models, transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.functions import Cast
+from django.template.loader import render_to_string
+
+from billing.invoices.links import pay_url
+from billing.invoices.models import Invoice, InvoiceStatus
+from billing.payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from contracts.models import (
+    PAYING_ROLES,
+    CancellationReason,
+    ContractStatus,
+    Customer,
+    LeaseContract,
+)
+from core.audit import audit_record
+from core.models import AuditEntry
+
+logger = logging.getLogger(__name__)
+
+NOTIFIER = "notifications"
+
+PAYMENT_FAILED = "payment_failed"
+INVOICE_OVERDUE = "invoice_overdue"
+CONTRACT_CANCELLED = "contract_cancelled"
+RECEIPT = "receipt"
+PAID_AFTER_CANCELLATION = "paid_after_cancellation"
+REFUND_FAILED = "refund_failed"
+
+
+def cancellation_warning_kind(days: int) -> str:
+    return f"cancellation_warning_{days}d"
+
+
+def billing_contacts(customer: Customer) -> list[str]:
+    """The customer's billing e-mail plus every owner and billing member, once each."""
+    emails = [customer.email]
+    emails += customer.memberships.filter(role__in=PAYING_ROLES).values_list(
+        "user__email", flat=True
+    )
+    seen: dict[str, str] = {}
+    for email in emails:
+        if email and email.lower() not in seen:
+            seen[email.lower()] = email
+    return list(seen.values())
+
+
+def not_notified(queryset: models.QuerySet, kind: str) -> models.QuerySet:
+    """Filter `queryset` to the objects that have not had the `kind` notification yet."""
+    sent = AuditEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(queryset.model),
+        object_id=Cast(OuterRef("pk"), models.CharField()),
+        action=f"notification.{kind}",
+    )
+    return queryset.exclude(Exists(sent))
+
+
+def _contract_context(contract: LeaseContract | None) -> dict:
+    if contract is None:
+        return {"contract": None, "blocks": []}
+    return {
+        "contract": contract,
+        "blocks": [b.prefix for b in contract.blocks.order_by("first_address")],
+    }
+
+
+def _send_once(
+    *,
+    kind: str,
+    target: models.Model,
+    customer: Customer,
+    subject: str,
+    template: str,
+    context: dict,
+) -> bool:
+    recipients = billing_contacts(customer)
+    if not recipients:
+        logger.warning("no billing contact for %s; %s not sent", customer, kind)
+        return False
+    context = {"customer": customer, "site_url": settings.SITE_URL, **context}
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{kind}",
+                    target=target,
+                    customer=customer,
+                    after={"to": recipients, "subject": subject},
+                )
+        except IntegrityError:
+            return False
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=render_to_string(f"emails/{template}.txt", context),
+            to=recipients,
+        )
+        message.attach_alternative(
+            render_to_string(f"emails/{template}.html", context), "text/html"
+        )
+        message.send()
+    return True
+
+
+def _invoice(invoice_id: int) -> Invoice | None:
+    return Invoice.objects.select_related("customer", "contract").filter(pk=invoice_id).first()
+
+
+def notify_payment_failed(*, payment_id: int) -> bool:
+    """Tell the customer an automatic charge failed (or needs them, for 3-D Secure) and the
+    invoice is still open, with the Pay online link."""
+    payment = Payment.objects.select_related("invoice__customer", "invoice__contract").get(
+        pk=payment_id
+    )
+    invoice = payment.invoice
+    needs_customer = payment.status == PaymentStatus.REQUIRES_ACTION
+    if not (payment.status == PaymentStatus.FAILED or needs_customer):
+        return False
+    if invoice.status != InvoiceStatus.OPEN:
+        return False
+    subject = (
+        f"Please confirm the payment for invoice {invoice.number}"
+        if needs_customer
+        else f"Payment for invoice {invoice.number} failed"
+    )
+    return _send_once(
+        kind=PAYMENT_FAILED,
+        target=payment,
+        customer=invoice.customer,
+        subject=subject,
+        template="payment_failed",
+        context={
+            "invoice": invoice,
+            "payment": payment,
+            "pay_url": pay_url(invoice),
+            **_contract_context(invoice.contract),
+        },
+    )
+
+
+def notify_invoice_overdue(*, invoice_id: int) -> bool:
+    invoice = _invoice(invoice_id)
+    if invoice is None or invoice.status != InvoiceStatus.OPEN:
+        return False
+    if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
+        return False
+    return _send_once(
+        kind=INVOICE_OVERDUE,
+        target=invoice,
+        customer=invoice.customer,
+        subject=f"Invoice {invoice.number} is overdue",
+        template="invoice_overdue",
+        context={
+            "invoice": invoice,
+            "pay_url": pay_url(invoice),
+            "cancellation_date": invoice.cancellation_date if invoice.contract_id else None,
+            **_contract_context(invoice.contract),
+        },
+    )
+
+
+def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
+    """ "Contract C-… and blocks … will be cancelled on <date>", with the Pay online link."""
+    invoice = _invoice(invoice_id)
+    if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.contract is None:
+        return False
+    if invoice.contract.status == ContractStatus.CANCELLED:
+        return False
+    contract = invoice.contract
+    cancellation_date = invoice.cancellation_date
+    return _send_once(
+        kind=cancellation_warning_kind(days),
+        target=invoice,
+        customer=invoice.customer,
+        subject=(
+            f"Contract {contract.reference} will be cancelled on "
+            f"{cancellation_date:%d %B %Y} unless invoice {invoice.number} is paid"
+        ),
+        template="cancellation_warning",
+        context={
+            "invoice": invoice,
+            "pay_url": pay_url(invoice),
+            "cancellation_date": cancellation_date,
+            "days": days,
+            **_contract_context(contract),
+        },
+    )
+
+
+def notify_contract_cancelled(*, contract_id: int) -> bool:
+    contract = LeaseContract.objects.select_related("customer").get(pk=contract_id)
+    if (
+        contract.status != ContractStatus.CANCELLED
+        or contract.cancellation_reason != CancellationReason.NON_PAYMENT
+    ):
+        return False
+    unpaid = list(contract.invoices.filter(status=InvoiceStatus.OPEN).order_by("due_date", "pk"))
+    return _send_once(
+        kind=CONTRACT_CANCELLED,
+        target=contract,
+        customer=contract.customer,
+        subject=f"Contract {contract.reference} has been cancelled for non-payment",
+        template="contract_cancelled",
+        context={"unpaid": unpaid, **_contract_context(contract)},
+    )
+
+
+def notify_invoice_paid(*, invoice_id: int) -> bool:
+    """Send the receipt; if the contract had already been cancelled, alert staff too."""
+    invoice = _invoice(invoice_id)
+    if invoice is None or invoice.status != InvoiceStatus.PAID:
+        return False
+    _alert_staff_if_paid_after_cancellation(invoice)
+    return _send_once(
+        kind=RECEIPT,
+        target=invoice,
+        customer=invoice.customer,
+        subject=f"Receipt for invoice {invoice.number}",
+        template="receipt",
+        context={"invoice": invoice, **_contract_context(invoice.contract)},
+    )
+
+
+def _alert_staff_if_paid_after_cancellation(invoice: Invoice) -> None:
+    contract = invoice.contract
+    if contract is None or contract.status != ContractStatus.CANCELLED:
+        return
+    if invoice.paid_at and contract.cancelled_at and invoice.paid_at < contract.cancelled_at:
+        return
+    subject = (
+        f"Invoice {invoice.number} was paid after {contract.reference} was cancelled "
+        f"({contract.get_cancellation_reason_display()})"
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{PAID_AFTER_CANCELLATION}",
+                    target=invoice,
+                    customer=invoice.customer,
+                    after={"contract": contract.reference, "paid_at": invoice.paid_at},
+                    note="Staff alerted: decide whether to reinstate the contract or refund.",
+                )
+        except IntegrityError:
+            return
+        logger.warning(subject)
+        mail_admins(
+            subject,
+            f"{subject}.\n\nThe invoice is Paid and the contract stays cancelled; its blocks "
+            "are deactivated. Reinstate the customer with a new contract or refund the "
+            f"payment.\n\nCustomer: {invoice.customer} <{invoice.customer.email}>\n",
+        )
+
+
+def notify_staff_refund_failed(*, refund_id: int) -> bool:
+    """Tell staff, once per refund, that the processor could not return the money."""
+    refund = (
+        Refund.objects.select_related("payment__invoice__customer").filter(pk=refund_id).first()
+    )
+    if refund is None or refund.status != RefundStatus.FAILED:
+        return False
+    payment = refund.payment
+    invoice = payment.invoice
+    subject = (
+        f"Refund of {refund.amount} {payment.currency} for invoice {invoice.number} failed "
+        f"({refund.failure_reason or 'no reason given'})"
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{REFUND_FAILED}",
+                    target=refund,
+                    customer=invoice.customer,
+                    after={"failure_reason": refund.failure_reason, "payment": payment.pk},
+                    note="Staff alerted: return the money another way or ask for other details.",
+                )
+        except IntegrityError:
+            return False
+        logger.error("STAFF: %s", subject)
+        mail_admins(
+            subject,
+            f"{subject}.\n\nThe payment processor could not return the money (refund "
+            f"{refund.provider_refund_id or refund.pk}, payment {payment.pk}); it is back in "
+            "our balance. The invoice shows what is still refunded. Refund again from the "
+            "payment in the admin, or return the money another way.\n\n"
+            f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
+        )
+    return True

@@ -1,0 +1,238 @@
+"""Invoice PDFs: render with WeasyPrint, cache per invoice state, serve from the cache.
+
+A final invoice's document is stored once per (invoice id, state_version) under
+`invoices/pdf/<revision>/<id>/v<state_version>.pdf` with Django's storage API.
+Every change a document shows bumps `state_version`, so a status change simply
+names a new file; older versions stay as the record of what was sent.
+
+Drafts are never cached: their lines may still change without a version bump,
+so they are rendered on every request and marked DRAFT.
+
+Writes are all-or-nothing as far as readers can tell: the PDF is rendered to
+bytes first and only then saved under its final name; a failed save removes
+whatever it left, and a reader re-checks the file's PDF header and trailer
+before trusting it (a crash mid-write cannot be served as final).
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db.models import Prefetch, QuerySet
+from django.template.loader import render_to_string
+from weasyprint import HTML
+from weasyprint.urls import default_url_fetcher
+
+from billing.invoices.links import pay_url
+from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
+
+logger = logging.getLogger(__name__)
+
+# Bump when the template changes in a way that must replace already stored documents.
+TEMPLATE_REVISION = "r1"
+_PDF_HEADER = b"%PDF-"
+_PDF_TRAILER = b"%%EOF"
+
+
+@dataclass(frozen=True)
+class InvoiceDocument:
+    """A rendered invoice PDF, ready to serve."""
+
+    content: bytes
+    filename: str
+    etag: str
+    storage_name: str | None  # None when it is not (or could not be) cached
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
+def storage_name(invoice: Invoice) -> str:
+    return f"invoices/pdf/{TEMPLATE_REVISION}/{invoice.pk}/v{invoice.state_version}.pdf"
+
+
+def document_filename(invoice: Invoice) -> str:
+    return f"{invoice.ref}.pdf"
+
+
+def cached_etag(invoice: Invoice) -> str | None:
+    """The ETag of a final invoice's current document, known without touching storage."""
+    if invoice.status == InvoiceStatus.DRAFT:
+        return None
+    return f'"{TEMPLATE_REVISION}-{invoice.pk}-v{invoice.state_version}"'
+
+
+def _content_etag(content: bytes) -> str:
+    return f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+
+
+def _no_network_fetcher(url: str, *args, **kwargs) -> dict:
+    """Invoices embed everything they need; nothing is fetched, least of all from the network."""
+    if url.startswith("data:"):
+        return default_url_fetcher(url, *args, **kwargs)
+    raise ValueError(f"Invoice PDFs do not fetch external resources ({url}).")
+
+
+def with_document_data(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """Everything a document shows, in three queries however many invoices `qs` holds."""
+    return qs.select_related("customer", "contract").prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related("block")),
+        "tax_lines",
+    )
+
+
+def _with_lines(invoice: Invoice) -> Invoice:
+    """The invoice with its document data: as given if the caller prefetched it."""
+    if "lines" in getattr(invoice, "_prefetched_objects_cache", {}):
+        return invoice
+    return with_document_data(Invoice.objects.all()).get(pk=invoice.pk)
+
+
+def _bill_to(invoice: Invoice) -> dict:
+    """The issued snapshot; a draft has none yet, so it shows the customer as they are now."""
+    if invoice.status != InvoiceStatus.DRAFT or invoice.bill_to_name:
+        return {
+            "name": invoice.bill_to_name,
+            "address_lines": [ln for ln in invoice.bill_to_address.splitlines() if ln.strip()],
+            "tax_id": invoice.bill_to_tax_id,
+            "email": invoice.bill_to_email,
+        }
+    customer = invoice.customer
+    return {
+        "name": customer.name,
+        "address_lines": customer.address_lines,
+        "tax_id": customer.tax_id,
+        "email": customer.email,
+    }
+
+
+def _status_mark(invoice: Invoice) -> dict | None:
+    if invoice.status == InvoiceStatus.PAID:
+        return {"label": "PAID", "css": "paid", "date": invoice.paid_at}
+    if invoice.status == InvoiceStatus.VOID:
+        return {"label": "VOID", "css": "void", "date": invoice.voided_at}
+    if invoice.status == InvoiceStatus.REFUND:
+        return {"label": "REFUNDED", "css": "refunded", "date": invoice.refunded_at}
+    if invoice.status == InvoiceStatus.DRAFT:
+        return {"label": "DRAFT", "css": "draft", "date": None}
+    return None
+
+
+def render_invoice_html(invoice: Invoice) -> str:
+    """The document's HTML. `invoice` must come with lines and tax lines prefetched."""
+    tax_lines = list(invoice.tax_lines.all())
+    line_notes = {t.note for t in tax_lines if t.note}
+    context = {
+        "invoice": invoice,
+        "seller": settings.SELLER,
+        "bill_to": _bill_to(invoice),
+        "lines": list(invoice.lines.all()),
+        "tax_lines": tax_lines,
+        "tax_note": invoice.tax_note if invoice.tax_note not in line_notes else "",
+        "is_draft": invoice.status == InvoiceStatus.DRAFT,
+        "mark": _status_mark(invoice),
+        "pay_url": pay_url(invoice) if invoice.number and invoice.is_payable else "",
+        "amount_due": invoice.amount_remaining,
+        "payment_terms_days": settings.PAYMENT_TERMS_DAYS,
+    }
+    return render_to_string("billing/pdf/invoice.html", context)
+
+
+def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
+    html = HTML(
+        string=render_invoice_html(invoice),
+        base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
+        url_fetcher=_no_network_fetcher,
+    )
+    return html.write_pdf()
+
+
+def _looks_complete(content: bytes) -> bool:
+    return content.startswith(_PDF_HEADER) and _PDF_TRAILER in content[-1024:]
+
+
+def _read_cached(name: str) -> bytes | None:
+    try:
+        with default_storage.open(name, "rb") as fh:
+            content = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        logger.exception("invoice PDF %s could not be read; rendering again", name)
+        return None
+    if not _looks_complete(content):
+        logger.error("invoice PDF %s is incomplete; discarding it", name)
+        _delete_quietly(name)
+        return None
+    return content
+
+
+def _delete_quietly(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except Exception:  # cleanup must never hide the original problem
+        logger.exception("could not remove %s", name)
+
+
+def _store(name: str, content: bytes) -> bool:
+    """Save under the final name; on any failure leave nothing behind. True when stored."""
+    try:
+        saved = default_storage.save(name, ContentFile(content))
+    except Exception:  # any storage backend error; the caller still gets bytes
+        logger.exception("storing invoice PDF %s failed; it will be rendered again", name)
+        _delete_quietly(name)
+        return False
+    if saved != name:
+        # Another worker stored the same version first; theirs is as good as ours.
+        _delete_quietly(saved)
+    return True
+
+
+def invoice_pdf_render(*, invoice_id: int) -> str:
+    """Render the invoice's current state and store it; return the storage name.
+
+    Idempotent: when the file for (id, state_version) exists, it is not rendered
+    again. Drafts are not stored (their content can change without a version bump):
+    for a draft this returns "" and stores nothing. Meant for a Celery task after
+    finalisation and after every status change.
+    """
+    invoice = Invoice.objects.only("id", "status", "state_version").get(pk=invoice_id)
+    if invoice.status == InvoiceStatus.DRAFT:
+        return ""
+    name = storage_name(invoice)
+    if _read_cached(name) is not None:
+        return name
+    invoice = _with_lines(invoice)
+    name = storage_name(invoice)  # the version it has now, if it moved meanwhile
+    content = render_invoice_pdf_bytes(invoice)
+    if not _store(name, content):
+        raise OSError(f"Could not store {name}.")
+    return name
+
+
+def invoice_pdf_document(invoice: Invoice) -> InvoiceDocument:
+    """The invoice's current document: from the cache, or rendered (and cached) on demand.
+
+    Costs no query on a cache hit. A storage failure never reaches the person: they
+    get the freshly rendered bytes, and nothing is cached.
+    """
+    filename = document_filename(invoice)
+    if invoice.status == InvoiceStatus.DRAFT:
+        content = render_invoice_pdf_bytes(_with_lines(invoice))
+        return InvoiceDocument(content, filename, _content_etag(content), None)
+    name = storage_name(invoice)
+    etag = cached_etag(invoice)
+    content = _read_cached(name)
+    if content is not None:
+        return InvoiceDocument(content, filename, etag, name)
+    fresh = _with_lines(invoice)
+    if fresh is not invoice and fresh.state_version != invoice.state_version:
+        # The invoice moved on while we looked; serve (and cache) what it is now.
+        return invoice_pdf_document(fresh)
+    content = render_invoice_pdf_bytes(fresh)
+    stored = _store(name, content)
+    return InvoiceDocument(content, filename, etag, name if stored else None)

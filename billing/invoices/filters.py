@@ -1,0 +1,261 @@
+"""The invoice list's filters (django-filter), read leniently.
+
+A customer who edits the URL by hand (or follows an old bookmark) gets the page with a
+visible note about what was ignored, never an error page: the notes come from the filter
+form's errors, and the field that failed is dropped. The FilterSet also applies the filter
+to the customer's invoices (billing.invoices.selectors.invoice_filter); sorting and paging
+stay in the selectors, which read the far end of a long list backwards.
+"""
+
+import datetime
+import re
+from dataclasses import dataclass, field
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from django.http import QueryDict
+
+from contracts.models import Customer
+
+from .models import Invoice, InvoiceLine, InvoiceStatus, overdue_q
+
+OVERDUE = "overdue"
+STATUS_CHOICES = [
+    ("", "All"),
+    (InvoiceStatus.OPEN.value, "Open"),
+    (OVERDUE, "Overdue"),
+    (InvoiceStatus.PAID.value, "Paid"),
+    (InvoiceStatus.DRAFT.value, "Draft"),
+    (InvoiceStatus.VOID.value, "Void"),
+    (InvoiceStatus.REFUND.value, "Refund"),
+    (InvoiceStatus.UNCOLLECTIBLE.value, "Uncollectible"),
+]
+STATUS_VALUES = frozenset(value for value, _ in STATUS_CHOICES)
+
+# Public sort key -> model field. A leading "-" in the query means descending.
+SORT_FIELDS = {
+    "number": "number",
+    "date": "issue_date",
+    "due": "due_date",
+    "amount": "total",
+    "status": "status",
+}
+SORT_LABELS = {
+    "number": "Number",
+    "date": "Issue date",
+    "due": "Due date",
+    "amount": "Amount",
+    "status": "Status",
+}
+DEFAULT_SORT = "-date"
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+MAX_QUERY_LENGTH = 100
+
+
+@dataclass
+class InvoiceQuery:
+    status: str = ""
+    q: str = ""
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    per_page: int = DEFAULT_PAGE_SIZE
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    def filter_params(self) -> dict[str, str]:
+        """The filter as query parameters (no page), for CSV links and sort headers."""
+        params = {
+            "status": self.status,
+            "q": self.q,
+            "date_from": self.date_from.isoformat() if self.date_from else "",
+            "date_to": self.date_to.isoformat() if self.date_to else "",
+        }
+        return {k: v for k, v in params.items() if v}
+
+    def filter_key(self) -> str:
+        """Everything that decides which invoices match, for cache keys."""
+        return f"{self.status}:{self.date_from}:{self.date_to}:{self.q.encode().hex()}"
+
+
+# A plain run of ASCII digits: Django's IntegerField would also take "٣" or " 3 ".
+_DIGITS = re.compile(r"^[0-9]{1,9}$")
+
+
+class _DigitsField(forms.CharField):
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        if not _DIGITS.match(value) or int(value) < 1:
+            raise forms.ValidationError("not a positive whole number", code="invalid")
+        return int(value)
+
+
+class InvoiceFilterForm(forms.Form):
+    """The filter fields (added by the FilterSet) plus paging, which filters nothing."""
+
+    per_page = forms.TypedChoiceField(
+        choices=[(str(size), size) for size in PAGE_SIZES], coerce=int, required=False
+    )
+    page = _DigitsField(required=False)
+
+
+class InvoiceFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=STATUS_CHOICES[1:], method="filter_status")
+    q = django_filters.CharFilter(method="filter_search", max_length=MAX_QUERY_LENGTH)
+    date_from = django_filters.DateFilter(
+        field_name="issue_date", lookup_expr="gte", input_formats=["%Y-%m-%d"]
+    )
+    date_to = django_filters.DateFilter(
+        field_name="issue_date", lookup_expr="lte", input_formats=["%Y-%m-%d"]
+    )
+    # Validated here; applied by selectors.invoice_page (drafts first, keyset from either end).
+    sort = django_filters.ChoiceFilter(
+        choices=[(key, SORT_LABELS[key]) for key in SORT_FIELDS]
+        + [(f"-{key}", SORT_LABELS[key]) for key in SORT_FIELDS],
+        method="keep",
+    )
+
+    class Meta:
+        model = Invoice
+        fields: list[str] = []
+        form = InvoiceFilterForm
+
+    def __init__(self, data=None, *, customer: Customer, today: datetime.date, **kwargs):
+        super().__init__(data, **kwargs)
+        self.customer = customer
+        self.today = today
+
+    def filter_queryset(self, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        # The form also carries paging (per_page, page), which filters nothing.
+        for name, value in self.form.cleaned_data.items():
+            if name in self.filters:
+                queryset = self.filters[name].filter(queryset, value)
+        return queryset
+
+    def filter_status(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
+        if value == OVERDUE:
+            return qs.filter(overdue_q(self.today))
+        return qs.filter(status=value)
+
+    def filter_search(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
+        return search_invoices(qs, self.customer, value)
+
+    def keep(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
+        return qs
+
+
+def _lenient_data(params: QueryDict) -> dict[str, str]:
+    """The query as the form reads it: status in any case, a search with its spaces collapsed."""
+    data = {name: params.get(name, "").strip() for name in InvoiceFilterSet.base_filters}
+    data["status"] = data["status"].lower()
+    data["q"] = " ".join(params.get("q", "").split())[:MAX_QUERY_LENGTH]
+    for name in ("per_page", "page"):
+        data[name] = params.get(name, "").strip()
+    return data
+
+
+def _note(name: str, raw: str) -> str:
+    """What the page says about a value it ignored (the form's error, in the page's words)."""
+    shown = raw[:30]
+    not_a_date = f"“{raw[:20]}” is not a date in the form YYYY-MM-DD"
+    return {
+        "status": f"Unknown status “{shown}”; showing invoices in every status.",
+        "date_from": f"{not_a_date}; the start date is ignored.",
+        "date_to": f"{not_a_date}; the end date is ignored.",
+        "sort": f"Cannot sort by “{shown}”; sorted by issue date, newest first.",
+        "per_page": f"Page size “{raw[:10]}” is not offered; showing {DEFAULT_PAGE_SIZE}.",
+        "page": f"There is no page “{raw[:10]}”; showing the first page.",
+    }.get(name, f"“{shown}” is ignored.")
+
+
+def parse_invoice_query(
+    params: QueryDict, *, customer: Customer, today: datetime.date
+) -> InvoiceQuery:
+    """The list's query from the URL: every field the form refuses is noted and dropped."""
+    data = _lenient_data(params)
+    filterset = InvoiceFilterSet(data, customer=customer, today=today)
+    form = filterset.form
+    notes: list[str] = []
+    if not form.is_valid():
+        for name in form.errors:
+            notes.append(_note(name, data.get(name, "")))
+            data[name] = ""
+        form = InvoiceFilterSet(data, customer=customer, today=today).form
+        form.is_valid()
+    clean = form.cleaned_data
+    query = InvoiceQuery(
+        status=clean.get("status") or "",
+        q=clean.get("q") or "",
+        date_from=clean.get("date_from"),
+        date_to=clean.get("date_to"),
+        sort=clean.get("sort") or DEFAULT_SORT,
+        page=clean.get("page") or 1,
+        per_page=clean.get("per_page") or DEFAULT_PAGE_SIZE,
+        notes=notes,
+    )
+    if query.date_from and query.date_to and query.date_from > query.date_to:
+        notes.append(
+            f"The date range was backwards ({query.date_from} after {query.date_to}); "
+            "the dates have been swapped."
+        )
+        query.date_from, query.date_to = query.date_to, query.date_from
+    return query
+
+
+def invoice_filter_queryset(
+    qs: QuerySet[Invoice], query: InvoiceQuery, *, customer: Customer, today: datetime.date
+) -> QuerySet[Invoice]:
+    """Apply a parsed query's filters (status, dates, search) through the FilterSet."""
+    return InvoiceFilterSet(query.filter_params(), queryset=qs, customer=customer, today=today).qs
+
+
+# The start of an invoice number ("INV-2026-0001", "inv-"): series letters and a dash.
+NUMBER_START = re.compile(r"^[A-Za-z]+-[0-9-]*$")
+
+
+# A search matching more invoices than this is answered by a subquery instead of a list.
+SEARCH_ID_LIMIT = 2000
+
+
+def search_invoices(qs: QuerySet[Invoice], customer: Customer, text: str) -> QuerySet[Invoice]:
+    """Number, line description or block prefix, one row per invoice.
+
+    Three separate indexed lookups joined by UNION on the invoice id, never an OR across
+    joins (which PostgreSQL can only answer by scanning every invoice of the customer).
+    A query that starts like an invoice number matches numbers by prefix through the
+    unique number's btree: its trigrams ("INV", "-20", "000") are in every number, so the
+    trigram index would read all of them. Numbers are issued in upper case.
+
+    The ids are read first (one query) when there are few of them: the planner cannot
+    estimate a UNION of LIKEs and would otherwise hash-join all the customer's invoices.
+    """
+    if NUMBER_START.match(text):
+        by_number = Invoice.objects.filter(number__startswith=text.upper())
+    else:
+        by_number = Invoice.objects.filter(number__icontains=text)
+    lines = InvoiceLine.objects.order_by().filter(invoice__customer=customer)
+    ids = (
+        by_number.filter(customer=customer)
+        .order_by()
+        .values_list("pk", flat=True)
+        .union(
+            lines.filter(description__icontains=text).values_list("invoice_id", flat=True),
+            lines.filter(block__prefix__startswith=text).values_list("invoice_id", flat=True),
+        )
+    )
+    found = list(ids[: SEARCH_ID_LIMIT + 1])
+    if len(found) <= SEARCH_ID_LIMIT:
+        return qs.filter(pk__in=found)
+    return qs.filter(pk__in=ids)

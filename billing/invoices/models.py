@@ -1,0 +1,253 @@
+import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+from contracts.models import Customer, IPBlock, LeaseContract
+from core.money import ZERO
+
+DRAFT_REF_PREFIX = "draft-"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+    REFUND = "refund", "Refund"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+
+# The only place that says which invoice status may follow which.
+INVOICE_TRANSITIONS = {
+    InvoiceStatus.DRAFT: frozenset({InvoiceStatus.OPEN, InvoiceStatus.VOID}),
+    InvoiceStatus.OPEN: frozenset(
+        {InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}
+    ),
+    InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
+    InvoiceStatus.PAID: frozenset({InvoiceStatus.REFUND}),
+    # The refund failed at the processor after it had succeeded: the money came back.
+    InvoiceStatus.REFUND: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.VOID: frozenset(),
+}
+
+
+def overdue_q(today: datetime.date, prefix: str = "") -> Q:
+    """Overdue is derived, never stored: Open and past the due date (see Invoice.is_overdue)."""
+    return Q(**{f"{prefix}status": InvoiceStatus.OPEN, f"{prefix}due_date__lt": today})
+
+
+# Statuses in which money is still owed and a payment may be taken.
+PAYABLE_STATUSES = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})
+
+
+class BillingReason(models.TextChoices):
+    SUBSCRIPTION_CREATE = "subscription_create", "First period of a contract"
+    SUBSCRIPTION_CYCLE = "subscription_cycle", "Monthly period"
+    MANUAL = "manual", "Manual"
+
+
+class TaxRate(models.Model):
+    """A rate in force in a country from a date; the newest one not after the issue date applies."""
+
+    country = models.CharField(max_length=2)
+    name = models.CharField(max_length=40, help_text='Shown on invoices, e.g. "VAT" or "IGST".')
+    rate = models.DecimalField(max_digits=5, decimal_places=2, help_text="Percent, e.g. 19.00.")
+    valid_from = models.DateField(default=datetime.date(2000, 1, 1))
+
+    class Meta:
+        ordering = ["country", "-valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["country", "valid_from"], name="taxrate_unique_from"),
+            models.CheckConstraint(
+                condition=Q(rate__gte=0, rate__lte=100), name="taxrate_percent_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.name} {self.rate}% from {self.valid_from}"
+
+
+class InvoiceNumberCounter(models.Model):
+    """Last number handed out per series and year; its row lock makes numbers gapless."""
+
+    series = models.CharField(max_length=10)
+    year = models.PositiveIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["series", "year"], name="counter_unique_series_year")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series}-{self.year}: {self.last_number}"
+
+
+class Invoice(models.Model):
+    number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    contract = models.ForeignKey(
+        LeaseContract, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    status = models.CharField(
+        max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+    )
+    billing_reason = models.CharField(
+        max_length=24, choices=BillingReason.choices, default=BillingReason.SUBSCRIPTION_CYCLE
+    )
+    currency = models.CharField(max_length=3)
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="Last day of the period, inclusive.")
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    tax = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_refunded = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    # What the customer looked like when the invoice was issued: an invoice never changes
+    # because the customer later moved or changed their VAT id.
+    bill_to_name = models.CharField(max_length=200, blank=True)
+    bill_to_address = models.TextField(blank=True)
+    bill_to_country = models.CharField(max_length=2, blank=True)
+    bill_to_tax_id = models.CharField(max_length=32, blank=True)
+    bill_to_email = models.EmailField(blank=True)
+    tax_note = models.CharField(max_length=300, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    paid_out_of_band = models.BooleanField(default=False)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every change a document shows; the PDF cache is keyed on it.
+    state_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-issue_date", "-id"]
+        indexes = [
+            models.Index(
+                fields=["customer", "status", "issue_date"], name="inv_cust_status_issued"
+            ),
+            models.Index(fields=["customer", "issue_date", "id"], name="inv_cust_issued"),
+            models.Index(fields=["customer", "due_date"], name="inv_cust_due"),
+            models.Index(fields=["status", "due_date"], name="inv_status_due"),
+            models.Index(fields=["contract", "period_start"], name="inv_contract_period"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(subtotal__gte=0), name="inv_subtotal_not_negative"),
+            models.CheckConstraint(condition=Q(tax__gte=0), name="inv_tax_not_negative"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="inv_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(total=F("subtotal") + F("tax")), name="inv_total_is_sum"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0, amount_paid__lte=F("total")),
+                name="inv_paid_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount_paid")),
+                name="inv_refunded_within_paid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=InvoiceStatus.DRAFT) | Q(number__isnull=False),
+                name="inv_number_when_final",
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gte=F("period_start")), name="inv_period_ordered"
+            ),
+            models.UniqueConstraint(
+                fields=["contract", "period_start"],
+                condition=~Q(status=InvoiceStatus.VOID) & Q(contract__isnull=False),
+                name="inv_one_per_contract_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("invoices:invoice-detail", args=[self.ref])
+
+    @property
+    def ref(self) -> str:
+        """How URLs name the invoice: its number, or draft-<id> before it has one."""
+        return self.number or f"{DRAFT_REF_PREFIX}{self.pk}"
+
+    @property
+    def amount_remaining(self) -> Decimal:
+        if self.status in PAYABLE_STATUSES or self.status == InvoiceStatus.DRAFT:
+            return self.total - self.amount_paid
+        return ZERO
+
+    @property
+    def is_payable(self) -> bool:
+        return self.status in PAYABLE_STATUSES and self.amount_remaining > 0
+
+    def is_overdue(self, today: datetime.date) -> bool:
+        """Open and past its due date: the same rule as overdue_q(), for one instance."""
+        return (
+            self.status == InvoiceStatus.OPEN
+            and self.due_date is not None
+            and self.due_date < today
+        )
+
+    @property
+    def cancellation_date(self) -> datetime.date | None:
+        """When the contract is cancelled if this invoice stays unpaid (due date + grace)."""
+        if self.due_date is None or self.status != InvoiceStatus.OPEN:
+            return None
+        deadline = self.due_date + datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
+        extended = self.contract.grace_extended_until if self.contract_id else None
+        return max(deadline, extended) if extended else deadline
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField(default=0)
+    description = models.CharField(max_length=500)
+    block = models.ForeignKey(
+        IPBlock, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("1"))
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
+
+    class Meta:
+        ordering = ["invoice", "position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="line_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="line_price_not_negative"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="line_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class InvoiceTax(models.Model):
+    """One row of the tax breakdown: the net amount taxed at one rate and the tax on it."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="tax_lines")
+    name = models.CharField(max_length=40)
+    rate = models.DecimalField(max_digits=5, decimal_places=2)
+    taxable_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "-rate"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="invtax_not_negative"),
+        ]
+        verbose_name = "invoice tax line"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rate}%"

@@ -1,0 +1,83 @@
+"""Which tax applies to a customer, and the tax arithmetic.
+
+The rules (recorded in docs/decisions.md):
+- customer in the seller's own country: that country's VAT, business or not;
+- customer in another EU country with a VAT id (a business): reverse charge, 0 %;
+- customer in another EU country without a VAT id: VAT of the customer's country (OSS);
+- customer in India: GST at the Indian rate (IGST, an inter-state supply);
+- anywhere else: no VAT, the service is supplied outside the EU.
+Rates live in the TaxRate table, so a rate change is data, not a deploy.
+"""
+
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+
+from billing.invoices.models import TaxRate
+from contracts.models import EU_COUNTRIES
+from core.errors import DomainError
+from core.money import ZERO, quantize
+
+REVERSE_CHARGE_NOTE = (
+    "Reverse charge: VAT to be accounted for by the recipient "
+    "(Art. 196 Council Directive 2006/112/EC)."
+)
+OUTSIDE_EU_NOTE = "Not subject to VAT: place of supply is outside the EU."
+
+
+@dataclass(frozen=True)
+class TaxDecision:
+    name: str
+    rate: Decimal
+    note: str = ""
+
+
+def _rate_in(country: str, on: datetime.date) -> TaxRate:
+    rate = (
+        TaxRate.objects.filter(country=country, valid_from__lte=on).order_by("-valid_from").first()
+    )
+    if rate is None:
+        raise DomainError(
+            f"No tax rate is configured for {country} on {on}; add one in admin.", code="tax_rate"
+        )
+    return rate
+
+
+def tax_for(*, country: str, tax_id: str, on: datetime.date) -> TaxDecision:
+    seller_country = settings.SELLER["country"]
+    country = country.upper()
+    if country in EU_COUNTRIES and country != seller_country and tax_id.strip():
+        return TaxDecision("VAT", ZERO, REVERSE_CHARGE_NOTE)
+    if country in EU_COUNTRIES or country == seller_country:
+        rate = _rate_in(country, on)
+        return TaxDecision(rate.name, rate.rate)
+    if country == "IN":
+        rate = _rate_in("IN", on)
+        return TaxDecision(rate.name, rate.rate)
+    return TaxDecision("VAT", ZERO, OUTSIDE_EU_NOTE)
+
+
+@dataclass(frozen=True)
+class TaxGroup:
+    name: str
+    rate: Decimal
+    taxable_amount: Decimal
+    amount: Decimal
+    note: str
+
+
+def tax_breakdown(
+    lines: Iterable[tuple[Decimal, Decimal]], decision: TaxDecision
+) -> list[TaxGroup]:
+    """Sum net line amounts per rate, then round the tax once per rate (half up)."""
+    per_rate: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
+    for amount, rate in lines:
+        per_rate[rate] += amount
+    return [
+        TaxGroup(decision.name, rate, quantize(net), quantize(net * rate / 100), decision.note)
+        for rate, net in sorted(per_rate.items(), reverse=True)
+    ]

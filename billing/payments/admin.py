@@ -1,0 +1,164 @@
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.template.response import TemplateResponse
+
+from billing.invoices.admin import InvoiceAdmin, run_on_each
+from billing.invoices.models import Invoice
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
+from core.errors import DomainError
+
+from . import services
+from .models import Payment, PaymentMethod, PaymentStatus, Refund, WebhookEvent
+from .providers import PaymentError
+
+
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    fields = [
+        "kind",
+        "provider",
+        "status",
+        "amount",
+        "amount_received",
+        "currency_received",
+        "amount_refunded",
+        "method_brand",
+        "method_last4",
+        "failure_message",
+        "created_at",
+    ]
+    show_change_link = True
+
+
+def _refund_each(request, queryset: QuerySet, *, amount, reason: str) -> None:
+    """Refunds go to the provider; the webhook (or the sandbox at once) confirms them."""
+    done, errors = [], []
+    for payment in queryset:
+        try:
+            refund = services.payment_refund(
+                payment_id=payment.pk, amount=amount, actor=request.user, reason=reason
+            )
+        except (DomainError, PaymentError) as exc:
+            errors.append(f"Payment {payment.pk}: {exc.message}")
+            continue
+        done.append(f"Payment {payment.pk}: {refund.amount} ({refund.get_status_display()})")
+    report(request, done, errors)
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "pk",
+        "invoice",
+        "kind",
+        "provider",
+        "status",
+        "amount",
+        "currency",
+        "amount_received",
+        "currency_received",
+        "amount_refunded",
+        "held_reason",
+        "created_at",
+    ]
+    list_filter = ["status", "kind", "provider", "is_duplicate"]
+    search_fields = [
+        "invoice__number",
+        "provider_payment_id",
+        "provider_checkout_id",
+        "provider_charge_id",
+    ]
+    list_select_related = ["invoice"]
+    readonly_fields = ["audit"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("payments.change_payment")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Payment._meta.fields] + ["audit"]
+
+    actions = ["refund_full", "refund_partial", "refund_held"]
+
+    @admin.action(description="Refund held payments to the payer", permissions=["change"])
+    def refund_held(self, request, queryset):
+        held = queryset.filter(status=PaymentStatus.HELD)
+        skipped = [f"Payment {p.pk}: not held" for p in queryset.exclude(pk__in=held)]
+        if skipped:
+            report(request, [], skipped)
+        _refund_each(request, held, amount=None, reason="held payment returned by staff")
+
+    @admin.action(description="Refund in full through the provider")
+    def refund_full(self, request, queryset):
+        _refund_each(request, queryset, amount=None, reason="refunded by staff")
+
+    @admin.action(description="Refund part of the payment through the provider")
+    def refund_partial(self, request, queryset):
+        if request.POST.get("apply"):
+            try:
+                amount = Decimal(request.POST.get("amount", ""))
+            except InvalidOperation:
+                self.message_user(request, "Enter an amount such as 12.50.", level="error")
+                return None
+            reason = request.POST.get("reason", "") or "partial refund by staff"
+            _refund_each(request, queryset, amount=amount, reason=reason)
+            return None
+        return TemplateResponse(
+            request,
+            "billing/payments/admin_refund.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Partial refund",
+                "payments": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.display(description="Audit trail")
+    def audit(self, obj):
+        return audit_trail(obj)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "payment", "amount", "status", "reason", "failure_reason", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["provider_refund_id", "payment__invoice__number"]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "brand", "last4", "exp_month", "exp_year", "is_default", "provider"]
+    list_filter = ["provider", "brand", "is_default"]
+    search_fields = ["customer__name", "provider_id", "last4"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    """The raw provider event log: what arrived, when, and what became of it."""
+
+    list_display = ["received_at", "provider", "type", "event_id", "object_id", "status", "note"]
+    list_filter = ["status", "provider", "type"]
+    search_fields = ["event_id", "object_id", "note"]
+    date_hierarchy = "received_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in WebhookEvent._meta.fields]
+
+
+# The invoice page gains its payments and the bank-transfer action here: invoices never
+# imports payments.
+admin.site.unregister(Invoice)
+
+
+@admin.register(Invoice)
+class InvoicePaymentsAdmin(InvoiceAdmin):
+    inlines = [*InvoiceAdmin.inlines, PaymentInline]
+    actions = [*InvoiceAdmin.actions, "record_bank_transfer"]
+
+    @admin.action(description="Record a bank transfer for the full amount remaining")
+    def record_bank_transfer(self, request, queryset):
+        run_on_each(
+            request, queryset, services.invoice_record_out_of_band_payment, note="bank transfer"
+        )

@@ -1,0 +1,1811 @@
+"""Payments: the ledger of attempts, refunds and saved methods, and the provider around it.
+
+The ledger services (payment_create, payment_record_success/failure/refund, ...) are the
+only code that moves money on an invoice: each locks the invoice row before the payment
+row, re-checks state, is idempotent and leaves an audit entry. The provider-facing services
+below them (Pay online, automatic charges, saved methods, refunds, provider events) talk to
+billing.payments.providers and turn what it answers, and what its events say, into calls of
+the ledger services. Stripe webhooks and the sandbox's checkout page both end in
+`provider_event_apply`, so they drive exactly the same code.
+"""
+
+import datetime
+import enum
+import hashlib
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.dispatch import receiver
+from django.utils import timezone
+
+from billing.invoices.models import PAYABLE_STATUSES, Invoice, InvoiceStatus
+from billing.invoices.services import (
+    emit_after_commit,
+    lock_invoice,
+    mark_invoice_list_changed,
+    restore_standing_if_settled,
+    set_invoice_status,
+)
+from contracts.models import ContractStatus, Customer, LeaseContract
+from core.audit import Actor, audit_record
+from core.errors import DomainError, InvalidTransition, check_transition
+from core.money import ZERO, quantize, to_minor_units
+
+from . import signals
+from .models import (
+    IDEMPOTENCY_KEY_TTL,
+    PAYMENT_TRANSITIONS,
+    UNKNOWN_PAYMENT_NOTE,
+    Payment,
+    PaymentKind,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from .providers import (
+    AuthenticationRequired,
+    CardDeclined,
+    PaymentError,
+    PaymentProvider,
+    ProviderUnavailable,
+    get_provider,
+    known_customer_ref,
+)
+from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
+
+logger = logging.getLogger(__name__)
+
+
+# --- The ledger -----------------------------------------------------------------------
+
+
+def lock_invoice_to_pay(invoice_id: int) -> Invoice:
+    """lock_invoice for a caller that decides on the contract's status (may it be paid?).
+
+    lock_invoice reads the joined contract as of its statement's start, before it waited
+    for the lock: behind grace enforcement (which cancels the contract while holding the
+    invoice lock and never writes the invoice) it would still see the contract live. Read
+    again once the lock is ours, the contract shows what enforcement committed. A plain
+    read, not a lock: the contract row stays free, so this adds no lock order to keep.
+    """
+    invoice = lock_invoice(invoice_id)
+    if invoice.contract_id:
+        invoice.contract = LeaseContract.objects.get(pk=invoice.contract_id)
+    return invoice
+
+
+def invoice_check_payable_online(invoice: Invoice, *, open_only: bool = False) -> None:
+    """Raise DomainError (safe to show) unless the invoice may be paid online now.
+
+    open_only: an Uncollectible invoice (written off by staff) is payable when the
+    customer asks, but never charged unasked.
+    """
+    if invoice.contract_id and invoice.contract.status == ContractStatus.CANCELLED:
+        raise DomainError(
+            f"The contract of invoice {invoice} is cancelled; please contact us to pay it.",
+            code="invoice_not_payable",
+        )
+    if not invoice.is_payable or (open_only and invoice.status != InvoiceStatus.OPEN):
+        raise DomainError(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+            code="invoice_not_payable",
+        )
+
+
+def payment_create(
+    *,
+    invoice_id: int,
+    provider: str,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Record a new attempt to collect the invoice's amount_remaining."""
+    with transaction.atomic():
+        invoice = lock_invoice(invoice_id)
+        if not invoice.is_payable:
+            raise DomainError(
+                f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+                code="invoice_not_payable",
+            )
+        attempt = invoice.payments.filter(kind=kind).count() + 1
+        payment = Payment.objects.create(
+            invoice=invoice,
+            provider=provider,
+            kind=kind,
+            amount=invoice.amount_remaining,
+            currency=invoice.currency,
+            attempt=attempt,
+            idempotency_key=idempotency_key or f"invoice-{invoice.pk}-{kind}-{attempt}",
+        )
+        audit_record(
+            actor=actor,
+            action="payment.created",
+            target=payment,
+            customer=invoice.customer,
+            after={"amount": payment.amount, "kind": kind, "attempt": attempt},
+        )
+    return payment
+
+
+# Charges of a saved payment method: only one may be under way per invoice at a time.
+SAVED_METHOD_KINDS = (PaymentKind.AUTOMATIC, PaymentKind.API)
+
+
+_UNDER_WAY = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
+
+
+def payment_start_saved_method_charge(
+    *, invoice_id: int, provider: str, kind: str, actor: Actor, idempotency_key: str | None = None
+) -> Payment:
+    """The attempt to send to the provider, decided under the invoice's row lock.
+
+    A pending attempt (its worker died, or the provider could not be reached and a timeout
+    does not say whether it charged) is handed back to be sent again under its own
+    idempotency key, so the provider answers with the same charge instead of a second
+    one. While another charge is processing or waits for the customer, a new one is
+    refused. Otherwise a new attempt is created.
+    """
+    with transaction.atomic():
+        invoice = lock_invoice_to_pay(invoice_id)
+        # Re-checked under the lock: staff may have written the invoice off, or the
+        # contract may have been cancelled, since the caller looked. Nothing is charged
+        # unasked unless the invoice is Open.
+        invoice_check_payable_online(invoice, open_only=kind == PaymentKind.AUTOMATIC)
+        under_way = (
+            invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+            .order_by("-created_at")
+            .first()
+        )
+        if under_way is not None:
+            # Only the same kind of charge is resumed: another one (the customer's card
+            # instead of the automatic default, on or off session) would reuse the
+            # idempotency key with other parameters, which the provider refuses.
+            resumable = (
+                under_way.status == PaymentStatus.PENDING
+                and under_way.kind == kind
+                and under_way.amount == invoice.amount_remaining
+                and idempotency_key in (None, under_way.idempotency_key)
+            )
+            if resumable:
+                return under_way
+            raise DomainError(
+                f"A payment for invoice {invoice} is already under way; "
+                "it is confirmed or released within minutes.",
+                code="payment_in_progress",
+            )
+        return payment_create(
+            invoice_id=invoice.pk,
+            provider=provider,
+            kind=kind,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
+def lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
+    """Lock the payment's invoice, then the payment (the one lock order)."""
+    invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
+    invoice = lock_invoice(invoice_id)
+    return invoice, Payment.objects.select_for_update().get(pk=payment_id)
+
+
+def payment_set_status(payment: Payment, target: str, *, actor: Actor, customer, note="") -> None:
+    """The one place a payment's status is written: transition table, save, audit entry.
+    The caller holds the locks (lock_payment)."""
+    check_transition(
+        PAYMENT_TRANSITIONS, label=f"Payment {payment.pk}", current=payment.status, target=target
+    )
+    before = payment.status
+    payment.status = target
+    payment.save()
+    audit_record(
+        actor=actor,
+        action=f"payment.{target}",
+        target=payment,
+        customer=customer,
+        before={"status": before},
+        after={"status": target, "amount": payment.amount, "refunded": payment.amount_refunded},
+        note=note,
+    )
+
+
+class Received(enum.Enum):
+    """payment_record_success's default: the money is exactly what the payment asked for."""
+
+    AS_REQUESTED = "as requested"
+
+
+AS_REQUESTED = Received.AS_REQUESTED
+
+
+# A payment in one of these has had its money recorded; a later success event changes nothing.
+MONEY_RECORDED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.HELD)
+
+
+def _alert_staff_after_commit(subject: str, body: str) -> None:
+    def send() -> None:
+        logger.error("STAFF: %s", subject)
+        try:
+            mail_admins(subject, body)
+        except Exception:
+            # The held payment itself is the record staff work from; a lost mail loses nothing.
+            logger.exception("STAFF: the alert mail was not sent: %s", subject)
+
+    transaction.on_commit(send)
+
+
+def _hold_reason(
+    invoice: Invoice, payment: Payment, *, amount: Decimal | None, currency: str, payer: str
+) -> str:
+    """Why the money the provider reported cannot be credited to the invoice ("" if it can)."""
+    if amount is None:
+        return "The provider did not say how much it received."
+    if amount <= 0:
+        return "The provider reported nothing received."
+    if currency != invoice.currency.upper():
+        return (
+            f"Received {amount} {currency or '(no currency)'} for an invoice in {invoice.currency}."
+        )
+    if payer:
+        expected = known_customer_ref(provider=payment.provider, customer=invoice.customer)
+        if payer != expected:
+            return (
+                f"Paid by {payer} at {payment.provider}, not by the invoice's customer "
+                f"({expected or 'none on record'})."
+            )
+    return ""
+
+
+def payment_record_success(
+    *,
+    payment_id: int,
+    actor: Actor,
+    amount_received: Decimal | None | Received = AS_REQUESTED,
+    currency_received: str = "",
+    provider_customer_id: str = "",
+    provider_payment_id: str | None = None,
+    provider_charge_id: str = "",
+    brand: str = "",
+    last4: str = "",
+    now: datetime.datetime | None = None,
+) -> Payment:
+    """The provider took the money. Credits what it received to the invoice exactly once.
+
+    amount_received/currency_received are what the provider reported (None: it did not say);
+    provider_customer_id is the payer it named. Only a caller that took the money itself,
+    synchronously, for exactly what was asked (staff recording a transfer) leaves them out.
+
+    Credited only in the invoice's currency and up to what it still owes: a short payment
+    leaves the rest due; money it no longer owes (excess, or an invoice already settled) is
+    handed back through `payment_needs_refund`. Another currency, another payer or an
+    unknown amount is held for staff (status Held, credited to nothing, staff alerted).
+    Quietly returns when the payment's money is already recorded (succeeded, refunded, held).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if payment.status in MONEY_RECORDED:
+            return payment
+        if amount_received is AS_REQUESTED:
+            amount_received, currency_received = payment.amount, payment.currency
+        payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
+        payment.provider_charge_id = provider_charge_id or payment.provider_charge_id
+        payment.method_brand = brand or payment.method_brand
+        payment.method_last4 = last4 or payment.method_last4
+        payment.succeeded_at = now
+        payment.amount_received = None if amount_received is None else quantize(amount_received)
+        payment.currency_received = currency_received.upper()[:3]
+        reason = _hold_reason(
+            invoice,
+            payment,
+            amount=payment.amount_received,
+            currency=payment.currency_received,
+            payer=provider_customer_id,
+        )
+        if reason:
+            payment.held_reason = reason[:300]
+            payment_set_status(
+                payment, PaymentStatus.HELD, actor=actor, customer=invoice.customer, note=reason
+            )
+            _alert_staff_after_commit(
+                f"Payment {payment.pk} for invoice {invoice} is held",
+                f"{reason}\n\nNothing was credited to invoice {invoice}. Asked: {payment.amount} "
+                f"{payment.currency}. Received: {payment.amount_received} "
+                f"{payment.currency_received or '?'}. Provider: {payment.provider} "
+                f"{payment.provider_payment_id or payment.provider_charge_id or ''}.\n"
+                "Refund it from the payment's admin page (action: refund held payments).",
+            )
+            return payment
+        received = payment.amount_received
+        applied = min(received, invoice.amount_remaining) if invoice.is_payable else ZERO
+        excess = received - applied
+        payment.is_duplicate = applied == ZERO
+        payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
+        if applied:
+            invoice.amount_paid += applied
+            if invoice.amount_paid == invoice.total:
+                invoice.paid_out_of_band = payment.kind == PaymentKind.OUT_OF_BAND
+                set_invoice_status(
+                    invoice, InvoiceStatus.PAID, actor=actor, now=now, extra={"payment": payment.pk}
+                )
+                restore_standing_if_settled(invoice, actor=actor, today=now.date())
+            else:
+                invoice.state_version += 1
+                invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+                mark_invoice_list_changed(invoice)
+                audit_record(
+                    actor=actor,
+                    action="payment.short",
+                    target=payment,
+                    customer=invoice.customer,
+                    after={"received": received, "remaining": invoice.amount_remaining},
+                    note="Less arrived than the invoice owes; the rest is still due.",
+                )
+        if excess:
+            audit_record(
+                actor=actor,
+                action="payment.excess",
+                target=payment,
+                customer=invoice.customer,
+                after={"excess": excess, "invoice_status": invoice.status},
+                note="Money arrived that the invoice no longer owed; it is refunded.",
+            )
+            emit_after_commit(signals.payment_needs_refund, payment_id=payment.pk, amount=excess)
+    return payment
+
+
+def payment_record_failure(
+    *,
+    payment_id: int,
+    actor: Actor,
+    code: str,
+    message: str,
+    requires_action: bool = False,
+    now: datetime.datetime | None = None,
+) -> Payment:
+    """The attempt failed (or needs the customer). The invoice stays Open.
+
+    Quietly ignored when the payment already reached a final state: a late failure
+    event never undoes a success.
+    """
+    target = PaymentStatus.REQUIRES_ACTION if requires_action else PaymentStatus.FAILED
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if payment.status == target or target not in PAYMENT_TRANSITIONS[payment.status]:
+            return payment
+        payment.failure_code = code[:64]
+        payment.failure_message = message[:300]
+        payment.failed_at = now or timezone.now()
+        payment_set_status(payment, target, actor=actor, customer=invoice.customer, note=message)
+        emit_after_commit(signals.payment_failed, payment_id=payment.pk)
+    return payment
+
+
+def refund_mark_failed(
+    *, refund_id: int, actor: Actor, note: str = "", failure_reason: str = ""
+) -> Refund:
+    """The provider refused a refund we asked for: Pending -> Failed, once, audited.
+
+    A refund that succeeded meanwhile (its confirmation came first) stays as it is.
+    """
+    payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
+    with transaction.atomic():
+        invoice, _payment = lock_payment(payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != RefundStatus.PENDING:
+            return refund
+        _refund_fail_locked(invoice, refund, actor=actor, note=note, failure_reason=failure_reason)
+    return refund
+
+
+def _refund_fail_locked(
+    invoice: Invoice,
+    refund: Refund,
+    *,
+    actor: Actor,
+    note: str,
+    failure_reason: str = "",
+    now: datetime.datetime | None = None,
+) -> None:
+    """Write the Failed status and its audit entry (caller holds the locks)."""
+    before = {"status": refund.status} if refund.pk else {}
+    refund.status = RefundStatus.FAILED
+    refund.failure_reason = failure_reason[:100]
+    refund.failed_at = now or timezone.now()
+    refund.save()
+    audit_record(
+        actor=actor,
+        action="refund.failed",
+        target=refund,
+        customer=invoice.customer,
+        before=before,
+        after={
+            "status": RefundStatus.FAILED,
+            "amount": refund.amount,
+            "failure_reason": refund.failure_reason,
+        },
+        note=note,
+    )
+
+
+# The reason on a refund that someone made at the provider rather than through the portal.
+PROVIDER_REFUND_REASON = "refunded at the provider"
+
+
+def _unsent_refund_locked(payment: Payment, refund_id: int | None, amount: Decimal):
+    """Our pending refund whose provider answer has not come back yet, re-checked under the
+    payment's lock: the provider's event for it may arrive before refund_create returns."""
+    if refund_id is None:
+        return None
+    return (
+        Refund.objects.select_for_update()
+        .filter(
+            pk=refund_id,
+            payment=payment,
+            status=RefundStatus.PENDING,
+            provider_refund_id__isnull=True,
+            amount=amount,
+        )
+        .first()
+    )
+
+
+def refund_record_failure(
+    *,
+    payment_id: int,
+    provider_refund_id: str,
+    amount: Decimal,
+    failure_reason: str,
+    actor: Actor,
+    placeholder_id: int | None = None,
+    returns_excess: bool = False,
+    now: datetime.datetime | None = None,
+) -> Refund:
+    """The processor says a refund failed or was cancelled. Recorded once per provider refund id.
+
+    A pending refund becomes Failed and no longer holds back a new refund. A refund that had
+    succeeded is undone, because the money came back to us: its amount goes back on the
+    payment (Refunded -> Succeeded) and, unless it returned an excess, on the invoice (Refund
+    -> Paid). A failure for a refund we never saw is kept as a Failed row. Failed is final
+    at Stripe, so a success event that arrives after this one is stale and ignored
+    (payment_record_refund). Staff are told after commit. Quiet when already Failed.
+    `placeholder_id`: our unsent refund this one may be (see _unsent_refund_locked).
+    """
+    now = now or timezone.now()
+    amount = quantize(amount)
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        refund = (
+            Refund.objects.select_for_update().filter(provider_refund_id=provider_refund_id).first()
+        ) or _unsent_refund_locked(payment, placeholder_id, amount)
+        if refund is None:
+            refund = Refund(
+                payment=payment,
+                amount=amount,
+                reason=PROVIDER_REFUND_REASON,
+                idempotency_key=f"refund-{provider_refund_id}",
+            )
+        elif refund.status == RefundStatus.FAILED:
+            return refund
+        was = refund.status if refund.pk else ""
+        refund.provider_refund_id = provider_refund_id
+        _refund_fail_locked(
+            invoice,
+            refund,
+            actor=actor,
+            note="the payment processor could not return the money",
+            failure_reason=failure_reason,
+            now=now,
+        )
+        if was == RefundStatus.SUCCEEDED:
+            _refund_undo_locked(
+                invoice, payment, refund, actor=actor, returns_excess=returns_excess, now=now
+            )
+        logger.error(
+            "STAFF: refund %s (%s %s of payment %s, invoice %s) failed at the processor: %s%s",
+            provider_refund_id,
+            refund.amount,
+            payment.currency,
+            payment.pk,
+            invoice,
+            failure_reason,
+            "; the money is back with us and the amount is owed to the customer again"
+            if was == RefundStatus.SUCCEEDED
+            else "",
+        )
+        emit_after_commit(signals.refund_failed, refund_id=refund.pk)
+    return refund
+
+
+def _refund_undo_locked(
+    invoice: Invoice,
+    payment: Payment,
+    refund: Refund,
+    *,
+    actor: Actor,
+    returns_excess: bool,
+    now: datetime.datetime,
+) -> None:
+    """Put a succeeded refund's amount back on the payment and the invoice (caller locks)."""
+    payment.amount_refunded = max(ZERO, payment.amount_refunded - refund.amount)
+    if payment.status == PaymentStatus.REFUNDED:
+        # A held payment goes back on hold: its money still waits for staff.
+        payment_set_status(
+            payment,
+            PaymentStatus.HELD if payment.held_reason else PaymentStatus.SUCCEEDED,
+            actor=actor,
+            customer=invoice.customer,
+            note="a refund failed at the processor",
+        )
+    else:
+        payment.save(update_fields=["amount_refunded", "updated_at"])
+    if returns_excess or payment.is_duplicate or payment.held_reason:
+        return
+    if invoice.status in PAYABLE_STATUSES:
+        # The refund had made this amount owed again (payment_record_refund): it is paid again,
+        # up to what the invoice still owes; anything beyond is staff's to return.
+        credit = min(refund.amount, invoice.amount_remaining)
+        if credit < refund.amount:
+            logger.error(
+                "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
+                refund.amount - credit,
+                refund.pk,
+                invoice,
+            )
+        invoice.amount_paid += credit
+        if invoice.amount_paid == invoice.total:
+            set_invoice_status(
+                invoice,
+                InvoiceStatus.PAID,
+                actor=actor,
+                now=now,
+                note="a refund failed at the processor",
+                extra={"refund": refund.pk},
+            )
+            restore_standing_if_settled(invoice, actor=actor, today=now.date())
+        else:
+            invoice.state_version += 1
+            invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+            mark_invoice_list_changed(invoice)
+        return
+    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
+    if invoice.status == InvoiceStatus.REFUND and invoice.amount_refunded < invoice.amount_paid:
+        # Paid again from the day it was first paid: the payment never went anywhere.
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            now=invoice.paid_at or now,
+            note="a refund failed at the processor",
+            extra={"amount_refunded": invoice.amount_refunded, "refund": refund.pk},
+        )
+    else:
+        invoice.state_version += 1
+        invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+        mark_invoice_list_changed(invoice)
+
+
+def payment_record_refund(
+    *,
+    payment_id: int,
+    amount: Decimal,
+    provider_refund_id: str,
+    actor: Actor,
+    reason: str = "",
+    returns_excess: bool = False,
+    placeholder_id: int | None = None,
+    now: datetime.datetime | None = None,
+) -> Refund:
+    """The provider returned `amount` of a payment. Recorded once per provider refund id.
+
+    A full refund of what an invoice was paid moves it to Refund; a partial one
+    stays Paid with the refunded amount shown. Money handed back while the invoice is
+    still payable (a short payment) is owed again. Returning a duplicate's money or an
+    excess (`returns_excess`), or a held payment, does not touch the invoice it never paid.
+    A refund already recorded as Failed stays so. `placeholder_id`: our pending refund
+    whose provider answer has not come back yet; its row (and the staff's reason) is filled in.
+    """
+    now = now or timezone.now()
+    amount = quantize(amount)
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        existing = Refund.objects.filter(provider_refund_id=provider_refund_id).first()
+        if existing and existing.status == RefundStatus.SUCCEEDED:
+            return existing
+        if existing and existing.status == RefundStatus.FAILED:
+            # Failed is final at Stripe: a success reported now is older than that failure.
+            logger.info("refund %s already failed; stale success ignored", provider_refund_id)
+            return existing
+        if existing is None:
+            existing = _unsent_refund_locked(payment, placeholder_id, amount)
+            # Not our unsent refund after all: a refund made at the provider returns no excess.
+            returns_excess = returns_excess and existing is not None
+        left = payment.amount_collected - payment.amount_refunded
+        if amount <= 0 or amount > left:
+            raise DomainError(
+                f"Cannot refund {amount}: only {left} of this payment is left.",
+                code="refund_amount",
+            )
+        # A held payment, a duplicate and the excess of an overpayment never paid the invoice.
+        credited = not (
+            returns_excess or payment.is_duplicate or payment.status == PaymentStatus.HELD
+        )
+        refund = existing or Refund(
+            payment=payment,
+            amount=amount,
+            idempotency_key=f"refund-{provider_refund_id}",
+        )
+        refund.provider_refund_id = provider_refund_id
+        refund.status = RefundStatus.SUCCEEDED
+        refund.succeeded_at = now
+        refund.reason = refund.reason or reason
+        refund.save()
+        payment.amount_refunded += amount
+        if payment.amount_refunded == payment.amount_collected:
+            payment_set_status(
+                payment, PaymentStatus.REFUNDED, actor=actor, customer=invoice.customer
+            )
+        else:
+            payment.save(update_fields=["amount_refunded", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="refund.succeeded",
+            target=refund,
+            customer=invoice.customer,
+            after={
+                "amount": amount,
+                "payment": payment.pk,
+                "returns_excess": returns_excess,
+                "provider_refund_id": provider_refund_id,
+            },
+            note=refund.reason,
+        )
+        if credited and invoice.status in PAYABLE_STATUSES:
+            # Part of what the invoice owes was paid and is handed back: it is owed again.
+            invoice.amount_paid -= min(amount, invoice.amount_paid - invoice.amount_refunded)
+            invoice.state_version += 1
+            invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
+            mark_invoice_list_changed(invoice)
+        elif credited:
+            invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
+            if (
+                invoice.status == InvoiceStatus.PAID
+                and invoice.amount_refunded == invoice.amount_paid
+            ):
+                set_invoice_status(
+                    invoice, InvoiceStatus.REFUND, actor=actor, now=now, note=refund.reason
+                )
+            else:
+                invoice.state_version += 1
+                invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+                mark_invoice_list_changed(invoice)
+    return refund
+
+
+def invoice_record_out_of_band_payment(*, invoice_id: int, actor: Actor, note: str = "") -> Invoice:
+    """Staff record money received outside the portal (e.g. a bank transfer)."""
+    with transaction.atomic():
+        payment = payment_create(
+            invoice_id=invoice_id, provider="manual", kind=PaymentKind.OUT_OF_BAND, actor=actor
+        )
+        payment_record_success(payment_id=payment.pk, actor=actor)
+        invoice = Invoice.objects.get(pk=invoice_id)
+        if note:
+            audit_record(
+                actor=actor,
+                action="invoice.note",
+                target=invoice,
+                customer=invoice.customer,
+                note=note,
+            )
+    return invoice
+
+
+AUTO_REFUND = "automatic refund"
+_OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
+
+
+# --- Checks and helpers ---------------------------------------------------------------
+
+
+def _invoice(invoice_id: int) -> Invoice:
+    try:
+        return Invoice.objects.select_related("customer", "contract").get(pk=invoice_id)
+    except Invoice.DoesNotExist:
+        raise DomainError("That invoice does not exist.", code="not_found") from None
+
+
+def customer_provider_ref(*, provider: PaymentProvider, customer: Customer, actor: Actor) -> str:
+    """The customer's id at the provider, created when first needed and stored once."""
+    if provider.name != "stripe":
+        return provider.customer_ref(customer=customer)
+    if customer.stripe_customer_id:
+        return customer.stripe_customer_id
+    # The create call carries an idempotency key per customer: a race makes one Customer.
+    ref = provider.customer_ref(customer=customer)
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        if not locked.stripe_customer_id:
+            locked.stripe_customer_id = ref
+            locked.save(update_fields=["stripe_customer_id"])
+            audit_record(
+                actor=actor,
+                action="customer.provider_created",
+                target=locked,
+                customer=locked,
+                after={"stripe_customer_id": ref},
+            )
+        customer.stripe_customer_id = locked.stripe_customer_id
+    return customer.stripe_customer_id
+
+
+def _remember_provider_ids(
+    payment_id: int, *, provider_payment_id: str = "", charge_id: str = ""
+) -> None:
+    """Fill in provider ids we did not know yet; never overwrites one."""
+    with transaction.atomic():
+        _invoice_locked, payment = lock_payment(payment_id)
+        changed = []
+        if provider_payment_id and not payment.provider_payment_id:
+            payment.provider_payment_id = provider_payment_id
+            changed.append("provider_payment_id")
+        if charge_id and not payment.provider_charge_id:
+            payment.provider_charge_id = charge_id
+            changed.append("provider_charge_id")
+        if changed:
+            payment.save(update_fields=[*changed, "updated_at"])
+
+
+def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Payment:
+    """An attempt that can no longer take money (expired session). Quiet when already final."""
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if payment.status not in _OPEN_STATES:
+            return payment
+        payment_set_status(
+            payment, PaymentStatus.CANCELLED, actor=actor, customer=invoice.customer, note=reason
+        )
+    return payment
+
+
+# --- Pay online ---------------------------------------------------------------------
+
+
+def _reusable_checkout(
+    invoice: Invoice, provider: PaymentProvider, *, success_url: str, cancel_url: str
+) -> Payment | None:
+    # Only a session that sends its payer back where this one wants to go: the PDF link's
+    # anonymous payer must not land on a member's (login-only) return page, nor the reverse.
+    since = timezone.now() - datetime.timedelta(minutes=settings.CHECKOUT_REUSE_MINUTES)
+    return (
+        Payment.objects.filter(
+            invoice=invoice,
+            kind=PaymentKind.CHECKOUT,
+            provider=provider.name,
+            status__in=[PaymentStatus.PENDING, PaymentStatus.FAILED],
+            amount=invoice.amount_remaining,
+            created_at__gte=since,
+            provider_checkout_id__isnull=False,
+            checkout_success_url=success_url,
+            checkout_cancel_url=cancel_url,
+        )
+        .exclude(checkout_url="")
+        .exclude(failure_code="async_payment_failed")
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
+    """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
+
+    A still-open session for the same invoice, amount and return URLs is reused. The invoice row is
+    locked while the session is created, so two clicks make one session. When the
+    provider fails, the attempt is recorded as failed and the error (safe to show) raised.
+    """
+    provider = get_provider()
+    failure: PaymentError | None = None
+    with transaction.atomic():
+        invoice = lock_invoice_to_pay(invoice_id)
+        invoice_check_payable_online(invoice)
+        reusable = _reusable_checkout(
+            invoice, provider, success_url=success_url, cancel_url=cancel_url
+        )
+        if reusable:
+            return reusable.checkout_url
+        customer_ref = customer_provider_ref(
+            provider=provider, customer=invoice.customer, actor=actor
+        )
+        payment = payment_create(
+            invoice_id=invoice.pk, provider=provider.name, kind=PaymentKind.CHECKOUT, actor=actor
+        )
+        try:
+            session = provider.checkout_create(
+                payment=payment,
+                invoice=invoice,
+                customer_ref=customer_ref,
+                success_url=success_url,
+                cancel_url=cancel_url,
+            )
+        except PaymentError as exc:
+            failure = exc
+        else:
+            payment.provider_checkout_id = session.id
+            payment.checkout_url = session.url
+            payment.checkout_success_url = success_url
+            payment.checkout_cancel_url = cancel_url
+            payment.save(
+                update_fields=[
+                    "provider_checkout_id",
+                    "checkout_url",
+                    "checkout_success_url",
+                    "checkout_cancel_url",
+                    "updated_at",
+                ]
+            )
+            audit_record(
+                actor=actor,
+                action="payment.checkout_started",
+                target=payment,
+                customer=invoice.customer,
+                after={"session": session.id, "amount": payment.amount},
+            )
+            return session.url
+    payment_record_failure(
+        payment_id=payment.pk, actor=actor, code=failure.code, message=failure.message
+    )
+    raise failure
+
+
+def checkout_expire_for_invoice(*, invoice_id: int, actor: Actor) -> int:
+    """Close every open Pay online session of the invoice (e.g. its contract was cancelled)."""
+    open_sessions = Payment.objects.filter(
+        invoice_id=invoice_id,
+        kind=PaymentKind.CHECKOUT,
+        status__in=[*_OPEN_STATES, PaymentStatus.FAILED],
+        provider_checkout_id__isnull=False,
+    )
+    count = 0
+    for payment in open_sessions:
+        get_provider(payment.provider).checkout_expire(checkout_id=payment.provider_checkout_id)
+        payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
+        count += 1
+    return count
+
+
+# --- Charging a saved payment method -----------------------------------------------------
+
+
+def _apply_outcome(
+    payment: Payment, outcome: ChargeOutcome, *, actor: Actor, synchronous: bool = False
+) -> None:
+    """Apply what the provider answered about a payment.
+
+    synchronous: the answer to our own charge call for payment.amount. Only then may a
+    success that does not say how much it took count as what we asked for; a success read
+    back later (reconciliation) without an amount is held for staff.
+    """
+    event_kind = {
+        "succeeded": EventKind.PAYMENT_SUCCEEDED,
+        "failed": EventKind.PAYMENT_FAILED,
+        "requires_action": EventKind.PAYMENT_REQUIRES_ACTION,
+        "cancelled": EventKind.CHECKOUT_EXPIRED,
+    }.get(outcome.status)
+    if event_kind is None:
+        _remember_provider_ids(
+            payment.pk, provider_payment_id=outcome.provider_payment_id, charge_id=outcome.charge_id
+        )
+        return
+    amount, currency = outcome.amount_received, outcome.currency
+    if amount is None and synchronous:
+        amount, currency = payment.amount, payment.currency
+    provider_event_apply(
+        ProviderEvent(
+            kind=event_kind,
+            payment_id=payment.pk,
+            provider_payment_id=outcome.provider_payment_id,
+            charge_id=outcome.charge_id,
+            brand=outcome.brand,
+            last4=outcome.last4,
+            amount_received=amount,
+            currency=currency,
+            provider_customer_id=outcome.provider_customer_id,
+            failure_code=outcome.failure_code
+            or (
+                "authentication_required" if event_kind == EventKind.PAYMENT_REQUIRES_ACTION else ""
+            ),
+            failure_message=outcome.failure_message
+            or (
+                AuthenticationRequired.default_message
+                if event_kind == EventKind.PAYMENT_REQUIRES_ACTION
+                else CardDeclined.default_message
+            ),
+        ),
+        actor=actor,
+    )
+
+
+def _charge(
+    *,
+    invoice: Invoice,
+    method_id: str,
+    off_session: bool,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Start (or resume) the attempt, charge the method, record what happened.
+
+    The attempt comes from payment_start_saved_method_charge, which decides under
+    the invoice's lock. When the provider is unreachable the attempt stays pending, so the
+    next try is sent under the same idempotency key. Raises PaymentError, or DomainError
+    when the invoice is not payable or another charge is under way.
+    """
+    provider = get_provider()
+    customer_ref = customer_provider_ref(provider=provider, customer=invoice.customer, actor=actor)
+    payment = payment_start_saved_method_charge(
+        invoice_id=invoice.pk,
+        provider=provider.name,
+        kind=kind,
+        actor=actor,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        outcome = provider.charge_saved_method(
+            payment=payment,
+            invoice=invoice,
+            customer_ref=customer_ref,
+            method_id=method_id,
+            off_session=off_session,
+        )
+    except ProviderUnavailable:
+        raise
+    except PaymentError as exc:
+        _remember_provider_ids(
+            payment.pk, provider_payment_id=getattr(exc, "provider_payment_id", "")
+        )
+        payment_record_failure(
+            payment_id=payment.pk,
+            actor=actor,
+            code=exc.code,
+            message=exc.message,
+            requires_action=isinstance(exc, AuthenticationRequired),
+        )
+        raise
+    _apply_outcome(payment, outcome, actor=actor, synchronous=True)
+    payment.refresh_from_db()
+    return payment
+
+
+def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | None:
+    """Charge the customer's default payment method off-session for amount_remaining.
+
+    Returns None when there is nothing to do (not payable, no default method, another
+    charge under way). A decline or a 3-D Secure request returns the failed (or
+    requires_action) Payment and leaves the invoice Open with the reason; the
+    payment_failed signal tells the customer. ProviderUnavailable is raised with the
+    attempt left pending, so the caller (a Celery task) retries and resumes that same
+    attempt under its idempotency key.
+    """
+    invoice = _invoice(invoice_id)
+    try:
+        # Checked again under the lock when the attempt starts (services).
+        invoice_check_payable_online(invoice, open_only=True)
+    except DomainError:
+        return None
+    method = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER, is_default=True
+    ).first()
+    if method is None:
+        return None
+    try:
+        return _charge(
+            invoice=invoice,
+            method_id=method.provider_id,
+            off_session=True,
+            kind=PaymentKind.AUTOMATIC,
+            actor=actor,
+        )
+    except (CardDeclined, AuthenticationRequired):
+        return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()
+    except DomainError:
+        return None  # paid in the meantime, or another charge is under way
+
+
+def invoice_pay_with_saved_method(
+    *,
+    invoice_id: int,
+    payment_method_id: str,
+    off_session: bool,
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> Invoice:
+    """Charge one of the customer's saved methods now (the API's pay endpoint).
+
+    Raises DomainError (not payable, unknown method), CardDeclined,
+    AuthenticationRequired or ProviderUnavailable, each with a message safe to show.
+    Repeating a request with the same idempotency_key within IDEMPOTENCY_KEY_TTL of its
+    attempt gives the same answer (the invoice, or the same decline) without charging
+    again; a pending attempt is resumed. After that the key names a new request, as at
+    Stripe, and the card is charged again under a new attempt.
+    """
+    invoice = _invoice(invoice_id)
+    base = key = None
+    if idempotency_key:
+        # Hashed: the client's key may be long, and it only has to name this request.
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+        base = f"invoice-{invoice.pk}-api-{digest}"
+        key, previous = _api_attempt_key(invoice, base)
+        if previous is not None:
+            return _api_answer(previous)
+    invoice_check_payable_online(invoice)
+    method = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id,
+        provider=settings.PAYMENT_PROVIDER,
+        provider_id=payment_method_id,
+    ).first()
+    if method is None:
+        raise DomainError("That payment method is not saved for this customer.", code="method")
+    try:
+        payment = _charge(
+            invoice=invoice,
+            method_id=method.provider_id,
+            off_session=off_session,
+            kind=PaymentKind.API,
+            actor=actor,
+            idempotency_key=key,
+        )
+    except IntegrityError:
+        # The same key raced in: the first request owns it, and this one answers as it did.
+        previous = _api_attempt_key(invoice, base)[1] if base else None
+        if previous is None:
+            raise DomainError(
+                f"A payment for invoice {invoice} is already under way; "
+                "it is confirmed or released within minutes.",
+                code="payment_in_progress",
+            ) from None
+        return _api_answer(previous)
+    return _api_answer(payment)
+
+
+def _api_attempt_key(invoice: Invoice, base: str) -> tuple[str, Payment | None]:
+    """The attempt key for an API request keyed `base`, or the attempt that already answered it.
+
+    A pending attempt is resumed under its own key. A finished one answers again while the
+    key is alive (IDEMPOTENCY_KEY_TTL from the attempt); after that the request is new and
+    gets the next key (`base-r2`, `-r3`, ...), which the provider sees as a new charge.
+    """
+    family = Payment.objects.filter(invoice=invoice, kind=PaymentKind.API).filter(
+        Q(idempotency_key=base) | Q(idempotency_key__startswith=f"{base}-r")
+    )
+    latest = family.order_by("-created_at", "-pk").first()
+    if latest is None:
+        return base, None
+    if latest.status == PaymentStatus.PENDING:
+        return latest.idempotency_key, None
+    if latest.created_at >= timezone.now() - IDEMPOTENCY_KEY_TTL:
+        return latest.idempotency_key, latest
+    return f"{base}-r{family.count() + 1}", None
+
+
+def _api_answer(payment: Payment) -> Invoice:
+    """What an API charge answers once its attempt has run: the same for every repeat."""
+    if payment.status == PaymentStatus.REQUIRES_ACTION:
+        raise AuthenticationRequired()
+    if payment.status == PaymentStatus.FAILED:
+        raise CardDeclined(payment.failure_message, code=payment.failure_code or None)
+    return _invoice(payment.invoice_id)
+
+
+# --- 3-D Secure: confirming, or releasing, an attempt that waits for the customer -------
+
+
+def payment_release(*, payment_id: int, actor: Actor, reason: str) -> Payment:
+    """Give up on a charge that waits for 3-D Secure, so the invoice can be charged again.
+
+    Cancelled at the provider first (it can take no money after that), then here through
+    payment_cancel (lock, re-check, audit). When the provider answers that it went through
+    meanwhile, that success is applied instead. Quiet when the attempt no longer waits.
+    Raises ProviderUnavailable with the attempt left as it was.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return payment
+    outcome = get_provider(payment.provider).payment_cancel(payment=payment)
+    if outcome.status == "cancelled":
+        return payment_cancel(payment_id=payment.pk, actor=actor, reason=reason)
+    _apply_outcome(payment, outcome, actor=actor)
+    payment.refresh_from_db()
+    return payment
+
+
+def payments_release_stale_actions(*, actor: Actor, now: datetime.datetime | None = None) -> int:
+    """Release saved-method charges that waited for 3-D Secure longer than
+    REQUIRES_ACTION_TIMEOUT_HOURS; returns how many were released (or found paid).
+
+    Such an attempt refuses every other automatic or API charge of its invoice while it
+    waits (payment_start_saved_method_charge), so an abandoned prompt would block
+    the invoice until grace cancels the contract. Pay online sessions are left to expire
+    at their provider. A provider that cannot be reached is logged; the next run tries again.
+    """
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(hours=settings.REQUIRES_ACTION_TIMEOUT_HOURS)
+    stale = Payment.objects.filter(
+        Q(failed_at__lte=cutoff) | Q(failed_at__isnull=True, created_at__lte=cutoff),
+        kind__in=SAVED_METHOD_KINDS,
+        status=PaymentStatus.REQUIRES_ACTION,
+    ).values_list("pk", flat=True)
+    released = 0
+    for payment_id in list(stale):
+        try:
+            payment = payment_release(
+                payment_id=payment_id, actor=actor, reason="3-D Secure not confirmed in time"
+            )
+        except PaymentError as exc:
+            logger.warning("payment %s not released: %s", payment_id, exc.message)
+            continue
+        released += payment.status != PaymentStatus.REQUIRES_ACTION
+    return released
+
+
+def payment_confirm_start(
+    *, payment_id: int, actor: Actor, return_url: str, success_url: str, cancel_url: str
+) -> str | None:
+    """Where to send the customer to confirm a charge that waits for 3-D Secure.
+
+    The provider's own page for that very attempt when it has one (the sandbox's; Stripe's
+    next_action.redirect_to_url for a charge confirmed on-session), which sends them back
+    to `return_url`. Otherwise (Stripe leaves an off-session charge that needs
+    authentication without such a page) the attempt is released and the customer goes to
+    a new Pay online session for what the invoice still owes. None when there is nothing
+    left to confirm: the attempt went through meanwhile. Raises DomainError (safe to show)
+    when it no longer waits or the invoice cannot be paid, PaymentError from the provider.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        raise DomainError(
+            "This payment no longer waits for your confirmation.", code="not_requires_action"
+        )
+    outcome = get_provider(payment.provider).payment_confirmation(
+        payment=payment, return_url=return_url
+    )
+    if outcome.status == "requires_action" and outcome.action_url:
+        return outcome.action_url
+    if outcome.status in ("succeeded", "processing"):
+        _apply_outcome(payment, outcome, actor=actor)
+        return None
+    payment = payment_release(
+        payment_id=payment.pk, actor=actor, reason="replaced by Pay online to confirm it"
+    )
+    if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
+        return None
+    return checkout_start(
+        invoice_id=payment.invoice_id, actor=actor, success_url=success_url, cancel_url=cancel_url
+    )
+
+
+def payment_refresh(*, payment_id: int, actor: Actor) -> Payment:
+    """Read one payment's state at its provider now and apply it (the customer is back from
+    confirming it; the provider's event may come later, and then changes nothing)."""
+    payment = Payment.objects.get(pk=payment_id)
+    outcome = get_provider(payment.provider).payment_retrieve(payment=payment)
+    if outcome is not None and outcome.status in ("succeeded", "failed", "cancelled"):
+        _apply_outcome(payment, outcome, actor=actor)
+        payment.refresh_from_db()
+    return payment
+
+
+# --- Saved payment methods -------------------------------------------------------------
+
+
+def payment_method_setup_start(
+    *, customer_id: int, actor: Actor, success_url: str, cancel_url: str
+) -> str:
+    """Start saving a new card (Checkout in setup mode); returns the URL to go to."""
+    provider = get_provider()
+    customer = Customer.objects.get(pk=customer_id)
+    ref = customer_provider_ref(provider=provider, customer=customer, actor=actor)
+    session = provider.setup_checkout_create(
+        customer=customer, customer_ref=ref, success_url=success_url, cancel_url=cancel_url
+    )
+    return session.url
+
+
+def _method_upsert(*, customer: Customer, provider: str, info: MethodInfo, actor: Actor) -> None:
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer.pk)
+        method, created = PaymentMethod.objects.update_or_create(
+            provider=provider,
+            provider_id=info.id,
+            defaults={
+                "customer": customer,
+                "brand": info.brand,
+                "last4": info.last4,
+                "exp_month": info.exp_month,
+                "exp_year": info.exp_year,
+            },
+        )
+        if not PaymentMethod.objects.filter(customer=customer, is_default=True).exists():
+            method.is_default = True
+            method.save(update_fields=["is_default"])
+        if created:
+            audit_record(
+                actor=actor,
+                action="payment_method.added",
+                target=method,
+                customer=customer,
+                after={"brand": info.brand, "last4": info.last4, "default": method.is_default},
+            )
+
+
+def payment_method_set_default(*, customer_id: int, method_id: int, actor: Actor) -> PaymentMethod:
+    """Make one saved method the one automatic charges use."""
+    method = PaymentMethod.objects.select_related("customer").get(
+        pk=method_id, customer_id=customer_id
+    )
+    provider = get_provider(method.provider)
+    provider.method_set_default(
+        customer_ref=customer_provider_ref(
+            provider=provider, customer=method.customer, actor=actor
+        ),
+        method_id=method.provider_id,
+    )
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer_id)
+        PaymentMethod.objects.filter(customer_id=customer_id, is_default=True).update(
+            is_default=False
+        )
+        PaymentMethod.objects.filter(pk=method.pk).update(is_default=True)
+        audit_record(
+            actor=actor, action="payment_method.default", target=method, customer=method.customer
+        )
+    method.is_default = True
+    return method
+
+
+def payment_method_remove(*, customer_id: int, method_id: int, actor: Actor) -> None:
+    """Detach a saved method at the provider and forget it. Quiet when already gone."""
+    method = PaymentMethod.objects.filter(pk=method_id, customer_id=customer_id).first()
+    if method is None:
+        return
+    get_provider(method.provider).method_detach(method_id=method.provider_id)
+    _method_forget(provider_id=method.provider_id, provider=method.provider, actor=actor)
+
+
+def _method_forget(*, provider_id: str, provider: str, actor: Actor) -> None:
+    with transaction.atomic():
+        method = (
+            PaymentMethod.objects.select_related("customer")
+            .filter(provider=provider, provider_id=provider_id)
+            .first()
+        )
+        if method is None:
+            return
+        Customer.objects.select_for_update().get(pk=method.customer_id)
+        audit_record(
+            actor=actor,
+            action="payment_method.removed",
+            target=method,
+            customer=method.customer,
+            before={"brand": method.brand, "last4": method.last4},
+        )
+        method.delete()
+
+
+# --- Refunds -----------------------------------------------------------------------
+
+
+# Refunds that send back money an invoice did not owe carry this in their idempotency key.
+EXCESS = "excess"
+
+
+def _returns_excess(refund: Refund) -> bool:
+    return f"-{EXCESS}-" in refund.idempotency_key
+
+
+def _refund_request_locked(
+    invoice: Invoice,
+    payment: Payment,
+    *,
+    amount: Decimal | None,
+    reason: str,
+    returns_excess: bool,
+    actor: Actor,
+) -> Refund:
+    """Write the pending Refund (caller holds the invoice and payment locks)."""
+    if returns_excess:
+        previous = Refund.objects.filter(
+            payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-{EXCESS}"
+        )
+        done = previous.exclude(status=RefundStatus.FAILED).first()
+        if done:
+            return done
+        key = f"payment-{payment.pk}-{EXCESS}-{previous.count() + 1}"
+    else:
+        key = f"payment-{payment.pk}-refund-{payment.refunds.count() + 1}"
+    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.HELD):
+        raise DomainError(
+            f"Payment {payment.pk} is {payment.get_status_display().lower()}; "
+            "only a succeeded payment can be refunded, or a held one.",
+            code="refund_state",
+        )
+    if not (payment.provider_payment_id or payment.provider_charge_id):
+        raise DomainError(
+            f"Payment {payment.pk} has no reference at the provider; refund it by hand.",
+            code="refund_no_reference",
+        )
+    pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
+    available = payment.amount_collected - payment.amount_refunded - pending
+    amount = quantize(amount) if amount is not None else available
+    if amount <= 0 or amount > available:
+        raise DomainError(
+            f"Cannot refund {amount}: {available} of this payment can still be refunded.",
+            code="refund_amount",
+        )
+    refund = Refund.objects.create(
+        payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
+    )
+    audit_record(
+        actor=actor,
+        action="refund.requested",
+        target=refund,
+        customer=invoice.customer,
+        after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+        note=reason,
+    )
+    return refund
+
+
+def payment_refund(
+    *,
+    payment_id: int,
+    amount: Decimal | None,
+    actor: Actor,
+    reason: str = "",
+    returns_excess: bool = False,
+) -> Refund:
+    """Send `amount` (None: all that is left) of a payment back through its provider.
+
+    A pending Refund is written first (under the invoice and payment locks, so two
+    refunds never exceed the payment); the provider's confirmation (webhook, or the
+    sandbox at once) makes it succeeded through payment_record_refund. Returning a
+    duplicate's excess is done once per payment.
+    """
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        unsent = payment.refunds.filter(
+            status=RefundStatus.PENDING, provider_refund_id=None
+        ).first()
+        if unsent is not None:
+            # The provider could not be reached last time: send the same refund again under
+            # its own idempotency key, so it is made once whatever the timeout hid.
+            if amount is not None and quantize(amount) != unsent.amount:
+                raise DomainError(
+                    f"A refund of {unsent.amount} of this payment is still being sent; "
+                    "try again in a few minutes.",
+                    code="refund_in_progress",
+                )
+            refund, amount = unsent, unsent.amount
+        else:
+            refund = _refund_request_locked(
+                invoice,
+                payment,
+                amount=amount,
+                reason=reason,
+                returns_excess=returns_excess,
+                actor=actor,
+            )
+            if refund.provider_refund_id or refund.status != RefundStatus.PENDING:
+                return refund  # the excess is already on its way back (or back)
+            amount = refund.amount
+        key = refund.idempotency_key
+    provider = get_provider(payment.provider)
+    try:
+        outcome = provider.refund_create(
+            payment=payment,
+            amount_minor=to_minor_units(amount),
+            idempotency_key=key,
+            reason="duplicate" if _returns_excess(refund) else reason,
+        )
+    except ProviderUnavailable:
+        raise  # still pending: reconciliation (or the next click) sends it again
+    except PaymentError as exc:
+        refund_mark_failed(refund_id=refund.pk, actor=actor, note=exc.message)
+        raise
+    with transaction.atomic():
+        invoice, _locked = lock_payment(payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        confirmed = Refund.objects.filter(provider_refund_id=outcome.id).exclude(pk=refund.pk)
+        if confirmed.exists():
+            return _refund_merge_locked(
+                invoice, placeholder=refund, confirmed=confirmed.get(), actor=actor
+            )
+        if refund.provider_refund_id is None:
+            refund.provider_refund_id = outcome.id
+            refund.save(update_fields=["provider_refund_id"])
+        elif refund.provider_refund_id != outcome.id:
+            # Another refund of the same amount made at the provider meanwhile was taken
+            # for this one; this one's own event records it when it comes.
+            logger.error(
+                "STAFF: refund %s of payment %s was matched to provider refund %s, but the "
+                "provider answered %s; check the reasons of both",
+                refund.pk,
+                payment_id,
+                refund.provider_refund_id,
+                outcome.id,
+            )
+    if outcome.status == "succeeded" and provider.confirms_refunds_synchronously:
+        provider_event_apply(
+            ProviderEvent(
+                kind=EventKind.REFUNDED,
+                payment_id=payment.pk,
+                refunds=((outcome.id, outcome.amount),),
+            ),
+            actor=actor,
+        )
+        if outcome.fails_later:
+            provider_event_apply(
+                ProviderEvent(
+                    kind=EventKind.REFUND_FAILED,
+                    payment_id=payment.pk,
+                    refunds=((outcome.id, outcome.amount),),
+                    failure_code=outcome.fails_later,
+                ),
+                actor=provider.name,
+            )
+    elif outcome.status == "failed":
+        return refund_mark_failed(
+            refund_id=refund.pk, actor=actor, note="the provider refused the refund"
+        )
+    return Refund.objects.get(pk=refund.pk)
+
+
+def _refund_merge_locked(
+    invoice: Invoice, *, placeholder: Refund, confirmed: Refund, actor: Actor
+) -> Refund:
+    """The provider's confirmation was recorded as a row of its own before our call returned
+    (caller holds the locks): the staff's reason moves onto it and the placeholder, which
+    would otherwise be sent again, goes, both in the audit log."""
+    if placeholder.reason and confirmed.reason in ("", PROVIDER_REFUND_REASON):
+        confirmed.reason = placeholder.reason
+        confirmed.save(update_fields=["reason"])
+    audit_record(
+        actor=actor,
+        action="refund.merged",
+        target=confirmed,
+        customer=invoice.customer,
+        before={
+            "placeholder": placeholder.pk,
+            "idempotency_key": placeholder.idempotency_key,
+            "status": placeholder.status,
+            "amount": placeholder.amount,
+        },
+        after={"provider_refund_id": confirmed.provider_refund_id, "reason": confirmed.reason},
+        note=placeholder.reason,
+    )
+    placeholder.delete()
+    return confirmed
+
+
+@receiver(signals.payment_needs_refund, dispatch_uid="billing.payments.refund_excess")
+def refund_excess_on_signal(sender, payment_id: int, amount: Decimal, **kwargs) -> None:
+    """Money that arrived for an invoice that no longer owed it goes back at once."""
+    try:
+        payment_refund(
+            payment_id=payment_id,
+            amount=amount,
+            actor=AUTO_REFUND,
+            reason="duplicate",
+            returns_excess=True,
+        )
+    except (DomainError, PaymentError) as exc:
+        logger.error(
+            "STAFF: payment %s received %s that must be refunded by hand: %s",
+            payment_id,
+            amount,
+            getattr(exc, "message", exc),
+        )
+
+
+# --- Provider events (webhooks, the sandbox, reconciliation) ----------------------------
+
+
+def find_payment(event: ProviderEvent) -> Payment | None:
+    if event.payment_id:
+        payment = Payment.objects.filter(pk=event.payment_id).first()
+        if payment and event.invoice_id in (None, payment.invoice_id):
+            return payment
+    for field, value in (
+        ("provider_checkout_id", event.checkout_id),
+        ("provider_payment_id", event.provider_payment_id),
+        ("provider_charge_id", event.charge_id),
+    ):
+        if value:
+            payment = Payment.objects.filter(**{field: value}).first()
+            if payment:
+                return payment
+    return None
+
+
+def _find_customer(event: ProviderEvent) -> Customer | None:
+    if event.customer_id:
+        return Customer.objects.filter(pk=event.customer_id).first()
+    if event.provider_customer_id:
+        return Customer.objects.filter(stripe_customer_id=event.provider_customer_id).first()
+    return None
+
+
+def _succeed(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    # Also for an attempt we had cancelled: the service applies the money if the invoice
+    # still owes it, and otherwise flags it as a duplicate that is refunded automatically.
+    # What the provider reported is passed as it is: an event without an amount is held.
+    payment_record_success(
+        payment_id=payment.pk,
+        actor=actor,
+        amount_received=event.amount_received,
+        currency_received=event.currency,
+        provider_customer_id=event.provider_customer_id,
+        provider_payment_id=event.provider_payment_id or None,
+        provider_charge_id=event.charge_id,
+        brand=event.brand,
+        last4=event.last4,
+    )
+
+
+def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    refunds = list(event.refunds)
+    known_total = sum((amount for _, amount in refunds), ZERO)
+    wanted = event.extra.get("amount_refunded")
+    if wanted is not None and wanted > known_total and payment.provider == "stripe":
+        from .providers.stripe_provider import StripeProvider
+
+        refunds = StripeProvider().refunds_for_charge(charge_id=event.charge_id)
+    for refund_id, amount in refunds:
+        placeholder = _our_refund(payment, refund_id, amount)
+        returns_excess = bool(placeholder and _returns_excess(placeholder))
+        if placeholder and placeholder.status == RefundStatus.SUCCEEDED:
+            continue
+        payment_record_refund(
+            payment_id=payment.pk,
+            amount=amount,
+            provider_refund_id=refund_id,
+            actor=actor,
+            reason=placeholder.reason if placeholder else PROVIDER_REFUND_REASON,
+            returns_excess=returns_excess,
+            placeholder_id=placeholder.pk if placeholder else None,
+        )
+
+
+def _our_refund(payment: Payment, refund_id: str, amount: Decimal) -> Refund | None:
+    """Our row for a provider refund: by its id, else the refund we sent whose answer has not
+    come back yet (pending, no provider id, same payment and amount; one at a time)."""
+    known = Refund.objects.filter(provider_refund_id=refund_id).first()
+    if known is not None:
+        return known
+    return (
+        payment.refunds.filter(
+            status=RefundStatus.PENDING, provider_refund_id__isnull=True, amount=quantize(amount)
+        )
+        .order_by("created_at")
+        .first()
+    )
+
+
+def _record_refund_failures(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    for refund_id, amount in event.refunds:
+        ours = _our_refund(payment, refund_id, amount)
+        refund_record_failure(
+            payment_id=payment.pk,
+            provider_refund_id=refund_id,
+            amount=amount,
+            failure_reason=event.failure_code or "failed",
+            actor=actor,
+            placeholder_id=ours.pk if ours else None,
+            returns_excess=bool(ours and _returns_excess(ours)),
+        )
+
+
+def _dispute(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
+    final = {"won", "lost", "warning_closed"}
+    with transaction.atomic():
+        invoice, locked = lock_payment(payment.pk)
+        if locked.dispute_status in final and event.dispute_status not in final:
+            return
+        if locked.dispute_status != event.dispute_status:
+            before = locked.dispute_status
+            locked.dispute_status = event.dispute_status[:24]
+            locked.save(update_fields=["dispute_status", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="payment.dispute",
+                target=locked,
+                customer=invoice.customer,
+                before={"dispute": before},
+                after={"dispute": locked.dispute_status, "dispute_id": event.dispute_id},
+            )
+    if event.kind == EventKind.DISPUTE_CLOSED and event.dispute_status == "lost":
+        payment.refresh_from_db()
+        if Refund.objects.filter(provider_refund_id=event.dispute_id).exists():
+            return
+        left = payment.amount_collected - payment.amount_refunded
+        amount = min(event.dispute_amount or left, left)
+        if amount > 0:
+            payment_record_refund(
+                payment_id=payment.pk,
+                amount=amount,
+                provider_refund_id=event.dispute_id,
+                actor=actor,
+                reason="dispute lost",
+            )
+
+
+def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
+    """Apply one provider event through the money services; returns what was done.
+
+    Safe in any order and any number of times: every service it calls is idempotent
+    and only moves state forward. An event for a payment or customer we do not know
+    is logged for staff and answered "unknown".
+    """
+    if event.kind in (EventKind.METHOD_ATTACHED, EventKind.SETUP_COMPLETED):
+        customer = _find_customer(event)
+        if customer is None:
+            logger.warning("STAFF: payment method event for unknown customer %s", event)
+            return "unknown customer"
+        info = event.method
+        provider_name = "sandbox" if event.provider_customer_id.startswith("sandbox_") else "stripe"
+        if event.kind == EventKind.SETUP_COMPLETED:
+            from .providers.stripe_provider import setup_intent_method
+
+            info = setup_intent_method(event.setup_id)
+        if info is None:
+            return "no payment method"
+        _method_upsert(customer=customer, provider=provider_name, info=info, actor=actor)
+        return "method saved"
+    if event.kind == EventKind.METHOD_DETACHED:
+        for provider_name in ("stripe", "sandbox"):
+            _method_forget(provider_id=event.method.id, provider=provider_name, actor=actor)
+        return "method removed"
+
+    payment = find_payment(event)
+    if payment is None:
+        logger.warning(
+            "STAFF: %s for an unknown payment (invoice %s, payment %s, intent %s)",
+            event.kind,
+            event.invoice_id,
+            event.payment_id,
+            event.provider_payment_id or event.checkout_id or event.charge_id,
+        )
+        return UNKNOWN_PAYMENT_NOTE
+    _remember_provider_ids(
+        payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
+    )
+    payment.refresh_from_db()
+    try:
+        if event.kind == EventKind.PAYMENT_SUCCEEDED:
+            _succeed(payment, event, actor=actor)
+        elif event.kind in (EventKind.PAYMENT_FAILED, EventKind.PAYMENT_REQUIRES_ACTION):
+            payment_record_failure(
+                payment_id=payment.pk,
+                actor=actor,
+                code=event.failure_code or "payment_failed",
+                message=event.failure_message or CardDeclined.default_message,
+                requires_action=event.kind == EventKind.PAYMENT_REQUIRES_ACTION,
+            )
+        elif event.kind == EventKind.CHECKOUT_EXPIRED:
+            payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
+        elif event.kind in (
+            EventKind.REFUNDED,
+            EventKind.REFUND_FAILED,
+            EventKind.DISPUTE_OPENED,
+            EventKind.DISPUTE_CLOSED,
+        ):
+            # A refunded or disputed charge was paid, whatever order the events came in. An
+            # event that does not say how much was paid (a dispute, a refund object) waits
+            # for the one that does, and is replayed when it has been applied.
+            if payment.status not in MONEY_RECORDED:
+                if event.amount_received is None:
+                    return UNKNOWN_PAYMENT_NOTE
+                _succeed(payment, event, actor=actor)
+            payment.refresh_from_db()
+            if event.kind == EventKind.REFUNDED:
+                _record_refunds(payment, event, actor=actor)
+            elif event.kind == EventKind.REFUND_FAILED:
+                _record_refund_failures(payment, event, actor=actor)
+            else:
+                _dispute(payment, event, actor=actor)
+    except InvalidTransition as exc:
+        logger.warning("STAFF: %s not applied to payment %s: %s", event.kind, payment.pk, exc)
+        return "not applicable"
+    return "applied"
+
+
+# --- Reconciliation ----------------------------------------------------------------
+
+
+def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
+    """Re-read unfinished payments from their provider and apply what events missed.
+
+    Returns how many payments changed state. A provider that cannot be reached is
+    logged and skipped; the next run tries again.
+    """
+    cutoff = timezone.now() - datetime.timedelta(minutes=older_than_minutes)
+    changed = 0
+    candidates = Payment.objects.filter(
+        status__in=[*_OPEN_STATES, PaymentStatus.FAILED],
+        created_at__lte=cutoff,
+        created_at__gte=timezone.now() - datetime.timedelta(days=30),
+    ).exclude(provider__in=["manual", "sandbox"])
+    for payment in candidates.iterator():
+        try:
+            outcome = get_provider(payment.provider).payment_retrieve(payment=payment)
+        except PaymentError as exc:
+            logger.warning("reconcile: payment %s not read: %s", payment.pk, exc.message)
+            continue
+        if outcome is None or outcome.status in ("pending", "processing"):
+            continue
+        if outcome.status == "failed" and payment.status == PaymentStatus.FAILED:
+            continue
+        before = payment.status
+        _apply_outcome(payment, outcome, actor=actor)
+        payment.refresh_from_db()
+        changed += payment.status != before
+    return changed + _refunds_resend(actor=actor, cutoff=cutoff)
+
+
+def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
+    """Send again what must go back but did not reach the provider: refunds left pending by
+    an outage (same key, so made once), and duplicates whose automatic refund never started."""
+    work = [
+        (r.payment_id, r.amount, _returns_excess(r))
+        for r in Refund.objects.filter(
+            status=RefundStatus.PENDING, provider_refund_id=None, created_at__lte=cutoff
+        )
+    ]
+    owed_back = (
+        Payment.objects.filter(
+            is_duplicate=True, status=PaymentStatus.SUCCEEDED, succeeded_at__lte=cutoff
+        )
+        .exclude(refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED])
+        # The processor could not return it (e.g. the card was closed): sending it again
+        # fails again, so staff (who were told) return it another way.
+        .exclude(refunds__failure_reason__gt="")
+        .exclude(provider="manual")
+    )
+    work += [(p.pk, p.amount_collected - p.amount_refunded, True) for p in owed_back]
+    sent = 0
+    for payment_id, amount, returns_excess in work:
+        try:
+            payment_refund(
+                payment_id=payment_id,
+                amount=amount,
+                actor=actor,
+                reason="duplicate" if returns_excess else "",
+                returns_excess=returns_excess,
+            )
+        except (DomainError, PaymentError) as exc:
+            logger.warning("reconcile: refund of payment %s not sent: %s", payment_id, exc)
+            continue
+        sent += 1
+    return sent
+
+
+def payment_methods_sync_all(*, actor: Actor) -> int:
+    """Make our saved cards match the provider's for every customer it knows."""
+    provider = get_provider()
+    count = 0
+    for customer in Customer.objects.exclude(stripe_customer_id="").iterator():
+        infos = provider.methods_list(customer_ref=customer.stripe_customer_id)
+        for info in infos:
+            _method_upsert(customer=customer, provider=provider.name, info=info, actor=actor)
+        keep = {info.id for info in infos}
+        for stale in PaymentMethod.objects.filter(customer=customer, provider=provider.name):
+            if stale.provider_id not in keep:
+                _method_forget(provider_id=stale.provider_id, provider=provider.name, actor=actor)
+        count += 1
+    return count

@@ -1,0 +1,27 @@
+"""Paying: Pay online, its return pages, saved methods and the sandbox's pages."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "payments"
+
+urlpatterns = [
+    path("invoices/<str:number>/pay/", views.invoice_pay, name="invoice-pay"),
+    path("invoices/<str:number>/pay/done/", views.checkout_success, name="checkout-success"),
+    path("invoices/<str:number>/pay/cancelled/", views.checkout_cancel, name="checkout-cancel"),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/confirm/",
+        views.payment_confirm,
+        name="payment-confirm",
+    ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/confirmed/",
+        views.payment_confirmed,
+        name="payment-confirmed",
+    ),
+    path("payment-methods/", views.payment_methods, name="payment-methods"),
+    path("sandbox/checkout/<str:token>/", views.sandbox_checkout, name="sandbox-checkout"),
+    path("sandbox/setup/<str:token>/", views.sandbox_setup, name="sandbox-setup"),
+    path("sandbox/confirm/<str:token>/", views.sandbox_confirm, name="sandbox-confirm"),
+]

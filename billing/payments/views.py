@@ -1,0 +1,425 @@
+"""Pay online, the checkout return pages, saved payment methods and the sandbox pages.
+
+Views only decide who may do what and call billing.payments.services; they never write
+money state themselves.
+"""
+
+import contextlib
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from billing.invoices.links import invoice_for_pay_token
+from billing.invoices.models import Invoice, InvoiceStatus
+from billing.invoices.selectors import invoice_for_customer_or_404
+from billing.payments import services as payments
+from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
+from contracts.context import active_membership, member_required
+from core.errors import DomainError
+
+from .providers import PaymentError, ProviderUnavailable
+from .providers import sandbox as sandbox_provider
+from .providers.base import AuthenticationRequired
+
+
+class _Redirect303(HttpResponseRedirect):
+    status_code = 303
+
+
+def _pay_context(request: HttpRequest, number: str) -> tuple[Invoice, str, bool]:
+    """(invoice, token, is_member). A token must be genuine; else the member's own invoice."""
+    token = request.GET.get("token") or request.POST.get("token") or ""
+    if token:
+        invoice = invoice_for_pay_token(token, number=number)
+        if invoice is None:
+            raise Http404("No such invoice.")
+        membership = active_membership(request)
+        is_member = bool(membership and membership.customer_id == invoice.customer_id)
+        if is_member:
+            request.membership = membership
+        return invoice, token, is_member
+    membership = active_membership(request)
+    if membership is None:
+        raise _LoginNeeded
+    request.membership = membership
+    return invoice_for_customer_or_404(membership.customer, number), "", True
+
+
+class _LoginNeeded(Exception):
+    pass
+
+
+def _with_token(url: str, token: str) -> str:
+    return f"{url}?{urlencode({'token': token})}" if token else url
+
+
+@require_http_methods(["GET", "POST"])
+def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
+    """GET: what is due and a button; POST: 303 to the checkout (Stripe or the sandbox)."""
+    try:
+        invoice, token, is_member = _pay_context(request, number)
+    except _LoginNeeded:
+        return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
+    if is_member and not token and not request.membership.can_pay:
+        raise PermissionDenied("Your role can view invoices but not pay them.")
+    may_use_saved = is_member and request.membership.can_pay
+    context = {
+        "invoice": invoice,
+        "token": token,
+        "is_member": is_member,
+        "error": "",
+        "saved": (
+            PaymentMethod.objects.filter(
+                customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
+            )
+            if may_use_saved
+            else []
+        ),
+    }
+    try:
+        payments.invoice_check_payable_online(invoice)
+    except DomainError as exc:
+        context["not_payable"] = exc.message
+        return render(request, "billing/payments/pay.html", context, status=200)
+    if request.method == "GET":
+        return render(request, "billing/payments/pay.html", context)
+    if request.POST.get("payment_method") and may_use_saved:
+        return _pay_with_saved_method(request, invoice, context)
+    success = reverse("payments:checkout-success", args=[invoice.number])
+    cancel = reverse("payments:checkout-cancel", args=[invoice.number])
+    query = f"?{urlencode({'token': token})}" if token else ""
+    try:
+        url = payments.checkout_start(
+            invoice_id=invoice.pk,
+            actor=request.user if request.user.is_authenticated else "pay link",
+            success_url=f"{settings.SITE_URL}{success}{query}",
+            cancel_url=f"{settings.SITE_URL}{cancel}{query}",
+        )
+    except DomainError as exc:
+        context["error"] = exc.message
+        return render(request, "billing/payments/pay.html", context, status=409)
+    except PaymentError as exc:
+        context["error"] = exc.message
+        status = 503 if isinstance(exc, ProviderUnavailable) else 402
+        return render(request, "billing/payments/pay.html", context, status=status)
+    return _Redirect303(url)
+
+
+def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict) -> HttpResponse:
+    """The same service as the API's POST /api/invoices/<id>/pay, with the customer present."""
+    try:
+        after = payments.invoice_pay_with_saved_method(
+            invoice_id=invoice.pk,
+            payment_method_id=request.POST["payment_method"],
+            off_session=False,
+            actor=request.user,
+        )
+    except AuthenticationRequired:
+        # The customer is here: take them to their bank's confirmation of this very charge.
+        waiting = invoice.payments.filter(
+            kind=PaymentKind.API, status=PaymentStatus.REQUIRES_ACTION
+        ).first()
+        if waiting is not None:
+            with contextlib.suppress(DomainError, PaymentError):
+                return _to_confirmation(request, invoice, waiting)
+        context["error"] = (
+            "Your bank wants to confirm this payment. Use “Continue to payment” to confirm it."
+        )
+        return render(request, "billing/payments/pay.html", context, status=402)
+    except DomainError as exc:
+        context["error"] = exc.message
+        return render(request, "billing/payments/pay.html", context, status=409)
+    except PaymentError as exc:
+        context["error"] = exc.message
+        status = 503 if isinstance(exc, ProviderUnavailable) else 402
+        return render(request, "billing/payments/pay.html", context, status=status)
+    if after.status == InvoiceStatus.PAID:
+        messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+    else:
+        # Less arrived than was due, or the payment waits for our staff: say what is still open.
+        messages.info(
+            request,
+            f"Thank you. {after.amount_remaining} {after.currency} of invoice {invoice.number} "
+            "is still open.",
+        )
+    return _Redirect303(invoice.get_absolute_url())
+
+
+def _result_page(request: HttpRequest, number: str, template: str) -> HttpResponse:
+    try:
+        invoice, token, is_member = _pay_context(request, number)
+    except _LoginNeeded:
+        return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
+    latest = invoice.payments.exclude(status=PaymentStatus.CANCELLED).first()
+    return render(
+        request,
+        template,
+        {
+            "invoice": invoice,
+            "token": token,
+            "is_member": is_member,
+            "latest": latest,
+            "pay_url": _with_token(reverse("payments:invoice-pay", args=[invoice.number]), token),
+        },
+    )
+
+
+def checkout_success(request: HttpRequest, number: str) -> HttpResponse:
+    """Back from the checkout: "processing" until the provider's event confirms, then Paid."""
+    return _result_page(request, number, "billing/payments/checkout_success.html")
+
+
+def checkout_cancel(request: HttpRequest, number: str) -> HttpResponse:
+    return _result_page(request, number, "billing/payments/checkout_cancel.html")
+
+
+def _saved_charge_or_404(request: HttpRequest, number: str, payment_id: int) -> Payment:
+    """A saved-method charge of the member's own invoice; another customer's answers 404."""
+    invoice = invoice_for_customer_or_404(request.customer, number)
+    payment = (
+        Payment.objects.select_related("invoice")
+        .filter(pk=payment_id, invoice=invoice, kind__in=payments.SAVED_METHOD_KINDS)
+        .first()
+    )
+    if payment is None:
+        raise Http404("No such payment.")
+    return payment
+
+
+@member_required(paying=True)
+@require_http_methods(["POST"])
+def payment_confirm(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    """ "Confirm payment" for a charge that waits for 3-D Secure: 303 to where it is confirmed."""
+    payment = _saved_charge_or_404(request, number, payment_id)
+    try:
+        return _to_confirmation(request, payment.invoice, payment)
+    except (DomainError, PaymentError) as exc:
+        messages.error(request, exc.message)
+        return _Redirect303(payment.invoice.get_absolute_url())
+
+
+def _to_confirmation(request: HttpRequest, invoice: Invoice, payment: Payment) -> HttpResponse:
+    """303 to where the waiting charge is confirmed (or to the invoice, paid meanwhile)."""
+    site = settings.SITE_URL
+    back = reverse("payments:payment-confirmed", args=[invoice.number, payment.pk])
+    url = payments.payment_confirm_start(
+        payment_id=payment.pk,
+        actor=request.user,
+        return_url=f"{site}{back}",
+        success_url=f"{site}{reverse('payments:checkout-success', args=[invoice.number])}",
+        cancel_url=f"{site}{reverse('payments:checkout-cancel', args=[invoice.number])}",
+    )
+    if url is None:
+        messages.success(request, f"Your payment for invoice {invoice.number} went through.")
+        return _Redirect303(invoice.get_absolute_url())
+    return _Redirect303(url)
+
+
+@member_required(paying=True)
+@require_http_methods(["GET"])
+def payment_confirmed(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    """Back from confirming a charge: what became of it, then the invoice."""
+    payment = _saved_charge_or_404(request, number, payment_id)
+    # Unreachable: the provider's event (or reconciliation) brings the answer instead.
+    with contextlib.suppress(PaymentError):
+        payment = payments.payment_refresh(payment_id=payment.pk, actor=request.user)
+    if payment.status == PaymentStatus.SUCCEEDED:
+        messages.success(request, f"Thank you: your payment for invoice {number} went through.")
+    elif payment.status == PaymentStatus.REQUIRES_ACTION:
+        messages.info(request, "The payment is not confirmed yet; this page updates once it is.")
+    elif payment.status != PaymentStatus.PROCESSING:
+        messages.error(
+            request,
+            payment.failure_message or "The payment was not confirmed. Nothing was charged.",
+        )
+    return redirect(payment.invoice.get_absolute_url())
+
+
+@member_required(paying=True)
+@require_http_methods(["GET", "POST"])
+def payment_methods(request: HttpRequest) -> HttpResponse:
+    customer = request.customer
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "add":
+                here = f"{settings.SITE_URL}{reverse('payments:payment-methods')}"
+                url = payments.payment_method_setup_start(
+                    customer_id=customer.pk,
+                    actor=request.user,
+                    success_url=f"{here}?added=1",
+                    cancel_url=here,
+                )
+                return _Redirect303(url)
+            method_id = int(request.POST.get("method", "0") or 0)
+            if action == "default":
+                payments.payment_method_set_default(
+                    customer_id=customer.pk, method_id=method_id, actor=request.user
+                )
+                messages.success(request, "Default payment method changed.")
+            elif action == "remove":
+                payments.payment_method_remove(
+                    customer_id=customer.pk, method_id=method_id, actor=request.user
+                )
+                messages.success(request, "Payment method removed.")
+        except PaymentMethod.DoesNotExist:
+            raise Http404("No such payment method.") from None
+        except (DomainError, PaymentError) as exc:
+            messages.error(request, exc.message)
+        except ValueError:
+            raise Http404("No such payment method.") from None
+        return redirect("payments:payment-methods")
+    if request.GET.get("added"):
+        messages.info(request, "Your card is being saved; it appears here once confirmed.")
+    return render(
+        request,
+        "billing/payments/methods.html",
+        {"methods": list(PaymentMethod.objects.filter(customer=customer))},
+    )
+
+
+# --- Sandbox (test mode) ------------------------------------------------------------
+
+
+def _sandbox_or_404() -> None:
+    if settings.PAYMENT_PROVIDER != "sandbox" or not sandbox_provider.sandbox_allowed():
+        raise Http404("The test-mode checkout is switched off.")
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
+    """The TEST MODE stand-in for Stripe's hosted checkout page."""
+    _sandbox_or_404()
+    data = sandbox_provider.checkout_token_loads(token)
+    payment = (
+        Payment.objects.select_related("invoice", "invoice__customer")
+        .filter(pk=(data or {}).get("p"), provider="sandbox")
+        .first()
+    )
+    if payment is None:
+        raise Http404("No such checkout.")
+    context = {
+        "payment": payment,
+        "invoice": payment.invoice,
+        "cancel_url": data["c"],
+        "cards": sandbox_provider.TEST_CARDS.values(),
+        "saved": PaymentMethod.objects.filter(
+            customer_id=payment.invoice.customer_id, provider="sandbox"
+        ),
+        "error": "",
+        "stage": "card",
+    }
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return redirect(data["s"])
+    if payment.status == PaymentStatus.CANCELLED:
+        context["error"] = "This checkout has expired. Go back and start again."
+        context["stage"] = "closed"
+        return render(request, "billing/payments/sandbox_checkout.html", context, status=410)
+    if request.method == "GET":
+        return render(request, "billing/payments/sandbox_checkout.html", context)
+
+    action = request.POST.get("action", "pay")
+    card = None
+    if action in ("approve", "deny"):
+        card = sandbox_provider.card_for_last4("3184")
+    elif request.POST.get("saved"):
+        saved = context["saved"].filter(pk=request.POST["saved"]).first()
+        card = sandbox_provider.card_for_last4(saved.last4) if saved else None
+    else:
+        card = sandbox_provider.card_for_number(request.POST.get("card", ""))
+    if card is None:
+        context["error"] = "Use one of the test cards listed below."
+        return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
+
+    if action == "deny":
+        event = sandbox_provider.failure_event(
+            payment.pk,
+            code="authentication_failed",
+            message="3-D Secure authentication failed. Nothing was charged.",
+        )
+    elif card.behaviour == "decline":
+        event = sandbox_provider.failure_event(
+            payment.pk, code="card_declined", message="Your card was declined."
+        )
+    elif card.behaviour == "3ds" and action != "approve":
+        event = sandbox_provider.failure_event(
+            payment.pk,
+            code="authentication_required",
+            message="Your bank asks you to confirm this payment.",
+            action=True,
+        )
+        payments.provider_event_apply(event, actor="sandbox")
+        context["stage"] = "3ds"
+        return render(request, "billing/payments/sandbox_checkout.html", context)
+    else:
+        event = sandbox_provider.success_event(
+            payment.pk, card, checkout_id=payment.provider_checkout_id or ""
+        )
+    payments.provider_event_apply(event, actor="sandbox")
+    payment.refresh_from_db()
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return _Redirect303(data["s"])
+    context["error"] = payment.failure_message or "The payment did not go through."
+    return render(request, "billing/payments/sandbox_checkout.html", context, status=402)
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """TEST MODE: the bank's 3-D Secure page for a saved-card charge that waits for it."""
+    _sandbox_or_404()
+    data = sandbox_provider.confirm_token_loads(token)
+    payment = (
+        Payment.objects.select_related("invoice")
+        .filter(pk=(data or {}).get("a"), provider="sandbox")
+        .first()
+    )
+    if payment is None:
+        raise Http404("No such payment.")
+    context = {"payment": payment, "invoice": payment.invoice, "return_url": data["r"]}
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED):
+            return redirect(data["r"])
+        context["error"] = "This payment can no longer be confirmed. Nothing was charged."
+        return render(request, "billing/payments/sandbox_confirm.html", context, status=410)
+    if request.method == "GET":
+        return render(request, "billing/payments/sandbox_confirm.html", context)
+    action = request.POST.get("action")
+    if action == "approve":
+        card = sandbox_provider.card_for_last4(payment.method_last4 or "3184")
+        event = sandbox_provider.success_event(payment.pk, card)
+    elif action != "deny":
+        return render(request, "billing/payments/sandbox_confirm.html", context, status=400)
+    else:
+        event = sandbox_provider.failure_event(
+            payment.pk,
+            code="authentication_failed",
+            message="3-D Secure authentication failed. Nothing was charged.",
+        )
+    payments.provider_event_apply(event, actor="sandbox")
+    return _Redirect303(data["r"])
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_setup(request: HttpRequest, token: str) -> HttpResponse:
+    """TEST MODE: save a test card (Stripe Checkout in setup mode)."""
+    _sandbox_or_404()
+    data = sandbox_provider.checkout_token_loads(token)
+    if not data or "cust" not in data:
+        raise Http404("No such checkout.")
+    context = {"cards": sandbox_provider.TEST_CARDS.values(), "cancel_url": data["c"], "error": ""}
+    if request.method == "POST":
+        card = sandbox_provider.card_for_number(request.POST.get("card", ""))
+        if card is None:
+            context["error"] = "Use one of the test cards listed below."
+            return render(request, "billing/payments/sandbox_setup.html", context, status=400)
+        payments.provider_event_apply(
+            sandbox_provider.attach_event(data["cust"], card), actor="sandbox"
+        )
+        return _Redirect303(data["s"])
+    return render(request, "billing/payments/sandbox_setup.html", context)

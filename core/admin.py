@@ -1,0 +1,96 @@
+"""Admin helpers every app uses, and the read-only audit log."""
+
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+
+from .models import AuditEntry
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money records are written by services only; staff read them here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def audit_trail(obj) -> str:
+    """Read-only HTML list of an object's audit entries, newest first."""
+    if not obj or not obj.pk:
+        return "—"
+    entries = AuditEntry.objects.filter(
+        content_type__app_label=obj._meta.app_label,
+        content_type__model=obj._meta.model_name,
+        object_id=str(obj.pk),
+    )[:50]
+    rows = format_html_join(
+        "",
+        "<li>{} · {} · <strong>{}</strong> {} → {} {}</li>",
+        (
+            (
+                f"{e.created_at:%Y-%m-%d %H:%M}",
+                e.actor_label,
+                e.action,
+                e.before or "",
+                e.after or "",
+                e.note,
+            )
+            for e in entries
+        ),
+    )
+    return format_html("<ul>{}</ul>", rows) if entries else "No entries yet."
+
+
+def report(request, done: list[str], errors: list[str]) -> None:
+    """Tell staff what an admin action did, one line per object that failed."""
+    if done:
+        messages.success(request, f"Done: {', '.join(done)}.")
+    for error in errors:
+        messages.error(request, error)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_link", "customer"]
+    list_filter = ["action", "content_type"]
+    search_fields = ["object_repr", "actor_label", "action", "object_id", "note"]
+    list_select_related = ["customer", "content_type"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Object")
+    def object_link(self, obj):
+        ct = obj.content_type
+        try:
+            url = reverse(f"admin:{ct.app_label}_{ct.model}_change", args=[obj.object_id])
+        except NoReverseMatch:  # models without an admin page show plain text
+            return obj.object_repr
+        return format_html('<a href="{}">{}</a>', url, obj.object_repr)

@@ -1,0 +1,34 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from billing.invoices.models import Invoice, InvoiceStatus
+from contracts.models import AssignmentRequest, ContractStatus, LeaseContract, RdnsDelegation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_covers_every_status_and_is_safe_to_run_twice(capsys):
+    call_command("seed_demo")
+    counts = {s: Invoice.objects.filter(status=s).count() for s in InvoiceStatus}
+    call_command("seed_demo")
+    assert "already there" in capsys.readouterr().out
+    assert {s: Invoice.objects.filter(status=s).count() for s in InvoiceStatus} == counts
+    assert all(counts[s] >= 1 for s in InvoiceStatus), counts
+
+    demo = get_user_model().objects.get(username="demo@example.com")
+    assert demo.check_password("demo-password")
+    assert (
+        get_user_model().objects.get(username="other@example.com").check_password("other-password")
+    )
+    assert get_user_model().objects.get(username="admin").is_superuser
+    mine = Invoice.objects.filter(customer__memberships__user=demo)
+    assert set(mine.values_list("currency", flat=True)) >= {"EUR", "USD"}
+    issued = mine.exclude(issue_date=None).order_by("issue_date")
+    assert (issued.last().issue_date - issued.first().issue_date).days >= 365
+    assert LeaseContract.objects.filter(status=ContractStatus.PAST_DUE).exists()
+    assert AssignmentRequest.objects.exists() and RdnsDelegation.objects.exists()
+    overdue = [
+        i for i in mine.filter(status=InvoiceStatus.OPEN) if i.due_date < i.cancellation_date
+    ]
+    assert any(i.is_overdue(__import__("datetime").date.today()) for i in overdue)
