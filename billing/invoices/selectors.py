@@ -244,7 +244,13 @@ def _invoice_summary(
         qs = qs.filter(issue_date__gte=date_from)
     if date_to:
         qs = qs.filter(issue_date__lte=date_to)
-    owed = ExpressionWrapper(F("total") - F("amount_paid"), output_field=DecimalField())
+    owed = ExpressionWrapper(
+        F("total")
+        - F("pre_payment_credit_notes_amount")
+        - F("applied_balance")
+        - F("amount_paid"),
+        output_field=DecimalField(),
+    )
     zero = Value(ZERO, output_field=DecimalField())
     rows = (
         qs.exclude(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.VOID])

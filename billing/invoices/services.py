@@ -24,6 +24,7 @@ from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
 
 from . import selectors, signals
+from .balance import apply_balance_locked, unapply_balance_locked
 from .models import (
     INVOICE_TRANSITIONS,
     BillingReason,
@@ -280,16 +281,27 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
     invoice.bill_to_country = customer.country
     invoice.bill_to_tax_id = customer.tax_id
     invoice.bill_to_email = customer.email
+    # The customer's credit in this currency is used first (Stripe's customer balance).
+    apply_balance_locked(invoice, actor=actor)
     set_invoice_status(
         invoice,
         InvoiceStatus.OPEN,
         actor=actor,
-        extra={"number": invoice.number, "total": invoice.total, "due_date": invoice.due_date},
+        extra={
+            "number": invoice.number,
+            "total": invoice.total,
+            "applied_balance": invoice.applied_balance,
+            "due_date": invoice.due_date,
+        },
     )
     if invoice.total == ZERO:
         # Nothing to collect: settle at once, as Stripe does with zero-amount invoices.
         invoice.paid_out_of_band = True
         set_invoice_status(invoice, InvoiceStatus.PAID, actor=actor, note="zero total")
+    elif invoice.amount_remaining == ZERO:
+        set_invoice_status(
+            invoice, InvoiceStatus.PAID, actor=actor, note="paid from the customer's credit"
+        )
     emit_after_commit(signals.invoice_finalized, invoice_id=invoice.pk)
     return invoice
 
@@ -304,7 +316,8 @@ def invoice_finalize(
 
 
 def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
-    """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided."""
+    """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided; credit
+    it had used from the customer's balance goes back there. Quietly returns a void one."""
     with transaction.atomic():
         invoice = lock_invoice(invoice_id)
         if invoice.status == InvoiceStatus.VOID:
@@ -314,7 +327,15 @@ def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
                 f"Invoice {invoice} has payments on it; refund them instead of voiding.",
                 code="has_payments",
             )
-        set_invoice_status(invoice, InvoiceStatus.VOID, actor=actor, note=reason)
+        # Credit the invoice had used goes back to the customer's balance.
+        returned = unapply_balance_locked(invoice, actor=actor)
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.VOID,
+            actor=actor,
+            note=reason,
+            extra={"balance_returned": returned} if returned else None,
+        )
         # Nothing is owed on it any more: the contract may be back in good standing.
         restore_standing_if_settled(invoice, actor=actor, today=timezone.localdate())
     return invoice

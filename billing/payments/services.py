@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from billing.invoices.models import PAYABLE_STATUSES, Invoice, InvoiceStatus
+from billing.invoices.models import PAYABLE_STATUSES, CreditNote, Invoice, InvoiceStatus
 from billing.invoices.services import (
     emit_after_commit,
     lock_invoice,
@@ -329,7 +329,7 @@ def payment_record_success(
         payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
             invoice.amount_paid += applied
-            if invoice.amount_paid == invoice.total:
+            if invoice.amount_remaining == ZERO:
                 invoice.paid_out_of_band = payment.kind == PaymentKind.OUT_OF_BAND
                 set_invoice_status(
                     invoice, InvoiceStatus.PAID, actor=actor, now=now, extra={"payment": payment.pk}
@@ -547,6 +547,16 @@ def _refund_undo_locked(
         payment.save(update_fields=["amount_refunded", "updated_at"])
     if returns_excess or payment.is_duplicate or payment.held_reason:
         return
+    if refund.credit_note_id:
+        # The credit note stays as issued; the money it was to return is with us again.
+        logger.error(
+            "STAFF: refund %s of %s for credit note %s failed at the processor; "
+            "return the money another way or as customer credit",
+            refund.pk,
+            refund.amount,
+            refund.credit_note_id,
+        )
+        return
     if invoice.status in PAYABLE_STATUSES:
         # The refund had made this amount owed again (payment_record_refund): it is paid again,
         # up to what the invoice still owes; anything beyond is staff's to return.
@@ -559,7 +569,7 @@ def _refund_undo_locked(
                 invoice,
             )
         invoice.amount_paid += credit
-        if invoice.amount_paid == invoice.total:
+        if invoice.amount_remaining == ZERO:
             set_invoice_status(
                 invoice,
                 InvoiceStatus.PAID,
@@ -632,10 +642,6 @@ def payment_record_refund(
                 f"Cannot refund {amount}: only {left} of this payment is left.",
                 code="refund_amount",
             )
-        # A held payment, a duplicate and the excess of an overpayment never paid the invoice.
-        credited = not (
-            returns_excess or payment.is_duplicate or payment.status == PaymentStatus.HELD
-        )
         refund = existing or Refund(
             payment=payment,
             amount=amount,
@@ -646,6 +652,14 @@ def payment_record_refund(
         refund.succeeded_at = now
         refund.reason = refund.reason or reason
         refund.save()
+        # A held payment, a duplicate and the excess of an overpayment never paid the invoice;
+        # a credit note's refund is accounted on the credit note.
+        credited = not (
+            returns_excess
+            or payment.is_duplicate
+            or payment.status == PaymentStatus.HELD
+            or refund.credit_note_id
+        )
         payment.amount_refunded += amount
         if payment.amount_refunded == payment.amount_collected:
             payment_set_status(
@@ -1317,9 +1331,20 @@ def _refund_request_locked(
     reason: str,
     returns_excess: bool,
     actor: Actor,
+    credit_note_id: int | None = None,
 ) -> Refund:
     """Write the pending Refund (caller holds the invoice and payment locks)."""
-    if returns_excess:
+    if credit_note_id is not None:
+        # One refund per credit note and payment: a second run of the same credit note's
+        # refund finds it instead of sending the money twice.
+        previous = Refund.objects.filter(
+            payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-cn-{credit_note_id}-"
+        )
+        done = previous.exclude(status=RefundStatus.FAILED).first()
+        if done:
+            return done
+        key = f"payment-{payment.pk}-cn-{credit_note_id}-{previous.count() + 1}"
+    elif returns_excess:
         previous = Refund.objects.filter(
             payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-{EXCESS}"
         )
@@ -1349,14 +1374,23 @@ def _refund_request_locked(
             code="refund_amount",
         )
     refund = Refund.objects.create(
-        payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
+        payment=payment,
+        amount=amount,
+        reason=reason[:200],
+        idempotency_key=key,
+        credit_note_id=credit_note_id,
     )
     audit_record(
         actor=actor,
         action="refund.requested",
         target=refund,
         customer=invoice.customer,
-        after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+        after={
+            "amount": amount,
+            "payment": payment.pk,
+            "returns_excess": returns_excess,
+            "credit_note": credit_note_id,
+        },
         note=reason,
     )
     return refund
@@ -1369,6 +1403,7 @@ def payment_refund(
     actor: Actor,
     reason: str = "",
     returns_excess: bool = False,
+    credit_note_id: int | None = None,
 ) -> Refund:
     """Send `amount` (None: all that is left) of a payment back through its provider.
 
@@ -1400,9 +1435,10 @@ def payment_refund(
                 reason=reason,
                 returns_excess=returns_excess,
                 actor=actor,
+                credit_note_id=credit_note_id,
             )
             if refund.provider_refund_id or refund.status != RefundStatus.PENDING:
-                return refund  # the excess is already on its way back (or back)
+                return refund  # already on its way back (or back)
             amount = refund.amount
         key = refund.idempotency_key
     provider = get_provider(payment.provider)
@@ -1475,6 +1511,10 @@ def _refund_merge_locked(
     if placeholder.reason and confirmed.reason in ("", PROVIDER_REFUND_REASON):
         confirmed.reason = placeholder.reason
         confirmed.save(update_fields=["reason"])
+    if placeholder.credit_note_id and not confirmed.credit_note_id:
+        confirmed.credit_note_id = placeholder.credit_note_id
+        confirmed.save(update_fields=["credit_note"])
+        _uncount_credit_note_refund_locked(invoice, confirmed, actor=actor)
     audit_record(
         actor=actor,
         action="refund.merged",
@@ -1491,6 +1531,108 @@ def _refund_merge_locked(
     )
     placeholder.delete()
     return confirmed
+
+
+def _uncount_credit_note_refund_locked(invoice: Invoice, refund: Refund, *, actor: Actor) -> None:
+    """The provider's confirmation of a credit note's refund arrived first and was counted
+    on the invoice as a refund of its own; the credit note already accounts for it."""
+    if invoice.status in PAYABLE_STATUSES or invoice.amount_refunded <= 0:
+        return
+    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
+    if invoice.status == InvoiceStatus.REFUND:
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            now=invoice.paid_at,
+            note="the refund belongs to a credit note",
+            extra={"refund": refund.pk},
+        )
+        return
+    invoice.state_version += 1
+    invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+    mark_invoice_list_changed(invoice)
+
+
+# --- Credit notes -------------------------------------------------------------------
+
+
+def credit_note_refund(*, credit_note_id: int, actor: Actor) -> list[Refund]:
+    """Send a credit note's refund_amount back to the payments of its invoice, newest first.
+
+    Idempotent: each payment gets at most one refund per credit note, and a credit note
+    whose refund was handled (sent, or handed to staff) is left alone. What cannot go back
+    through a provider (a bank transfer recorded by staff, a payment already refunded) is
+    handed to staff with an alert. ProviderUnavailable propagates: nothing is marked
+    handled, and the task (or reconciliation) sends it again under the same keys.
+    """
+    note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
+    if note.refund_handled_at is not None or note.refund_amount <= 0:
+        return []
+    sent = Refund.objects.filter(credit_note=note).exclude(status=RefundStatus.FAILED)
+    to_send = note.refund_amount - sum((r.amount for r in sent), ZERO)
+    made: list[Refund] = []
+    payments = Payment.objects.filter(
+        invoice_id=note.invoice_id, status=PaymentStatus.SUCCEEDED, is_duplicate=False
+    ).order_by("-succeeded_at", "-pk")
+    for payment in payments:
+        if to_send <= 0:
+            break
+        mine = sent.filter(payment=payment).first()
+        if mine is not None:
+            continue  # this payment already carries its part
+        if not (payment.provider_payment_id or payment.provider_charge_id):
+            continue
+        pending = sum(
+            (r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO
+        )
+        available = payment.amount_collected - payment.amount_refunded - pending
+        if available <= 0:
+            continue
+        amount = min(available, to_send)
+        try:
+            refund = payment_refund(
+                payment_id=payment.pk,
+                amount=amount,
+                actor=actor,
+                reason=f"Credit note {note.number}",
+                credit_note_id=note.pk,
+            )
+        except ProviderUnavailable:
+            raise
+        except (DomainError, PaymentError) as exc:
+            logger.warning(
+                "credit note %s: refund of payment %s not sent: %s",
+                note.number,
+                payment.pk,
+                getattr(exc, "message", exc),
+            )
+            continue
+        made.append(refund)
+        to_send -= amount
+    with transaction.atomic():
+        invoice = lock_invoice(note.invoice_id)
+        note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+        if note.refund_handled_at is not None:
+            return made
+        note.refund_handled_at = timezone.now()
+        note.save(update_fields=["refund_handled_at"])
+        audit_record(
+            actor=actor,
+            action="credit_note.refund_sent",
+            target=note,
+            customer=invoice.customer,
+            after={"refunds": [r.pk for r in made], "not_sent": max(to_send, ZERO)},
+        )
+        if to_send > 0:
+            _alert_staff_after_commit(
+                f"Credit note {note.number}: {to_send} {note.currency} to return by hand",
+                f"Credit note {note.number} of invoice {invoice} refunds {note.refund_amount} "
+                f"{note.currency}; {to_send} {note.currency} of it could not be sent back "
+                "through a payment provider (e.g. it was paid by bank transfer). Return it "
+                "to the customer another way, or add it to their credit balance in admin.",
+            )
+    return made
 
 
 @receiver(signals.payment_needs_refund, dispatch_uid="billing.payments.refund_excess")
@@ -1755,7 +1897,23 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         _apply_outcome(payment, outcome, actor=actor)
         payment.refresh_from_db()
         changed += payment.status != before
-    return changed + _refunds_resend(actor=actor, cutoff=cutoff)
+    return changed + _refunds_resend(actor=actor, cutoff=cutoff) + _credit_notes_resend(
+        actor=actor, cutoff=cutoff
+    )
+
+
+def _credit_notes_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
+    """Credit notes whose refund was never sent (the task was lost, the provider was down)."""
+    sent = 0
+    waiting = CreditNote.objects.filter(
+        refund_amount__gt=0, refund_handled_at__isnull=True, created_at__lte=cutoff
+    ).values_list("pk", flat=True)
+    for credit_note_id in waiting:
+        try:
+            sent += len(credit_note_refund(credit_note_id=credit_note_id, actor=actor))
+        except PaymentError as exc:
+            logger.warning("reconcile: credit note %s not refunded: %s", credit_note_id, exc)
+    return sent
 
 
 def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:

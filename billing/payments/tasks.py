@@ -28,3 +28,13 @@ def release_stale_payment_actions() -> int:
 )
 def expire_checkout_sessions(invoice_id: int) -> int:
     return services.checkout_expire_for_invoice(invoice_id=invoice_id, actor=CALENDAR)
+
+
+@shared_task(
+    name="payments.refund_credit_note",
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=60,
+    max_retries=5,
+)
+def refund_credit_note(credit_note_id: int) -> int:
+    return len(services.credit_note_refund(credit_note_id=credit_note_id, actor=CALENDAR))

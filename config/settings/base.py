@@ -113,6 +113,7 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
+CREDIT_NOTE_NUMBER_SERIES = env("CREDIT_NOTE_NUMBER_SERIES", default="CN")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF", "INR")
 SELLER = {
