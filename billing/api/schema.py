@@ -144,6 +144,9 @@ INVOICE = {
         "amount_paid",
         "amount_remaining",
         "amount_refunded",
+        "pre_payment_credit_notes_amount",
+        "post_payment_credit_notes_amount",
+        "starting_balance",
         "subtotal",
         "tax",
         "total",
@@ -169,6 +172,19 @@ INVOICE = {
         "amount_paid": _MONEY,
         "amount_remaining": _MONEY,
         "amount_refunded": {**_MONEY, "description": "Returned by refunds or lost disputes."},
+        "pre_payment_credit_notes_amount": {
+            **_MONEY,
+            "description": "Credit notes that reduced the amount due before it was paid.",
+        },
+        "post_payment_credit_notes_amount": {
+            **_MONEY,
+            "description": "Credit notes on money already paid (refunded or customer credit).",
+        },
+        "starting_balance": {
+            "type": "integer",
+            "maximum": 0,
+            "description": "Customer credit applied at finalisation, negative (Stripe's sign).",
+        },
         "subtotal": _MONEY,
         "tax": _MONEY,
         "total": _MONEY,
@@ -187,6 +203,99 @@ INVOICE = {
             {"anyOf": [{"type": "string", "example": "sub_3"}, SUBSCRIPTION]}
         ),
     },
+}
+_CREDIT_NOTE_FIELDS = {
+    "id": {"type": "string", "example": "cn_7"},
+    "object": {"const": "credit_note"},
+    "number": {"type": "string", "example": "CN-2026-000001"},
+    "created": {"type": "integer"},
+    "effective_at": {"type": "integer", "description": "The issue date, Unix seconds."},
+    "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
+    "customer": {"type": "string"},
+    "invoice": {"type": "string", "example": "in_42"},
+    "invoice_number": {"type": "string"},
+    "amount": _MONEY,
+    "subtotal": _MONEY,
+    "subtotal_excluding_tax": _MONEY,
+    "total": _MONEY,
+    "total_excluding_tax": _MONEY,
+    "pre_payment_amount": {**_MONEY, "description": "Taken off the invoice's amount due."},
+    "post_payment_amount": {**_MONEY, "description": "Credited of money already paid."},
+    "out_of_band_amount": {"type": "null"},
+    "credit_amount": {**_MONEY, "description": "Added to the customer's credit balance."},
+    "refund_amount": {**_MONEY, "description": "Refunded to the original payment method."},
+    "memo": {"type": "string", "description": "The reason, as printed on the credit note."},
+    "reason": {"type": "null"},
+    "status": {"const": "issued"},
+    "type": {"enum": ["pre_payment", "post_payment", "mixed"]},
+    "voided_at": {"type": "null"},
+    "pdf": {"type": "string", "format": "uri"},
+    "total_taxes": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["amount", "tax_rate_details", "taxable_amount", "tax_behavior"],
+            "properties": {
+                "amount": _MONEY,
+                "taxable_amount": _MONEY,
+                "tax_behavior": {"const": "exclusive"},
+                "taxability_reason": _nullable({"const": "reverse_charge"}),
+                "note": _nullable({"type": "string"}),
+                "tax_rate_details": {
+                    "type": "object",
+                    "required": ["display_name", "percentage"],
+                    "properties": {
+                        "display_name": {"type": "string"},
+                        "percentage": {"type": "string", "example": "19.00"},
+                    },
+                },
+            },
+        },
+    },
+    "refunds": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["amount_refunded", "refund", "status"],
+            "properties": {
+                "amount_refunded": _MONEY,
+                "refund": {"type": "string"},
+                "status": {"enum": ["pending", "succeeded", "failed"]},
+            },
+        },
+    },
+    "lines": {
+        "type": "object",
+        "required": ["object", "has_more", "url", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "has_more": {"type": "boolean"},
+            "url": {"type": "string"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "object", "type", "description", "amount", "quantity"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "credit_note_line_item"},
+                        "type": {"enum": ["invoice_line_item", "custom_line_item"]},
+                        "invoice_line_item": _nullable({"type": "string"}),
+                        "description": {"type": "string"},
+                        "amount": {**_MONEY, "description": "Net, minor units."},
+                        "quantity": {"type": "integer"},
+                        "unit_amount": _nullable(_MONEY),
+                        "tax_rate_percentage": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+CREDIT_NOTE = {
+    "type": "object",
+    "required": list(_CREDIT_NOTE_FIELDS),
+    "properties": _CREDIT_NOTE_FIELDS,
 }
 ERROR = {
     "type": "object",
@@ -214,6 +323,9 @@ INVOICE_EXAMPLE = {
     "amount_paid": 0,
     "amount_remaining": 83300,
     "amount_refunded": 0,
+    "pre_payment_credit_notes_amount": 0,
+    "post_payment_credit_notes_amount": 0,
+    "starting_balance": 0,
     "subtotal": 70000,
     "tax": 13300,
     "total": 83300,
@@ -299,8 +411,9 @@ def openapi_document() -> dict:
             "title": "IPv4 lease billing API",
             "version": "1.0.0",
             "description": (
-                "Read and pay invoices. Authenticate with `Authorization: Bearer <token>`; "
-                "create tokens at /settings/tokens/ with the scopes read:invoices and "
+                "Read and pay invoices, read credit notes and statements of account. "
+                "Authenticate with `Authorization: Bearer <token>`; create tokens at "
+                "/settings/tokens/ with the scopes read:invoices and "
                 "pay:invoices:pay. Amounts are integers in minor units; times are Unix seconds."
             ),
         },
@@ -390,6 +503,92 @@ def openapi_document() -> dict:
                     "responses": {"200": _INVOICE_RESPONSE, **_AUTH_ERRORS},
                 }
             },
+            "/api/credit_notes/": {
+                "get": {
+                    "operationId": "listCreditNotes",
+                    "summary": "List credit notes, newest first (cursor pagination).",
+                    "x-scope": "read:invoices",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 100,
+                                "default": 10,
+                            },
+                        },
+                        {
+                            "name": "starting_after",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": "^cn_[0-9]{1,17}$"},
+                        },
+                        {
+                            "name": "ending_before",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": "^cn_[0-9]{1,17}$"},
+                        },
+                        {
+                            "name": "invoice",
+                            "in": "query",
+                            "description": "Only the credit notes of this invoice.",
+                            "schema": {"type": "string", "pattern": "^in_[0-9]{1,17}$"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A page of credit notes.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["object", "url", "has_more", "data"],
+                                        "properties": {
+                                            "object": {"const": "list"},
+                                            "url": {"type": "string"},
+                                            "has_more": {"type": "boolean"},
+                                            "data": {
+                                                "type": "array",
+                                                "items": {
+                                                    "$ref": "#/components/schemas/CreditNote"
+                                                },
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **{k: v for k, v in _AUTH_ERRORS.items() if k != "404"},
+                    },
+                }
+            },
+            "/api/credit_notes/{id}": {
+                "get": {
+                    "operationId": "getCreditNote",
+                    "summary": "Retrieve one credit note.",
+                    "x-scope": "read:invoices",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "example": "cn_7"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The credit note.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/CreditNote"}
+                                }
+                            },
+                        },
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
             "/api/invoices/{id}/pay": {
                 "post": {
                     "operationId": "payInvoice",
@@ -470,6 +669,7 @@ def openapi_document() -> dict:
             "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Invoice": INVOICE,
+                "CreditNote": CREDIT_NOTE,
                 "Customer": CUSTOMER,
                 "Subscription": SUBSCRIPTION,
                 "Error": ERROR,

@@ -9,6 +9,12 @@ urlpatterns = [
     re_path(r"^api/invoices/?$", views.invoice_list, name="invoice-list"),
     re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/?$", views.invoice_detail, name="invoice-detail"),
     re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/pay/?$", views.invoice_pay, name="invoice-pay"),
+    re_path(r"^api/credit_notes/?$", views.credit_note_list, name="credit-note-list"),
+    re_path(
+        r"^api/credit_notes/(?P<credit_note_id>[^/]+)/?$",
+        views.credit_note_detail,
+        name="credit-note-detail",
+    ),
     re_path(r"^api/schema/?$", views.schema, name="schema"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("settings/tokens/", token_views.token_list, name="tokens"),

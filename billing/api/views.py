@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.api.models import ApiScope, ApiToken
-from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
+from billing.invoices.models import CreditNote, Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
 from core.errors import DomainError
@@ -27,7 +27,14 @@ from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
 from .schema import openapi_document
-from .serializers import EXPANDABLE, STATUS_FOR_API, invoice_object, parse_invoice_api_id
+from .serializers import (
+    EXPANDABLE,
+    STATUS_FOR_API,
+    credit_note_object,
+    invoice_object,
+    parse_credit_note_api_id,
+    parse_invoice_api_id,
+)
 from .tokens import UNKNOWN_TOKEN, token_authenticate
 
 logger = logging.getLogger(__name__)
@@ -399,6 +406,81 @@ def _pay(
         status = 409 if exc.code in ("invoice_not_payable", "payment_in_progress") else 400
         raise ApiError(status, exc.message, code=exc.code) from None
     return _invoice_response(token, invoice_id, expand)
+
+
+# --- Credit notes -------------------------------------------------------------------
+
+CREDIT_NOTE_LIST_PARAMS = {"limit", "starting_after", "ending_before", "invoice"}
+
+
+def _credit_notes(token: ApiToken) -> QuerySet[CreditNote]:
+    return (
+        CreditNote.objects.filter(customer_id=token.customer_id)
+        .select_related("invoice")
+        .prefetch_related("lines", "tax_lines", "refunds")
+    )
+
+
+def _credit_note_cursor(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    cursor = parse_credit_note_api_id(value)
+    if cursor is None:
+        raise invalid(f"{name} must be a credit note id such as cn_123.", param=name)
+    return cursor
+
+
+@api_view(methods=("GET",), scope=ApiScope.READ_INVOICES)
+def credit_note_list(request: HttpRequest) -> JsonResponse:
+    """The customer's credit notes, newest first, optionally of one invoice (Stripe's list)."""
+    unknown = sorted(set(request.GET) - CREDIT_NOTE_LIST_PARAMS)
+    if unknown:
+        raise invalid(
+            f"Received unknown parameter: {unknown[0]}.", param=unknown[0], code="parameter_unknown"
+        )
+    limit = _int_param(request, "limit")
+    limit = 10 if limit is None else limit
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid(f"limit must be between 1 and {MAX_LIMIT}.", param="limit")
+    qs = _credit_notes(request.api_token)
+    if "invoice" in request.GET:
+        invoice_pk = parse_invoice_api_id(request.GET["invoice"])
+        if invoice_pk is None:
+            raise invalid("invoice must be an invoice id such as in_123.", param="invoice")
+        qs = qs.filter(invoice_id=invoice_pk)
+    after = _credit_note_cursor(request, "starting_after")
+    before = _credit_note_cursor(request, "ending_before")
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    return JsonResponse(
+        {
+            "object": "list",
+            "url": "/api/credit_notes",
+            "has_more": has_more,
+            "data": [credit_note_object(note) for note in rows],
+        }
+    )
+
+
+@api_view(methods=("GET",), scope=ApiScope.READ_INVOICES)
+def credit_note_detail(request: HttpRequest, credit_note_id: str) -> JsonResponse:
+    if request.GET:
+        name = sorted(request.GET)[0]
+        raise invalid(f"Received unknown parameter: {name}.", param=name, code="parameter_unknown")
+    pk = parse_credit_note_api_id(credit_note_id)
+    note = _credit_notes(request.api_token).filter(pk=pk).first() if pk else None
+    if note is None:
+        raise not_found(f"No such credit note: {credit_note_id!r}.")
+    return JsonResponse(credit_note_object(note))
 
 
 @api_view(methods=("GET",), scope=None)

@@ -168,4 +168,6 @@ def customer_balance_adjust(
 
 def customer_balances(customer: Customer) -> list[CustomerBalance]:
     """The customer's non-zero credit per currency."""
-    return list(CustomerBalance.objects.filter(customer=customer, amount__gt=0).order_by("currency"))
+    return list(
+        CustomerBalance.objects.filter(customer=customer, amount__gt=0).order_by("currency")
+    )

@@ -423,9 +423,7 @@ class CustomerBalance(models.Model):
     """The customer's credit in one currency (Stripe's customer balance, as a positive
     credit). Its row lock serialises every movement; the ledger below explains it."""
 
-    customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="credit_balances"
-    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_balances")
     currency = models.CharField(max_length=3)
     amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     updated_at = models.DateTimeField(auto_now=True)

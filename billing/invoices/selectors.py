@@ -258,10 +258,7 @@ def _invoice_summary(
     if date_to:
         qs = qs.filter(issue_date__lte=date_to)
     owed = ExpressionWrapper(
-        F("total")
-        - F("pre_payment_credit_notes_amount")
-        - F("applied_balance")
-        - F("amount_paid"),
+        F("total") - F("pre_payment_credit_notes_amount") - F("applied_balance") - F("amount_paid"),
         output_field=DecimalField(),
     )
     zero = Value(ZERO, output_field=DecimalField())
@@ -401,7 +398,9 @@ def invoice_export_rows(
         ]
 
 
-def credit_note_export_rows(invoices: QuerySet[Invoice], *, chunk_size: int = 2000) -> Iterator[list]:
+def credit_note_export_rows(
+    invoices: QuerySet[Invoice], *, chunk_size: int = 2000
+) -> Iterator[list]:
     """CSV rows (same columns) for the credit notes of `invoices`: amounts negative, status
     "credit_note", and the invoice they credit in the last column."""
     columns = (

@@ -1338,7 +1338,8 @@ def _refund_request_locked(
         # One refund per credit note and payment: a second run of the same credit note's
         # refund finds it instead of sending the money twice.
         previous = Refund.objects.filter(
-            payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-cn-{credit_note_id}-"
+            payment=payment,
+            idempotency_key__startswith=f"payment-{payment.pk}-cn-{credit_note_id}-",
         )
         done = previous.exclude(status=RefundStatus.FAILED).first()
         if done:
@@ -1583,9 +1584,7 @@ def credit_note_refund(*, credit_note_id: int, actor: Actor) -> list[Refund]:
             continue  # this payment already carries its part
         if not (payment.provider_payment_id or payment.provider_charge_id):
             continue
-        pending = sum(
-            (r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO
-        )
+        pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
         available = payment.amount_collected - payment.amount_refunded - pending
         if available <= 0:
             continue
@@ -1897,8 +1896,10 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         _apply_outcome(payment, outcome, actor=actor)
         payment.refresh_from_db()
         changed += payment.status != before
-    return changed + _refunds_resend(actor=actor, cutoff=cutoff) + _credit_notes_resend(
-        actor=actor, cutoff=cutoff
+    return (
+        changed
+        + _refunds_resend(actor=actor, cutoff=cutoff)
+        + _credit_notes_resend(actor=actor, cutoff=cutoff)
     )
 
 

@@ -269,9 +269,7 @@ def credit_note_etag(note: CreditNote) -> str:
 
 def with_credit_note_data(qs: QuerySet[CreditNote]) -> QuerySet[CreditNote]:
     return qs.select_related("invoice", "customer").prefetch_related(
-        Prefetch(
-            "lines", queryset=CreditNoteLine.objects.select_related("invoice_line__block")
-        ),
+        Prefetch("lines", queryset=CreditNoteLine.objects.select_related("invoice_line__block")),
         "tax_lines",
     )
 

@@ -67,7 +67,9 @@ def test_whole_open_invoice_credited_before_payment_is_void_with_the_tax_reverse
     assert note.number == f"CN-{year}-000001"
     assert (note.subtotal, note.tax, note.total) == (D("100.00"), D("19.00"), D("119.00"))
     assert note.pre_payment_amount == D("119.00") and note.kind == "pre_payment"
-    original = [(t.name, t.rate, t.taxable_amount, t.amount, t.note) for t in invoice.tax_lines.all()]
+    original = [
+        (t.name, t.rate, t.taxable_amount, t.amount, t.note) for t in invoice.tax_lines.all()
+    ]
     credited = [(t.name, t.rate, t.taxable_amount, t.amount, t.note) for t in note.tax_lines.all()]
     assert credited == original
     assert invoice.status == InvoiceStatus.VOID
@@ -228,9 +230,11 @@ def test_tax_of_partial_credits_adds_up_to_the_original_to_the_cent(issue, custo
 def _unchanged(invoice):
     return (
         CreditNote.objects.count(),
-        InvoiceNumberCounter.objects.filter(series="CN").values_list("last_number", flat=True)
+        InvoiceNumberCounter.objects.filter(series="CN")
+        .values_list("last_number", flat=True)
         .first(),
-        type(invoice).objects.filter(pk=invoice.pk)
+        type(invoice)
+        .objects.filter(pk=invoice.pk)
         .values_list("status", "pre_payment_credit_notes_amount", "state_version")
         .get(),
     )
@@ -268,9 +272,9 @@ def test_after_earlier_credit_notes_only_the_rest_can_be_credited(issue, custome
     (line,) = invoice.lines.all()
     issue(invoice, lines=[CreditLine(line.pk, D("60.00"))])
     before = _unchanged(invoice)
-    with pytest.raises(DomainError, match="Only 40.00 EUR of line"):
+    with pytest.raises(DomainError, match=r"Only 40.00 EUR of line"):
         issue(invoice, lines=[CreditLine(line.pk, D("60.00"))])
-    with pytest.raises(DomainError, match="Only 47.60 EUR of invoice"):
+    with pytest.raises(DomainError, match=r"Only 47.60 EUR of invoice"):
         issue(invoice, amount=D("50.00"))
     assert _unchanged(invoice) == before
 
@@ -292,7 +296,7 @@ def test_money_refunded_outside_a_credit_note_cannot_be_credited_again(issue, cu
     payments.payment_refund(payment_id=payment.pk, amount=None, actor="s", reason="goodwill")
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.REFUND
-    with pytest.raises(DomainError, match="Only 0.00 EUR of what was paid"):
+    with pytest.raises(DomainError, match=r"Only 0.00 EUR of what was paid"):
         issue(invoice, amount=D("10.00"), settle="credit")
 
 
