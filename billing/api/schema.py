@@ -297,6 +297,55 @@ CREDIT_NOTE = {
     "required": list(_CREDIT_NOTE_FIELDS),
     "properties": _CREDIT_NOTE_FIELDS,
 }
+_SIGNED = {"type": "integer", "description": "Minor units; positive is owed by the customer."}
+STATEMENT = {
+    "type": "object",
+    "required": [
+        "object",
+        "customer",
+        "currency",
+        "period_start",
+        "period_end",
+        "opening_balance",
+        "closing_balance",
+        "credit_balance",
+        "lines",
+        "aging",
+    ],
+    "properties": {
+        "object": {"const": "statement"},
+        "customer": {"type": "string"},
+        "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
+        "period_start": {"type": "string", "format": "date"},
+        "period_end": {"type": "string", "format": "date"},
+        "opening_balance": _SIGNED,
+        "closing_balance": _SIGNED,
+        "credit_balance": _MONEY,
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["date", "type", "reference", "description", "amount", "balance"],
+                "properties": {
+                    "date": {"type": "string", "format": "date"},
+                    "type": {"enum": ["invoice", "credit_note", "payment", "refund"]},
+                    "reference": {"type": "string"},
+                    "description": {"type": "string"},
+                    "amount": _SIGNED,
+                    "balance": _SIGNED,
+                },
+            },
+        },
+        "aging": {
+            "type": "object",
+            "required": ["as_of", "current", "1_30", "31_60", "61_90", "over_90"],
+            "properties": {
+                "as_of": {"type": "string", "format": "date"},
+                **{k: _MONEY for k in ("current", "1_30", "31_60", "61_90", "over_90")},
+            },
+        },
+    },
+}
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -589,6 +638,39 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/api/statement": {
+                "get": {
+                    "operationId": "getStatement",
+                    "summary": "Statement of account for a currency and period.",
+                    "description": (
+                        "Opening balance, every invoice, credit note, payment and refund with "
+                        "the running balance, the closing balance and the aging of what is "
+                        "open. start defaults to 1 January of end's year, end to today."
+                    ),
+                    "x-scope": "read:invoices",
+                    "parameters": [
+                        {
+                            "name": "currency",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[a-zA-Z]{3}$"},
+                        },
+                        {"name": "start", "in": "query", "schema": {"type": "string"}},
+                        {"name": "end", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The statement.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Statement"}
+                                }
+                            },
+                        },
+                        **{k: v for k, v in _AUTH_ERRORS.items() if k != "404"},
+                    },
+                }
+            },
             "/api/invoices/{id}/pay": {
                 "post": {
                     "operationId": "payInvoice",
@@ -670,6 +752,7 @@ def openapi_document() -> dict:
             "schemas": {
                 "Invoice": INVOICE,
                 "CreditNote": CREDIT_NOTE,
+                "Statement": STATEMENT,
                 "Customer": CUSTOMER,
                 "Subscription": SUBSCRIPTION,
                 "Error": ERROR,

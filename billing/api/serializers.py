@@ -266,3 +266,33 @@ def credit_note_object(note: CreditNote) -> dict:
             ],
         },
     }
+
+
+def statement_object(statement) -> dict:
+    """A billing.payments.statements.Statement. Amounts in minor units, signed: positive is
+    owed by the customer."""
+    return {
+        "object": "statement",
+        "customer": f"cus_{statement.customer.pk}",
+        "currency": statement.currency.lower(),
+        "period_start": statement.start.isoformat(),
+        "period_end": statement.end.isoformat(),
+        "opening_balance": to_minor_units(statement.opening),
+        "closing_balance": to_minor_units(statement.closing),
+        "credit_balance": to_minor_units(statement.credit_balance),
+        "lines": [
+            {
+                "date": line.date.isoformat(),
+                "type": line.kind,
+                "reference": line.reference,
+                "description": line.description,
+                "amount": to_minor_units(line.amount),
+                "balance": to_minor_units(line.balance),
+            }
+            for line in statement.lines
+        ],
+        "aging": {
+            "as_of": statement.as_of.isoformat(),
+            **{key: to_minor_units(amount) for key, _label, amount in statement.aging},
+        },
+    }

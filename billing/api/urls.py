@@ -15,6 +15,7 @@ urlpatterns = [
         views.credit_note_detail,
         name="credit-note-detail",
     ),
+    re_path(r"^api/statement/?$", views.statement, name="statement"),
     re_path(r"^api/schema/?$", views.schema, name="schema"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("settings/tokens/", token_views.token_list, name="tokens"),

@@ -34,6 +34,7 @@ from .serializers import (
     invoice_object,
     parse_credit_note_api_id,
     parse_invoice_api_id,
+    statement_object,
 )
 from .tokens import UNKNOWN_TOKEN, token_authenticate
 
@@ -481,6 +482,39 @@ def credit_note_detail(request: HttpRequest, credit_note_id: str) -> JsonRespons
     if note is None:
         raise not_found(f"No such credit note: {credit_note_id!r}.")
     return JsonResponse(credit_note_object(note))
+
+
+@api_view(methods=("GET",), scope=ApiScope.READ_INVOICES)
+def statement(request: HttpRequest) -> JsonResponse:
+    """The statement of account for a currency and period (both dates inclusive)."""
+    from billing.payments.statements import statement_build
+
+    unknown = sorted(set(request.GET) - {"currency", "start", "end"})
+    if unknown:
+        raise invalid(
+            f"Received unknown parameter: {unknown[0]}.", param=unknown[0], code="parameter_unknown"
+        )
+    currency = request.GET.get("currency")
+    if not currency:
+        raise invalid(
+            "Missing required param: currency.", param="currency", code="parameter_missing"
+        )
+    dates = {}
+    for name in ("start", "end"):
+        value = request.GET.get(name)
+        try:
+            dates[name] = datetime.date.fromisoformat(value) if value else None
+        except ValueError:
+            raise invalid(f"{name} must be a date such as 2026-01-31.", param=name) from None
+    token = request.api_token
+    try:
+        result = statement_build(
+            customer=token.customer, currency=currency, start=dates["start"], end=dates["end"]
+        )
+    except DomainError as exc:
+        param = {"period": "end", "currency": "currency"}.get(exc.code)
+        raise invalid(exc.message, param=param) from None
+    return JsonResponse(statement_object(result))
 
 
 @api_view(methods=("GET",), scope=None)

@@ -154,7 +154,8 @@ def render_invoice_html(invoice: Invoice) -> str:
     return render_to_string("billing/pdf/invoice.html", context)
 
 
-def _html_to_pdf(html: str) -> bytes:
+def html_to_pdf(html: str) -> bytes:
+    """Any of our document templates (they embed everything; nothing is fetched) as PDF."""
     return HTML(
         string=html,
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
@@ -163,7 +164,7 @@ def _html_to_pdf(html: str) -> bytes:
 
 
 def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
-    return _html_to_pdf(render_invoice_html(invoice))
+    return html_to_pdf(render_invoice_html(invoice))
 
 
 def _looks_complete(content: bytes) -> bool:
@@ -301,6 +302,6 @@ def credit_note_pdf_document(note: CreditNote) -> InvoiceDocument:
         return InvoiceDocument(content, filename, etag, name)
     if "lines" not in getattr(note, "_prefetched_objects_cache", {}):
         note = with_credit_note_data(CreditNote.objects.all()).get(pk=note.pk)
-    content = _html_to_pdf(render_credit_note_html(note))
+    content = html_to_pdf(render_credit_note_html(note))
     stored = _store(name, content)
     return InvoiceDocument(content, filename, etag, name if stored else None)
