@@ -18,8 +18,13 @@ What counts:
 - a payment when it succeeded, at what the provider took, including a duplicate or an
   excess (their refund follows as a refund); a payment held for staff counts toward
   nothing, and neither does its return;
-- a refund when it succeeded. The customer's credit balance applied to an invoice is not
-  a line: that credit was already in the balance when the credit note made it.
+- a refund when it succeeded;
+- a staff adjustment of the customer's credit balance, when it was made (credit given
+  lowers the balance). Credit applied to an invoice is not a line: that credit was already
+  in the balance when the credit note or adjustment made it.
+
+So, with adjustments (none in most histories) as a fifth term:
+closing = opening + invoices - credit notes - payments + refunds - credit adjustments.
 """
 
 import csv
@@ -39,8 +44,10 @@ from django.utils import timezone
 from billing.invoices.documents.pdf import html_to_pdf
 from billing.invoices.models import (
     PAYABLE_STATUSES,
+    BalanceTransactionKind,
     CreditNote,
     CustomerBalance,
+    CustomerBalanceTransaction,
     Invoice,
     InvoiceStatus,
 )
@@ -52,12 +59,14 @@ from core.money import ZERO, normalize_currency
 from .models import Payment, PaymentStatus, Refund, RefundStatus
 
 INVOICE, CREDIT_NOTE, PAYMENT, REFUND = "invoice", "credit_note", "payment", "refund"
-_ORDER = {INVOICE: 0, CREDIT_NOTE: 1, PAYMENT: 2, REFUND: 3}
+ADJUSTMENT = "adjustment"
+_ORDER = {INVOICE: 0, CREDIT_NOTE: 1, PAYMENT: 2, REFUND: 3, ADJUSTMENT: 4}
 KIND_LABELS = {
     INVOICE: "Invoice",
     CREDIT_NOTE: "Credit note",
     PAYMENT: "Payment",
     REFUND: "Refund",
+    ADJUSTMENT: "Credit adjustment",
 }
 AGING_BUCKETS = (
     ("current", "Current"),
@@ -188,6 +197,14 @@ def _refunds(customer: Customer, currency: str) -> QuerySet[Refund]:
     )
 
 
+def _adjustments(customer: Customer, currency: str) -> QuerySet[CustomerBalanceTransaction]:
+    return CustomerBalanceTransaction.objects.filter(
+        balance__customer=customer,
+        balance__currency=currency,
+        kind=BalanceTransactionKind.ADJUSTMENT,
+    )
+
+
 def _sum(qs: QuerySet, column: str) -> Decimal:
     return qs.aggregate(s=Sum(column))["s"] or ZERO
 
@@ -214,11 +231,13 @@ def statement_build(
     notes = _credit_notes(customer, currency)
     payments = _payments(customer, currency)
     refunds = _refunds(customer, currency)
+    adjustments = _adjustments(customer, currency)
     opening = (
         _sum(invoices.filter(issue_date__lt=start), "owed")
         - _sum(notes.filter(issue_date__lt=start), "total")
         - _sum(payments.filter(succeeded_at__lt=lo), "collected")
         + _sum(refunds.filter(succeeded_at__lt=lo), "amount")
+        - _sum(adjustments.filter(created_at__lt=lo), "amount")
     )
     raw: list[StatementLine] = []
     for inv in invoices.filter(issue_date__gte=start, issue_date__lte=end):
@@ -284,6 +303,19 @@ def statement_build(
                 ZERO,
                 reverse("invoices:invoice-detail", args=[ref.payment.invoice.number]),
                 ref.pk,
+            )
+        )
+    for adj in adjustments.filter(created_at__gte=lo, created_at__lt=hi):
+        raw.append(
+            StatementLine(
+                timezone.localdate(adj.created_at),
+                ADJUSTMENT,
+                "",
+                f"Credit balance {'added' if adj.amount > 0 else 'taken away'}: {adj.note}",
+                -adj.amount,
+                ZERO,
+                "",
+                adj.pk,
             )
         )
     raw.sort(key=lambda line: (line.date, _ORDER[line.kind], line.sort_id))
