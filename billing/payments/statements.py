@@ -11,8 +11,11 @@ Built here because it reads payments and refunds (payments depend on invoices, n
 reverse); the customer pages, the API and the staff e-mail all use `statement_build`.
 
 What counts:
-- an invoice on its issue date, at its total; a voided invoice only at what credit notes
-  credited of it before it was voided (a plain void was never owed and is left out);
+- an invoice on its issue date, at its total less what was refunded of it without a
+  credit note (a refund or lost dispute settles a Paid invoice: it is not owed again); a
+  voided invoice only at what credit notes credited of it before it was voided (a plain
+  void was never owed and is left out). Both read the invoice as it is now, so a later
+  void or refund also changes the invoice's line in statements of earlier periods;
 - a credit note on its issue date, at its total (whatever it settled: amount due, refund
   or credit balance);
 - a payment when it succeeded, at what the provider took, including a duplicate or an
@@ -162,14 +165,14 @@ def _invoices(customer: Customer, currency: str) -> QuerySet[Invoice]:
     return (
         Invoice.objects.filter(customer=customer, currency=currency)
         .exclude(status=InvoiceStatus.DRAFT)
+        .exclude(status=InvoiceStatus.VOID, pre_payment_credit_notes_amount=0)
         .annotate(
             owed=Case(
                 When(status=InvoiceStatus.VOID, then=F("pre_payment_credit_notes_amount")),
-                default=F("total"),
+                default=F("total") - F("amount_refunded"),
                 output_field=DecimalField(),
             )
         )
-        .exclude(owed=0)
     )
 
 
@@ -244,6 +247,8 @@ def statement_build(
         note = f"Period {inv.period_start:%Y-%m-%d} to {inv.period_end:%Y-%m-%d}"
         if inv.status == InvoiceStatus.VOID:
             note += f"; void, {inv.owed} of {inv.total} credited before"
+        elif inv.amount_refunded:
+            note += f"; total {inv.total}, {inv.amount_refunded} refunded and not owed"
         if inv.applied_balance:
             note += f"; {inv.applied_balance} paid from your credit"
         raw.append(

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from billing.invoices import services as invoices
 from billing.invoices.balance import customer_balance_adjust
 from billing.invoices.credit_notes import credit_note_issue
-from billing.invoices.models import PAYABLE_STATUSES, CustomerBalance, Invoice
+from billing.invoices.models import PAYABLE_STATUSES, CustomerBalance, Invoice, InvoiceStatus
 from billing.payments import services as payments
-from billing.payments.models import PaymentKind
+from billing.payments.models import PaymentKind, PaymentStatus
 from billing.payments.statements import (
     ADJUSTMENT,
     CREDIT_NOTE,
@@ -84,6 +84,17 @@ def _apply(customer, op, day, issued: list[Invoice]) -> None:
             )
     elif kind == "void" and invoice.status in PAYABLE_STATUSES and invoice.amount_paid == 0:
         invoices.invoice_void(invoice_id=invoice.pk, actor="t")
+    elif kind == "refund" and invoice.status == InvoiceStatus.PAID:
+        # Staff refund part of a payment without a credit note (goodwill, a lost dispute).
+        payment = invoice.payments.filter(status=PaymentStatus.SUCCEEDED).first()
+        left = payment.amount_collected - payment.amount_refunded if payment else 0
+        if left > 0:
+            payments.payment_refund(
+                payment_id=payment.pk,
+                amount=max(D("0.01"), (left * share / 100).quantize(D("0.01"))),
+                actor="t",
+                reason="goodwill",
+            )
     elif kind == "adjust":
         customer_balance_adjust(
             customer_id=customer.pk, currency="EUR", amount=D(share + 1), note="x", actor="t"
@@ -92,7 +103,9 @@ def _apply(customer, op, day, issued: list[Invoice]) -> None:
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["invoice", "invoice", "pay", "pay", "credit", "credit", "void", "adjust"]),
+        st.sampled_from(
+            ["invoice", "invoice", "pay", "pay", "credit", "credit", "void", "refund", "adjust"]
+        ),
         st.integers(0, 20),
         st.integers(1, 100),
         st.integers(0, 5),
