@@ -48,7 +48,9 @@ def under_review_q(prefix: str = "") -> Q:
     collections. At most one unresolved report exists per invoice (a partial unique
     constraint there), so filtering on it never repeats an invoice.
     """
-    return Q(**{f"{prefix}reports__resolved_at__isnull": True})
+    # Both conditions in one Q apply to the same joined report; without the first, an
+    # invoice with no report at all (a NULL row of the outer join) would match.
+    return Q(**{f"{prefix}reports__isnull": False, f"{prefix}reports__resolved_at__isnull": True})
 
 
 def under_review_flag() -> Exists:
