@@ -33,6 +33,7 @@ from billing.invoices.models import (
     InvoiceLine,
     InvoiceStatus,
     overdue_q,
+    under_review_flag,
 )
 from config.release import code_fingerprint
 from contracts.models import Customer, contract_reference
@@ -108,29 +109,34 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows, and the numbers of its credit notes (one query)."""
-    return qs.only(
-        "id",
-        "number",
-        "customer_id",
-        "contract_id",
-        "status",
-        "currency",
-        "period_start",
-        "period_end",
-        "issue_date",
-        "due_date",
-        "total",
-        "amount_paid",
-        "applied_balance",
-        "pre_payment_credit_notes_amount",
-        "post_payment_credit_notes_amount",
-    ).prefetch_related(
-        Prefetch(
-            "credit_notes",
-            queryset=CreditNote.objects.only("id", "number", "invoice_id", "total").order_by(
-                "number"
-            ),
+    """Only the columns a list row shows, whether each is under review, and the numbers of
+    its credit notes (one query)."""
+    return (
+        qs.annotate(under_review=under_review_flag())
+        .only(
+            "id",
+            "number",
+            "customer_id",
+            "contract_id",
+            "status",
+            "currency",
+            "period_start",
+            "period_end",
+            "issue_date",
+            "due_date",
+            "total",
+            "amount_paid",
+            "applied_balance",
+            "pre_payment_credit_notes_amount",
+            "post_payment_credit_notes_amount",
+        )
+        .prefetch_related(
+            Prefetch(
+                "credit_notes",
+                queryset=CreditNote.objects.only("id", "number", "invoice_id", "total").order_by(
+                    "number"
+                ),
+            )
         )
     )
 
@@ -290,7 +296,10 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         # orders them (oldest first) in Python.
         "payments__refunds",
         Prefetch("credit_notes", queryset=CreditNote.objects.order_by("number")),
+        # billing.collections' reports (disputes), oldest first, by relation name too.
+        "reports",
     )
+    invoice.under_review = any(r.resolved_at is None for r in invoice.reports.all())
     if invoice.contract_id:
         prefetch_related_objects([invoice.contract], "blocks")
     return invoice

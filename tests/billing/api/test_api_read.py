@@ -259,6 +259,7 @@ def test_schema_is_public_json_and_describes_every_route(client):
         "/api/credit_notes/",
         "/api/credit_notes/{id}",
         "/api/statement",
+        "/api/invoices/{id}/report",
     }
     pay = doc["paths"]["/api/invoices/{id}/pay"]["post"]
     assert {"200", "400", "401", "402", "403", "404", "409", "429", "503"} <= set(pay["responses"])

@@ -50,3 +50,21 @@ def test_seed_demo_shows_credit_notes_and_the_credit_balance():
     applied = CustomerBalanceTransaction.objects.get(kind="applied_to_invoice")
     assert applied.invoice.applied_balance == -applied.amount > 0
     assert applied.invoice.issue_date >= as_credit.issue_date
+
+
+def test_seed_demo_has_an_invoice_under_review_and_a_rejected_report():
+    from billing.collections.models import InvoiceReport, ReportStatus
+
+    call_command("seed_demo")
+    demo = get_user_model().objects.get(username="demo@example.com")
+    reports = InvoiceReport.objects.filter(invoice__customer__memberships__user=demo)
+    waiting = reports.get(resolved_at__isnull=True)
+    assert waiting.status == ReportStatus.OPEN and waiting.invoice.status == InvoiceStatus.OPEN
+    rejected = reports.get(status=ReportStatus.REJECTED)
+    assert rejected.staff_message and rejected.resolved_by.username == "admin"
+    assert (
+        Invoice.objects.filter(customer__memberships__user=demo, reports__resolved_at=None)
+        .filter(reports__isnull=False)
+        .count()
+        == 1
+    )
