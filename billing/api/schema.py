@@ -759,10 +759,25 @@ def openapi_document() -> dict:
                             "name": "currency",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string", "pattern": "^[a-zA-Z]{3}$"},
+                            "schema": {
+                                "enum": [
+                                    *settings.SUPPORTED_CURRENCIES,
+                                    *(c.lower() for c in settings.SUPPORTED_CURRENCIES),
+                                ]
+                            },
                         },
-                        {"name": "start", "in": "query", "schema": {"type": "string"}},
-                        {"name": "end", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "start",
+                            "in": "query",
+                            "description": "First day, YYYY-MM-DD.",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "end",
+                            "in": "query",
+                            "description": "Last day, YYYY-MM-DD; not before start.",
+                            "schema": {"type": "string", "format": "date"},
+                        },
                     ],
                     "responses": {
                         "200": {

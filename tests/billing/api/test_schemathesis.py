@@ -70,4 +70,8 @@ def test_api_conforms_to_its_schema(case, account):
         # refuses with 400 by contract (as Stripe does); the schema cannot say "a key
         # not used before".
         excluded.append(schemathesis.checks.positive_data_acceptance)
+    if case.operation.path.endswith("/statement"):
+        # A period that ends before it starts (or spans more than three years) is a 400 by
+        # contract; the schema cannot relate the two dates.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
     case.call_and_validate(headers=headers, excluded_checks=excluded)
