@@ -28,6 +28,22 @@ class Customer(models.Model):
         "VAT/GST id", max_length=32, blank=True, help_text="EU VAT id or Indian GSTIN."
     )
     default_currency = models.CharField(max_length=3, default="EUR")
+    # Printed on documents and sent in e-invoices (EN 16931 BT-10, BT-13); a contract may
+    # override both.
+    buyer_reference = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The buyer's reference for invoices, e.g. the Leitweg-ID of a public body.",
+    )
+    purchase_order_reference = models.CharField(
+        max_length=100, blank=True, help_text="The buyer's purchase order number."
+    )
+    document_language = models.CharField(
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default="en",
+        help_text="Language of invoices and e-mails sent to this customer.",
+    )
     stripe_customer_id = models.CharField(max_length=64, blank=True, db_index=True)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="customers"
@@ -203,6 +219,12 @@ class LeaseContract(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.CharField(
         max_length=20, choices=CancellationReason.choices, blank=True
+    )
+    buyer_reference = models.CharField(
+        max_length=100, blank=True, help_text="Overrides the customer's buyer reference."
+    )
+    purchase_order_reference = models.CharField(
+        max_length=100, blank=True, help_text="Overrides the customer's purchase order number."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

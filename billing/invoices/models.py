@@ -116,6 +116,16 @@ class Invoice(models.Model):
     bill_to_country = models.CharField(max_length=2, blank=True)
     bill_to_tax_id = models.CharField(max_length=32, blank=True)
     bill_to_email = models.EmailField(blank=True)
+    # The address in parts, as e-invoices need it (EN 16931 BG-8); bill_to_address is how
+    # the document prints it.
+    bill_to_line1 = models.CharField(max_length=200, blank=True)
+    bill_to_line2 = models.CharField(max_length=200, blank=True)
+    bill_to_postal_code = models.CharField(max_length=20, blank=True)
+    bill_to_city = models.CharField(max_length=100, blank=True)
+    bill_to_state = models.CharField(max_length=100, blank=True)
+    buyer_reference = models.CharField(max_length=100, blank=True)
+    purchase_order_reference = models.CharField(max_length=100, blank=True)
+    document_language = models.CharField(max_length=8, blank=True)
     tax_note = models.CharField(max_length=300, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     paid_out_of_band = models.BooleanField(default=False)

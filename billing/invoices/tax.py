@@ -36,6 +36,32 @@ class TaxDecision:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class VatCategory:
+    """The EN 16931 VAT category (UNCL 5305) of a supply and, for an exempt one, its reason."""
+
+    code: str
+    exemption_code: str = ""  # VATEX code list
+    exemption_reason: str = ""
+
+
+STANDARD_RATED = VatCategory("S")
+REVERSE_CHARGE = VatCategory("AE", "VATEX-EU-AE", REVERSE_CHARGE_NOTE)
+NOT_SUBJECT = VatCategory("O", "VATEX-EU-O", OUTSIDE_EU_NOTE)
+
+
+def vat_category(*, country: str, tax_id: str) -> VatCategory:
+    """Which rule of the module docstring applies. India's IGST is charged at its rate, so
+    it is S in EN 16931 terms (see docs/decisions.md, issue 15)."""
+    seller_country = settings.SELLER["country"]
+    country = country.upper()
+    if country in EU_COUNTRIES and country != seller_country and tax_id.strip():
+        return REVERSE_CHARGE
+    if country in EU_COUNTRIES or country == seller_country or country == "IN":
+        return STANDARD_RATED
+    return NOT_SUBJECT
+
+
 def _rate_in(country: str, on: datetime.date) -> TaxRate:
     rate = (
         TaxRate.objects.filter(country=country, valid_from__lte=on).order_by("-valid_from").first()
@@ -48,17 +74,11 @@ def _rate_in(country: str, on: datetime.date) -> TaxRate:
 
 
 def tax_for(*, country: str, tax_id: str, on: datetime.date) -> TaxDecision:
-    seller_country = settings.SELLER["country"]
-    country = country.upper()
-    if country in EU_COUNTRIES and country != seller_country and tax_id.strip():
-        return TaxDecision("VAT", ZERO, REVERSE_CHARGE_NOTE)
-    if country in EU_COUNTRIES or country == seller_country:
-        rate = _rate_in(country, on)
-        return TaxDecision(rate.name, rate.rate)
-    if country == "IN":
-        rate = _rate_in("IN", on)
-        return TaxDecision(rate.name, rate.rate)
-    return TaxDecision("VAT", ZERO, OUTSIDE_EU_NOTE)
+    category = vat_category(country=country, tax_id=tax_id)
+    if category.code != STANDARD_RATED.code:
+        return TaxDecision("VAT", ZERO, category.exemption_reason)
+    rate = _rate_in(country.upper(), on)
+    return TaxDecision(rate.name, rate.rate)
 
 
 @dataclass(frozen=True)
