@@ -195,6 +195,11 @@ class Invoice(models.Model):
         return ZERO
 
     @property
+    def has_einvoice(self) -> bool:
+        """Issued and not void: drafts are no invoices, and a void one must not be booked."""
+        return bool(self.number) and self.status not in (InvoiceStatus.DRAFT, InvoiceStatus.VOID)
+
+    @property
     def is_payable(self) -> bool:
         return self.status in PAYABLE_STATUSES and self.amount_remaining > 0
 

@@ -32,6 +32,7 @@ from billing.invoices.links import pay_url
 from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 
 from . import content as doc
+from . import einvoice
 
 logger = logging.getLogger(__name__)
 
@@ -154,13 +155,23 @@ def _render_html(invoice: Invoice, language: str) -> str:
 
 
 def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
-    """PDF/A-3b: fonts embedded, an sRGB output intent, conformance claimed in XMP."""
+    """PDF/A-3b; an issued invoice carries its Factur-X (EN 16931) XML as factur-x.xml."""
     html = HTML(
         string=render_invoice_html(invoice),
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
         url_fetcher=_no_network_fetcher,
     )
-    return html.write_pdf(pdf_variant="pdf/a-3b")
+    pdf = html.write_pdf(pdf_variant="pdf/a-3b")
+    if not einvoice.has_einvoice(invoice):
+        return pdf
+    language = doc.language(invoice)
+    with translation.override(language):
+        return einvoice.embed_in_pdf(pdf, einvoice.build_xml(invoice), invoice, lang=language)
+
+
+def invoice_xrechnung(invoice: Invoice) -> bytes:
+    """The XRechnung (CII) XML of an issued invoice; raises ValueError for one without."""
+    return einvoice.build_xml(_with_lines(invoice), guideline=einvoice.XRECHNUNG_CII)
 
 
 def _looks_complete(content: bytes) -> bool:
