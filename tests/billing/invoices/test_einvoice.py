@@ -25,9 +25,11 @@ from billing.payments.models import PaymentKind
 from contracts.models import Role
 from tests.billing.invoices.document_cases import (
     CASES,
+    VALIDATOR,
     case_invoice,
     embedded_xml,
     reader,
+    run_validator,
     xml_amount,
     xml_values,
 )
@@ -245,3 +247,24 @@ def test_a_failing_build_is_a_clear_503(member_client, customer, monkeypatch):
     assert response.status_code == 503
     assert "could not be produced" in response.content.decode()
 
+
+# --- The EN 16931 business rules (../shared/einvoice/validate-en16931) -------------------
+
+
+@pytest.mark.skipif(not VALIDATOR.exists(), reason="../shared/einvoice is not beside the repo")
+def test_every_case_passes_the_en16931_business_rules(tmp_path):
+    files = []
+    for case_name in CASES:
+        for language in LANGUAGES:
+            invoice = case_invoice(case_name, language)
+            pdf = tmp_path / f"{case_name}-{language}.pdf"
+            pdf.write_bytes(invoice_pdf_document(invoice).content)
+            xml = tmp_path / f"{case_name}-{language}-xrechnung.xml"
+            xml.write_bytes(invoice_xrechnung(invoice))
+            files += [pdf, xml]
+
+    output = run_validator(files)
+
+    for path in files:
+        assert f"{path}: 0 fatal," in output, output
+    assert "fatal:" not in output, output
