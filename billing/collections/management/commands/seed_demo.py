@@ -72,6 +72,9 @@ class Command(BaseCommand):
             country="DE",
             tax_id="DE123456789",
             default_currency="EUR",
+            # A German customer reads German invoices and quotes its own order number.
+            document_language="de",
+            purchase_order_reference="PO-2026-4711",
         )
         other_co = Customer.objects.create(
             name="Other Hosting Sp. z o.o.",
