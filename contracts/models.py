@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 EU_COUNTRIES = frozenset(
     "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
@@ -171,9 +172,9 @@ class IPBlock(models.Model):
 
 
 class ContractStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAST_DUE = "past_due", "Past due"
-    CANCELLED = "cancelled", "Cancelled"
+    ACTIVE = "active", _("Active")
+    PAST_DUE = "past_due", _("Past due")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 CONTRACT_TRANSITIONS = {

@@ -56,11 +56,13 @@ def percent(value: Decimal, language: str | None = None) -> str:
     )
 
 
-def date(value: datetime.date | datetime.datetime, language: str | None = None) -> str:
-    """ "1 Mar 2026" (en) or "01.03.2026" (de)."""
+def date(
+    value: datetime.date | datetime.datetime, language: str | None = None, length: str = "medium"
+) -> str:
+    """ "1 Mar 2026" (en) or "01.03.2026" (de); length "long": "1 March 2026", "1. März 2026"."""
     if isinstance(value, datetime.datetime):
         value = value.date()
-    return _format_date(value, format="medium", locale=babel_locale(language))
+    return _format_date(value, format=length, locale=babel_locale(language))
 
 
 def country_name(code: str, language: str | None = None) -> str:

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from contracts.models import Customer, IPBlock, LeaseContract
 from core.money import ZERO
@@ -13,12 +14,12 @@ DRAFT_REF_PREFIX = "draft-"
 
 
 class InvoiceStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    OPEN = "open", "Open"
-    PAID = "paid", "Paid"
-    VOID = "void", "Void"
-    REFUND = "refund", "Refund"
-    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+    DRAFT = "draft", _("Draft")
+    OPEN = "open", _("Open")
+    PAID = "paid", _("Paid")
+    VOID = "void", _("Void")
+    REFUND = "refund", _("Refund")
+    UNCOLLECTIBLE = "uncollectible", _("Uncollectible")
 
 
 # The only place that says which invoice status may follow which.

@@ -16,17 +16,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from billing.invoices.models import TaxRate
 from contracts.models import EU_COUNTRIES
 from core.errors import DomainError
 from core.money import ZERO, quantize
 
-REVERSE_CHARGE_NOTE = (
+# Stored on invoices in English; documents translate them when they print them.
+REVERSE_CHARGE_NOTE = gettext_noop(
     "Reverse charge: VAT to be accounted for by the recipient "
     "(Art. 196 Council Directive 2006/112/EC)."
 )
-OUTSIDE_EU_NOTE = "Not subject to VAT: place of supply is outside the EU."
+OUTSIDE_EU_NOTE = gettext_noop("Not subject to VAT: place of supply is outside the EU.")
+# Tax names are data (TaxRate.name); the ones in use are translated on documents.
+TAX_NAMES = (gettext_noop("VAT"), gettext_noop("IGST"))
 
 
 @dataclass(frozen=True)

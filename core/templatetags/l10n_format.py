@@ -33,6 +33,11 @@ def ldate(value) -> str:
 
 
 @register.filter
+def ldate_long(value) -> str:
+    return "" if value is None else l10n.date(value, length="long")
+
+
+@register.filter
 def country(code: str) -> str:
     return l10n.country_name(code)
 

@@ -4,11 +4,20 @@ An issued invoice speaks from its snapshot (the customer as they were when it wa
 finalised); a draft has none yet and shows the customer and contract as they are now.
 """
 
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
-from billing.invoices.models import Invoice, InvoiceStatus
+from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
+from core import l10n
+
+# What the billing run writes on a lease line (services._draft_for_period), in English.
+_LEASE_LINE = re.compile(
+    r"^IPv4 lease (?P<prefix>\S+) \((?P<size>\d+) addresses\), .+?"
+    r"(?: \(prorated (?P<days>\d+)/(?P<month_days>\d+) days\))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -81,3 +90,21 @@ def language(invoice: Invoice) -> str:
     """The language the document is written in: the one it was issued in, else the customer's."""
     code = invoice.document_language or invoice.customer.document_language
     return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
+def line_description(line: InvoiceLine) -> str:
+    """A lease line in the active language; any other line as it was written."""
+    match = _LEASE_LINE.match(line.description)
+    if not (match and line.period_start and line.period_end):
+        return line.description
+    text = _("IPv4 lease %(prefix)s (%(size)s addresses), %(period)s") % {
+        "prefix": match["prefix"],
+        "size": l10n.quantity(int(match["size"])),
+        "period": l10n.period(line.period_start, line.period_end),
+    }
+    if match["days"]:
+        text += " " + _("(prorated %(days)s/%(month_days)s days)") % {
+            "days": match["days"],
+            "month_days": match["month_days"],
+        }
+    return text

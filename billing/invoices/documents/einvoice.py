@@ -167,7 +167,7 @@ def _build(invoice: Invoice, guideline: str) -> bytes:
     for position, line in enumerate(lines, start=1):
         item = LineItem()
         item.document.line_id = str(position)
-        item.product.name = line.description
+        item.product.name = content.line_description(line)
         if line.block_id:
             item.product.seller_assigned_id = line.block.prefix
         if india:

@@ -109,6 +109,11 @@ def _status_mark(invoice: Invoice) -> dict | None:
     return None
 
 
+def _with_text(line: InvoiceLine) -> InvoiceLine:
+    line.text = doc.line_description(line)
+    return line
+
+
 def _grouped_iban(iban: str) -> str:
     compact = iban.replace(" ", "")
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
@@ -136,7 +141,7 @@ def _render_html(invoice: Invoice, language: str) -> str:
         "bill_to": buyer,
         "references": doc.references(invoice),
         "contract_reference": invoice.contract.reference if invoice.contract_id else "",
-        "lines": list(invoice.lines.all()),
+        "lines": [_with_text(line) for line in invoice.lines.all()],
         "tax_lines": tax_lines,
         "tax_note": invoice.tax_note if invoice.tax_note not in line_notes else "",
         "is_draft": invoice.status == InvoiceStatus.DRAFT,

@@ -268,3 +268,11 @@ def test_every_case_passes_the_en16931_business_rules(tmp_path):
     for path in files:
         assert f"{path}: 0 fatal," in output, output
     assert "fatal:" not in output, output
+
+
+def test_a_german_e_invoice_gives_its_exemption_reason_in_german():
+    xml = embedded_xml(invoice_pdf_document(case_invoice("reverse_charge", "de")).content)
+    (reason,) = xml_values(xml, f"{TRADE_TAX}/ram:ExemptionReason")
+    assert reason.startswith("Steuerschuldnerschaft des Leistungsempfängers")
+    names = xml_values(xml, ".//ram:SpecifiedTradeProduct/ram:Name")
+    assert names[0].startswith("IPv4-Miete 185.") and "(1.024 Adressen)" in names[0]

@@ -2,11 +2,13 @@
 under their headers, and what a German GmbH must print, for every tax case and language."""
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 
 from billing.invoices.documents.pdf import invoice_pdf_document
+from billing.payments import services as invoice_services
 from core import l10n
 from tests.billing.invoices.document_cases import (
     CASES,
@@ -17,7 +19,7 @@ from tests.billing.invoices.document_cases import (
     reader,
     words,
 )
-from tests.billing.invoices.pdf_helpers import squash
+from tests.billing.invoices.pdf_helpers import has_mark, link_uris, squash
 
 pytestmark = pytest.mark.django_db
 LANGUAGES = ("en", "de")
@@ -68,8 +70,12 @@ def test_every_cell_is_whole_in_both_extractions(case_name, language, started, t
             assert f"{cells['block']} {cells['period']}" in text
         row = rf"(?m)\s{re.escape(cells['rate'])}\s+{re.escape(cells['amount'])}\s*$"
         assert re.search(row, layout), (cells, layout)
-    total = plain(l10n.money(invoice.total, invoice.currency, language))
-    assert total in text and total in layout
+    for value in (invoice.subtotal, invoice.tax, invoice.total):
+        money = plain(l10n.money(value, invoice.currency, language))
+        assert money in text and money in layout, money
+    (uri,) = link_uris(content)
+    assert urlsplit(uri).path == f"/invoices/{invoice.number}/pay/"
+    assert uri in text.replace(" ", "")
     if CASES[case_name].country == "IN":
         assert "HSN/SAC" in layout
         assert len(re.findall(rf"\s{settings.INDIA_SAC_CODE}\s", layout)) == invoice.lines.count()
@@ -112,7 +118,28 @@ def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
 
 def test_german_document_names_countries_in_german():
     invoice = case_invoice("reverse_charge", "de")
-    text = _text(invoice_pdf_document(invoice).content)
+    text = plain(_text(invoice_pdf_document(invoice).content))
     assert "Deutschland" in text and "Österreich" in text
     assert "Germany" not in text and "Austria" not in text
-    assert plain(l10n.money(invoice.total, "EUR", "de")) in plain(text)
+    assert f"Rechnung {invoice.number}" in text
+    assert "RECHNUNGSEMPFÄNGER" in text and "Leistungszeitraum 28.09. \u2013 27.10.2026" in text
+    assert "Österreich USt-IdNr.: ATU12345678" in text
+    assert "USt. 0 % auf 2.473,62 € 0,00 €" in text
+    assert "Steuerschuldnerschaft des Leistungsempfängers" in text
+    assert "Gesamtbetrag 2.473,62 €" in text
+    assert "Zahlbar bis 12.10.2026 2.473,62 €" in text
+    assert "Online bezahlen" in text and "Verwendungszweck" in text
+    assert "Geschäftsführer: Erika Mustermann, Max Mustermann" in text
+    assert "IPv4-Miete" in text and "(1.024 Adressen)" in text
+    assert "Seite 1 von 1" in text
+    assert "Invoice" not in text and "Reverse charge" not in text
+
+
+def test_a_paid_german_invoice_is_stamped_in_german():
+    invoice = case_invoice("domestic", "de")
+    invoice_services.invoice_record_out_of_band_payment(invoice_id=invoice.pk, actor="staff")
+    invoice.refresh_from_db()
+    text = plain(_text(invoice_pdf_document(invoice).content))
+    assert has_mark(text, "BEZAHLT")
+    assert f"Am {l10n.date(invoice.paid_at, 'de')} vollständig bezahlt. Vielen Dank." in text
+    assert "Bezahlt 2.943,61 €" in text
