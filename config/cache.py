@@ -31,22 +31,20 @@ class CacheUnavailable(ConnectionError):
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, *, cooldown: float, clock=time.time) -> None:
+    def __init__(self, name: str, *, cooldown: float) -> None:
         self.name = name
         self.cooldown = cooldown
-        self._clock = clock
         self._lock = threading.Lock()
         self._open_until = 0.0
         self._tripped = False
 
     def before_call(self) -> None:
         """Raise CacheUnavailable while open; let one caller through once the cooldown ended."""
-        now = self._clock()
+        now = time.monotonic()
         with self._lock:
             if not self._tripped:
                 return
-            # A wall clock set back must not keep the breaker open for longer than a period.
-            if now < self._open_until and self._open_until - now <= self.cooldown:
+            if now < self._open_until:
                 raise CacheUnavailable(f"{self.name} skipped after a failure (circuit open)")
             # This caller is the trial; everyone else stays out until it has answered.
             self._open_until = now + self.cooldown
@@ -66,7 +64,7 @@ class CircuitBreaker:
                     "%s failed (%s); skipped for %s s", self.name, exc or type(exc), self.cooldown
                 )
             self._tripped = True
-            self._open_until = self._clock() + self.cooldown
+            self._open_until = time.monotonic() + self.cooldown
 
     @property
     def is_open(self) -> bool:
