@@ -88,12 +88,13 @@ class FakeStripe:
                 if self.path == "/v1/customers":
                     self._answer(200, {"id": "cus_fake", "object": "customer"})
                 elif self.path == "/v1/checkout/sessions":
+                    n = len(fake.sessions) + 1
                     session = fake.sessions.setdefault(
                         key,
                         {
-                            "id": f"cs_test_fake{len(fake.sessions) + 1}",
+                            "id": f"cs_test_fake{n}",
                             "object": "checkout.session",
-                            "url": f"https://checkout.stripe.com/c/pay/fake{len(fake.sessions) + 1}",
+                            "url": f"https://checkout.stripe.com/c/pay/fake{n}",
                             "status": "open",
                         },
                     )
