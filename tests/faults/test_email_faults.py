@@ -62,7 +62,7 @@ def test_a_receipt_accepted_by_smtp_before_the_claim_committed_is_resent_with_it
         result = collection_tasks.notify_invoice_paid.apply(args=[invoice.pk])
     finally:
         app.conf.CELERY_TASK_EAGER_PROPAGATES = before
-    assert result.successful() and result.get() is True
+    assert result.successful() and result.result is True
     assert crashes, "the crash happened after the send"
 
     receipts = [m for m in mail.outbox if m.subject.startswith("Receipt")]
@@ -75,7 +75,7 @@ def test_a_receipt_accepted_by_smtp_before_the_claim_committed_is_resent_with_it
     assert claim.after["message_id"] == crashes[0]
 
     # Claimed now: running again sends nothing.
-    assert collection_tasks.notify_invoice_paid.apply(args=[invoice.pk]).get() is False
+    assert collection_tasks.notify_invoice_paid.apply(args=[invoice.pk]).result is False
     assert len([m for m in mail.outbox if m.subject.startswith("Receipt")]) == 2
 
 
