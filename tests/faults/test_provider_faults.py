@@ -208,3 +208,35 @@ def test_a_pay_online_attempt_whose_request_died_is_given_up(owner, invoice, set
     assert stale.status == PaymentStatus.CANCELLED
     fresh = invoice.payments.exclude(pk=stale.pk).get()
     assert fresh.status == PaymentStatus.PENDING and fresh.checkout_url
+
+
+def test_a_session_made_while_the_invoice_was_voided_is_expired_again(
+    owner, invoice, settings, monkeypatch
+):
+    """No lock is held while the provider works, so staff may void the invoice meanwhile:
+    the session it made is recorded, expired at the provider and cancelled."""
+    from billing.invoices.services import invoice_void
+    from billing.payments.providers import sandbox
+
+    settings.PAYMENT_PROVIDER = "sandbox"
+    real_create = sandbox.SandboxProvider.checkout_create
+    expired: list[str] = []
+
+    def create_while_staff_voids(self, **kw):
+        invoice_void(invoice_id=invoice.pk, actor="staff", reason="issued in error")
+        return real_create(self, **kw)
+
+    monkeypatch.setattr(sandbox.SandboxProvider, "checkout_create", create_while_staff_voids)
+    monkeypatch.setattr(
+        sandbox.SandboxProvider,
+        "checkout_expire",
+        lambda self, *, checkout_id: expired.append(checkout_id),
+    )
+    results: list = []
+    _click(owner, invoice, results)
+    response = results[0][0]
+    assert response.status_code == 409
+    assert b"cannot be paid" in response.content
+    payment = invoice.payments.get()
+    assert payment.status == PaymentStatus.CANCELLED
+    assert expired == [payment.provider_checkout_id]
