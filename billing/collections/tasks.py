@@ -24,8 +24,24 @@ def charge_invoice(invoice_id: int) -> None:
 
     A provider that cannot answer (ProviderUnavailable, also Stripe's "same request still
     in progress") leaves the attempt pending and the task is retried; the retry resumes
-    that attempt under its idempotency key."""
-    payments.invoice_charge_automatically(invoice_id=invoice_id, actor=CALENDAR)
+    that attempt under its idempotency key.
+
+    Never while the invoice is under review: checked here, and again by the payment
+    service under the invoice's lock through `hold`, so a report that commits between the
+    two still stops the charge.
+    """
+    if selectors.invoice_is_under_review(invoice_id):
+        return
+    payments.invoice_charge_automatically(
+        invoice_id=invoice_id, actor=CALENDAR, hold=held_for_review
+    )
+
+
+def held_for_review(invoice: Invoice) -> str | None:
+    """The collections rule the payment service applies under the invoice's lock."""
+    if selectors.invoice_is_under_review(invoice.pk):
+        return f"Invoice {invoice} is under review; it is not charged automatically."
+    return None
 
 
 @shared_task(base=PortalTask, name="collections.retry_failed_charges")
@@ -37,6 +53,11 @@ def retry_failed_charges() -> int:
     for invoice_id in due:
         enqueue(charge_invoice, invoice_id)
     return len(due)
+
+
+@shared_task(base=PortalTask, name="collections.notify_report")
+def notify_report(report_id: int) -> bool:
+    return notifications.notify_report(report_id=report_id)
 
 
 @shared_task(base=PortalTask, name="collections.notify_payment_failed")
