@@ -42,6 +42,10 @@ app.conf.beat_schedule = {
         "task": "collections.send_reminders",
         "schedule": crontab(minute=45),
     },
+    "vies-recheck-daily": {
+        "task": "contracts.vies_recheck",
+        "schedule": crontab(minute=50, hour=4),
+    },
     "payments-reconcile-nightly": {
         "task": "payments.reconcile_payments",
         "schedule": crontab(minute=15, hour=3),
