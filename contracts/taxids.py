@@ -12,6 +12,7 @@ from stdnum import exceptions as stdnum_errors
 from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.in_ import gstin
+from stdnum.util import clean
 
 from .models import EU_COUNTRIES
 
@@ -56,7 +57,7 @@ def _problem(error: stdnum_errors.ValidationError, what: str, number: str) -> st
 
 def _eu_vat(country: str, raw: str) -> str:
     name = country_name(country)
-    number = eu_vat.compact(raw)
+    number = clean(raw, " -./,").upper()
     if number[:2].isdigit():
         # People often leave out the prefix; the billing country says which one it is.
         number = VAT_PREFIX[country] + number
@@ -70,12 +71,12 @@ def _eu_vat(country: str, raw: str) -> str:
         if other:
             raise ValidationError(
                 f"{number} is a VAT number from {country_name(other)}, but the billing "
-                f"country is {name}. Enter the {name} VAT number (starting with "
+                f"country is {name}. Enter a VAT number from {name} (starting with "
                 f"{VAT_PREFIX[country]}) or change the country.",
                 code="foreign",
             )
         raise ValidationError(
-            f"{number} is not a VAT number: a {name} VAT number starts with {VAT_PREFIX[country]}.",
+            f"{raw} is not a VAT number: VAT numbers from {name} start with {VAT_PREFIX[country]}.",
             code="prefix",
         )
     try:
