@@ -144,7 +144,21 @@ def _shown(field_name: str, value) -> str:
     return str(value)
 
 
+# As the page labels them (the model's verbose names are admin's).
+_LABELS = {
+    "address_line1": "Address",
+    "address_line2": "Address (line 2)",
+    "state": "State or region",
+    "tax_id": "VAT id or GSTIN",
+    "buyer_reference": "Buyer reference (Leitweg-ID)",
+    "document_language": "Language of documents",
+    "is_business": "Business customer",
+}
+
+
 def _label(field_name: str) -> str:
+    if field_name in _LABELS:
+        return _LABELS[field_name]
     try:
         label = str(Customer._meta.get_field(field_name).verbose_name)
     except FieldDoesNotExist:

@@ -444,7 +444,7 @@ def test_staff_edit_in_admin_is_recorded_and_the_customer_sees_it(
     assert change.by == "Staff"
     assert [(c.label, c.before, c.after) for c in change.changes] == [
         ("City", "Berlin", "Potsdam"),
-        ("Is business", "yes", "no"),
+        ("Business customer", "yes", "no"),
     ]
     page = staff_client.get(url).content.decode()
     assert "customer.details_changed" in page and "Potsdam" in page
