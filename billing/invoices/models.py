@@ -144,7 +144,7 @@ class Invoice(models.Model):
     bill_to_state = models.CharField(max_length=100, blank=True)
     buyer_reference = models.CharField(max_length=100, blank=True)
     purchase_order_reference = models.CharField(max_length=100, blank=True)
-    document_language = models.CharField(max_length=8, blank=True)
+    document_language = models.CharField(max_length=2, blank=True)
     tax_note = models.CharField(max_length=300, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     paid_out_of_band = models.BooleanField(default=False)

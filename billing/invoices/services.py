@@ -35,7 +35,7 @@ from .models import (
     overdue_q,
 )
 from .numbering import allocate_invoice_number
-from .tax import tax_breakdown, tax_for
+from .tax import tax_breakdown, tax_for_customer
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         raise DomainError(
             f"Invoice {invoice} has no lines; add one before finalising.", code="empty"
         )
-    decision = tax_for(country=customer.country, tax_id=customer.tax_id, on=today)
+    decision = tax_for_customer(customer, on=today)
     for line in lines:
         line.tax_rate = decision.rate
     InvoiceLine.objects.bulk_update(lines, ["tax_rate"])

@@ -25,7 +25,7 @@ from drafthorse.models.product import ProductClassification
 from drafthorse.models.tradelines import LineItem
 
 from billing.invoices.models import Invoice
-from billing.invoices.tax import NOT_SUBJECT, VatCategory, vat_category
+from billing.invoices.tax import NOT_SUBJECT, VatCategory, vat_category_of
 from contracts.models import EU_COUNTRIES
 from core.money import ZERO
 
@@ -46,9 +46,8 @@ def has_einvoice(invoice: Invoice) -> bool:
 
 
 def invoice_category(invoice: Invoice) -> VatCategory:
-    """The VAT category of the issued invoice, from its snapshot (the rule tax_for applied)."""
-    buyer = content.buyer(invoice)
-    return vat_category(country=buyer.country, tax_id=buyer.tax_id)
+    """The VAT category of the issued invoice: the rule tax_for applied to it."""
+    return vat_category_of(invoice.tax_note)
 
 
 def _is_eu_vat_id(tax_id: str) -> bool:

@@ -43,7 +43,7 @@ class Case:
 
 CASES = {
     "domestic": Case("DE", "DE123456789", "EUR", "S", "VAT", "19"),
-    "reverse_charge": Case("AT", "ATU12345678", "EUR", "AE", "VAT", "0"),
+    "reverse_charge": Case("AT", "ATU13585627", "EUR", "AE", "VAT", "0"),
     "oss": Case("FR", "", "EUR", "S", "VAT", "20"),
     "india": Case("IN", "27AAPFU0939F1ZV", "INR", "S", "IGST", "18"),
     "outside_eu": Case("US", "", "USD", "O", "VAT", "0"),

@@ -49,7 +49,7 @@ def _download(client, invoice, **headers):
 
 
 def test_download_has_pdf_headers_and_complete_content(client_of, customer):
-    customer.tax_id = "DE123456789"
+    customer.tax_id = "DE136695976"
     customer.save()
     invoice = make_invoice(customer=customer, blocks=2, price="123.45", started_on=D(2026, 3, 1))
 
@@ -71,7 +71,7 @@ def test_download_has_pdf_headers_and_complete_content(client_of, customer):
     assert "Subtotal €246.90" in text
     assert "VAT 19% on €246.90 €46.91" in text
     assert "Total €293.81" in text
-    assert "Germany VAT id: DE123456789" in text
+    assert "Germany VAT id: DE136695976" in text
     assert "IPv4 Lease Networks GmbH" in text and "VAT id: DE811111111" in text
     assert "Payment terms: 14 days net" in text
     assert "Page 1 of 1" in text
@@ -111,20 +111,22 @@ def test_names_with_diacritics_print_exactly_and_markup_prints_literally(client_
     assert "Müller GmbH <script>alert(1)</script>" in text
     assert "8001 Zürich" in text
     assert "Łódź" not in text
-    polish = CustomerFactory(name="Łódź Sp. z o.o.", city="Łódź", country="PL", tax_id="PL1")
+    polish = CustomerFactory(
+        name="Łódź Sp. z o.o.", city="Łódź", country="PL", tax_id="PL8567346215"
+    )
     other = make_invoice(customer=polish)
     assert "Łódź Sp. z o.o." in pdf_text(invoice_pdf_document(other).content)
 
 
 def test_reverse_charge_note_and_customer_vat_id(client_of, customer):
-    customer.country, customer.tax_id = "AT", "ATU12345678"
+    customer.country, customer.tax_id = "AT", "ATU13585627"
     customer.save()
     invoice = make_invoice(customer=customer)
     text = pdf_text(_download(client_of, invoice).content)
     assert "VAT 0% on €100.00 €0.00" in text
     assert squash(REVERSE_CHARGE_NOTE) in text
     assert text.count("Reverse charge") == 1
-    assert "Austria VAT id: ATU12345678" in text
+    assert "Austria VAT id: ATU13585627" in text
 
 
 @FROZEN

@@ -107,7 +107,7 @@ def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
     seller = settings.SELLER
     assert f"Contract {invoice.contract.reference}" in text and "#1" not in text
     assert "Berlin Germany VAT id: DE811111111" in text
-    assert "Austria VAT id: ATU12345678" in text
+    assert "Austria VAT id: ATU13585627" in text
     assert "Your order PO-2026-0815" in text
     assert f"IBAN {'DE89 3704 0044 0532 0130 00'}" in text
     assert f"BIC {seller['bic']}" in text and seller["bank_name"] in text
@@ -123,7 +123,7 @@ def test_german_document_names_countries_in_german():
     assert "Germany" not in text and "Austria" not in text
     assert f"Rechnung {invoice.number}" in text
     assert "RECHNUNGSEMPFÄNGER" in text and "Leistungszeitraum 28.09. \u2013 27.10.2026" in text
-    assert "Österreich USt-IdNr.: ATU12345678" in text
+    assert "Österreich USt-IdNr.: ATU13585627" in text
     assert "USt. 0 % auf 2.473,62 € 0,00 €" in text
     assert "Steuerschuldnerschaft des Leistungsempfängers" in text
     assert "Gesamtbetrag 2.473,62 €" in text
