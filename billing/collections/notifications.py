@@ -1,20 +1,34 @@
-"""Customer e-mails of the billing calendar, each sent exactly once.
+"""Customer and staff e-mails of the billing calendar: each sent once, at least once.
 
 Sending is claimed by writing the audit entry "notification.<kind>" on the invoice,
-payment or contract first; a partial unique index (contracts migration 0002) lets
-only one such entry exist, so a task run twice, or by two workers at once, e-mails
-once. If the mail server fails the claim is rolled back and the next run tries again.
+payment, refund or contract; a partial unique index (core migration) lets only one such
+entry exist, so a task run twice, or by two workers at once, e-mails once. The claim and
+the send share one transaction: if the mail server refuses, the claim is rolled back and
+the next run (the task's retry, or the hourly send_reminders) tries again.
+
+Across a crash this is at-least-once, on purpose. A worker that dies (or loses the
+database) after the mail server accepted the message but before the claim committed has
+sent a message nobody recorded; the next run sends it again. Every message therefore
+carries a Message-ID made from its claim alone (kind, object, site), identical on every
+try, so mail systems that de-duplicate by Message-ID (most do, and so do clients' threads)
+show it once. The other choice, committing the claim as "sending" before sending, would
+lose the message instead in the same crash, and a lost cancellation warning costs a
+customer their addresses, while a duplicate receipt costs nothing. docs/operations.md.
 """
 
 import logging
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.core.mail import EmailMultiAlternatives, mail_admins
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from billing.invoices.links import pay_url
 from billing.invoices.models import Invoice, InvoiceStatus
@@ -26,6 +40,7 @@ from contracts.models import (
     Customer,
     LeaseContract,
 )
+from core import l10n
 from core.audit import audit_record
 from core.models import AuditEntry
 
@@ -57,8 +72,8 @@ def cancellation_warning_kind(days: int) -> str:
 
 
 def billing_contacts(customer: Customer) -> list[str]:
-    """The customer's billing e-mail plus every owner and billing member, once each."""
-    emails = [customer.email]
+    """The customer's billing e-mail recipients plus every owner and billing member, once each."""
+    emails = list(customer.billing_recipients)
     emails += customer.memberships.filter(role__in=PAYING_ROLES).values_list(
         "user__email", flat=True
     )
@@ -79,6 +94,32 @@ def not_notified(queryset: models.QuerySet, kind: str) -> models.QuerySet:
     return queryset.exclude(Exists(sent))
 
 
+def notification_message_id(kind: str, target: models.Model) -> str:
+    """The Message-ID of the `kind` e-mail about `target`: the same on every try (see above)."""
+    domain = urlsplit(settings.SITE_URL).hostname or "localhost"
+    label = target._meta.label_lower.replace(".", "-")
+    return f"<notification.{kind}.{label}.{target.pk}@{domain}>"
+
+
+def _mail_staff(subject: str, body: str, *, message_id: str) -> None:
+    """mail_admins, with the claim's Message-ID (mail_admins takes no headers)."""
+    if not settings.ADMINS:
+        return
+    EmailMessage(
+        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        body=body,
+        from_email=settings.SERVER_EMAIL,
+        to=[address for _name, address in settings.ADMINS],
+        headers={"Message-ID": message_id},
+    ).send()
+
+
+def _language(customer: Customer) -> str:
+    """Customers read their e-mails in their document language."""
+    code = customer.document_language
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def _contract_context(contract: LeaseContract | None) -> dict:
     if contract is None:
         return {"contract": None, "blocks": []}
@@ -93,6 +134,29 @@ def _send_once(
     kind: str,
     target: models.Model,
     customer: Customer,
+    subject: Callable[[], str],
+    template: str,
+    context: dict,
+    language: str | None = None,
+) -> bool:
+    """Claim, render in the customer's language (or `language`) and send. `subject` is a
+    callable so it is written in that language too."""
+    with translation.override(language or _language(customer)):
+        return _send_in_language(
+            kind=kind,
+            target=target,
+            customer=customer,
+            subject=subject(),
+            template=template,
+            context=context,
+        )
+
+
+def _send_in_language(
+    *,
+    kind: str,
+    target: models.Model,
+    customer: Customer,
     subject: str,
     template: str,
     context: dict,
@@ -102,6 +166,7 @@ def _send_once(
         logger.warning("no billing contact for %s; %s not sent", customer, kind)
         return False
     context = {"customer": customer, "site_url": settings.SITE_URL, **context}
+    message_id = notification_message_id(kind, target)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -110,7 +175,7 @@ def _send_once(
                     action=f"notification.{kind}",
                     target=target,
                     customer=customer,
-                    after={"to": recipients, "subject": subject},
+                    after={"to": recipients, "subject": subject, "message_id": message_id},
                 )
         except IntegrityError:
             return False
@@ -118,6 +183,7 @@ def _send_once(
             subject=subject,
             body=render_to_string(f"emails/{template}.txt", context),
             to=recipients,
+            headers={"Message-ID": message_id},
         )
         message.attach_alternative(
             render_to_string(f"emails/{template}.html", context), "text/html"
@@ -142,11 +208,13 @@ def notify_payment_failed(*, payment_id: int) -> bool:
         return False
     if invoice.status != InvoiceStatus.OPEN:
         return False
-    subject = (
-        f"Please confirm the payment for invoice {invoice.number}"
-        if needs_customer
-        else f"Payment for invoice {invoice.number} failed"
-    )
+    number = {"number": invoice.number}
+
+    def subject() -> str:
+        if needs_customer:
+            return _("Please confirm the payment for invoice %(number)s") % number
+        return _("Payment for invoice %(number)s failed") % number
+
     return _send_once(
         kind=PAYMENT_FAILED,
         target=payment,
@@ -174,7 +242,7 @@ def notify_invoice_overdue(*, invoice_id: int) -> bool:
         kind=INVOICE_OVERDUE,
         target=invoice,
         customer=invoice.customer,
-        subject=f"Invoice {invoice.number} is overdue",
+        subject=lambda: _("Invoice %(number)s is overdue") % {"number": invoice.number},
         template="invoice_overdue",
         context={
             "invoice": invoice,
@@ -200,9 +268,16 @@ def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
         kind=cancellation_warning_kind(days),
         target=invoice,
         customer=invoice.customer,
-        subject=(
-            f"Contract {contract.reference} will be cancelled on "
-            f"{cancellation_date:%d %B %Y} unless invoice {invoice.number} is paid"
+        subject=lambda: (
+            _(
+                "Contract %(reference)s will be cancelled on %(day)s "
+                "unless invoice %(number)s is paid"
+            )
+            % {
+                "reference": contract.reference,
+                "day": l10n.date(cancellation_date, length="long"),
+                "number": invoice.number,
+            }
         ),
         template="cancellation_warning",
         context={
@@ -227,7 +302,10 @@ def notify_contract_cancelled(*, contract_id: int) -> bool:
         kind=CONTRACT_CANCELLED,
         target=contract,
         customer=contract.customer,
-        subject=f"Contract {contract.reference} has been cancelled for non-payment",
+        subject=lambda: (
+            _("Contract %(reference)s has been cancelled for non-payment")
+            % {"reference": contract.reference}
+        ),
         template="contract_cancelled",
         context={"unpaid": unpaid, **_contract_context(contract)},
     )
@@ -243,7 +321,7 @@ def notify_invoice_paid(*, invoice_id: int) -> bool:
         kind=RECEIPT,
         target=invoice,
         customer=invoice.customer,
-        subject=f"Receipt for invoice {invoice.number}",
+        subject=lambda: _("Receipt for invoice %(number)s") % {"number": invoice.number},
         template="receipt",
         context={"invoice": invoice, **_contract_context(invoice.contract)},
     )
@@ -273,11 +351,12 @@ def _alert_staff_if_paid_after_cancellation(invoice: Invoice) -> None:
         except IntegrityError:
             return
         logger.warning(subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe invoice is Paid and the contract stays cancelled; its blocks "
             "are deactivated. Reinstate the customer with a new contract or refund the "
             f"payment.\n\nCustomer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(PAID_AFTER_CANCELLATION, invoice),
         )
 
 
@@ -308,13 +387,14 @@ def notify_staff_refund_failed(*, refund_id: int) -> bool:
         except IntegrityError:
             return False
         logger.error("STAFF: %s", subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe payment processor could not return the money (refund "
             f"{refund.provider_refund_id or refund.pk}, payment {payment.pk}); it is back in "
             "our balance. The invoice shows what is still refunded. Refund again from the "
             "payment in the admin, or return the money another way.\n\n"
             f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(REFUND_FAILED, refund),
         )
     return True
 
@@ -334,18 +414,21 @@ def notify_report(*, report_id: int) -> bool:
     if report.resolved_at is None:
         _alert_staff_of_report(report)
     kind = REPORT_KINDS[report.status]
+    # Issue 14's report e-mails are not translated yet: subject and body stay English.
     subject = {
         "report_received": f"We are reviewing invoice {invoice.number}",
         "report_rejected": f"Your report on invoice {invoice.number}: the invoice stands",
         "report_corrected": f"Your report on invoice {invoice.number}: corrected",
     }[kind]
+
     still_due = invoice.is_payable
     return _send_once(
         kind=kind,
         target=report,
         customer=invoice.customer,
-        subject=subject,
+        subject=lambda: subject,
         template=kind,
+        language="en",
         context={
             "invoice": invoice,
             "report": report,
@@ -374,10 +457,11 @@ def _alert_staff_of_report(report: InvoiceReport) -> None:
                 )
         except IntegrityError:
             return
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\n{report.description}\n\nExpected correction: "
             f"{report.expected_correction or '(none given)'}\n\nCollection of this invoice "
             "is paused until the report is rejected or corrected in the admin "
             "(Collections > Reported invoices).\n",
+            message_id=notification_message_id(REPORT_STAFF_ALERT, report),
         )

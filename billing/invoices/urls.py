@@ -15,4 +15,5 @@ urlpatterns = [
     path("invoices/<str:number>/pdf/", document_views.invoice_pdf, name="invoice-pdf"),
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", document_views.credit_note_pdf, name="credit-note-pdf"),
+    path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),
 ]

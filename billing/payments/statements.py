@@ -431,7 +431,13 @@ def statement_pdf(statement: Statement) -> bytes:
     return html_to_pdf(
         render_to_string(
             "billing/pdf/statement.html",
-            {"s": statement, "seller": settings.SELLER, "customer": statement.customer},
+            {
+                "s": statement,
+                "seller": settings.SELLER,
+                "customer": statement.customer,
+                "page_label": "Page",
+                "of_label": "of",
+            },
         )
     )
 

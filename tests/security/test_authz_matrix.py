@@ -68,6 +68,12 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: "%PDF",
     ),
+    "invoices:invoice-xml": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/xml/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
+        secret=lambda w: "CrossIndustryInvoice",
+    ),
     "payments:invoice-pay": Row(
         "post",
         lambda w: f"/invoices/{w.invoice.number}/pay/",
@@ -176,6 +182,14 @@ MATRIX: dict[str, Row] = {
     "payments:statement-pdf": Row(
         "get",
         lambda w: "/statements/statement.pdf?currency=EUR",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
+        secret=lambda w: w.customer.name,
+    ),
+    # Acting for their own customer: B's owner sees B's details, never A's. A viewer's
+    # POST is refused (tests/contracts/test_billing_details.py).
+    "contracts:billing-details": Row(
+        "get",
+        lambda w: "/account/billing/",
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
         secret=lambda w: w.customer.name,
     ),

@@ -23,6 +23,7 @@ from .pdf import (
     credit_note_etag,
     credit_note_pdf_document,
     invoice_pdf_document,
+    invoice_xrechnung,
     with_document_data,
 )
 from .zipstream import stream_invoice_zip
@@ -101,6 +102,36 @@ def credit_note_pdf(request: HttpRequest, number: str) -> HttpResponse:
             status=503,
         )
     return _pdf_response(request, document)
+
+
+@require_GET
+@member_required()
+def invoice_xml(request: HttpRequest, number: str) -> HttpResponse:
+    """The XRechnung (EN 16931, CII syntax) e-invoice beside the PDF, for any member."""
+    invoice = invoice_for_customer_or_404(request.customer, number, light=True)
+    if not invoice.has_einvoice:
+        return _refuse(
+            request,
+            f"{invoice.ref} has no e-invoice: drafts are not invoices yet, and a void "
+            "invoice must not be booked.",
+            status=404,
+        )
+    try:
+        xml = invoice_xrechnung(invoice)
+    except Exception:  # the person gets a clear message, never a 500 page
+        logger.exception("e-invoice of invoice %s could not be produced", invoice.pk)
+        return _refuse(
+            request,
+            f"The e-invoice of {invoice.ref} could not be produced just now. "
+            "Please try again in a minute; if it keeps failing, contact billing support.",
+            status=503,
+        )
+    response = HttpResponse(xml, content_type="application/xml; charset=utf-8")
+    response["Content-Length"] = str(len(xml))
+    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.xml"'
+    response["Cache-Control"] = "private, no-cache"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _refuse(request: HttpRequest, message: str, *, status: int, refs=()) -> HttpResponse:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoices', '0003_credit_notes_and_customer_balance'),
+        ('invoices', '0005_credit_notes_and_customer_balance'),
         ('payments', '0001_initial'),
     ]
 

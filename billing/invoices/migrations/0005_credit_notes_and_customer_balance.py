@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contracts', '0001_initial'),
-        ('invoices', '0002_tax_rates'),
+        ('invoices', '0004_invoice_bill_to_address_parts'),
     ]
 
     operations = [
