@@ -66,8 +66,8 @@ def test_invoice_page_shows_the_applied_balance(client_of, customer):
     assert b"Applied balance</dt><dd>9.00 EUR" in html
     assert b"Amount due</dt><dd><strong>110.00 EUR" in html
     text = pdf_text(invoice_pdf_document(invoice).content)
-    assert "Applied balance (your credit) -9.00 EUR" in text
-    assert "Amount due" in text and "110.00 EUR" in text
+    assert "Applied balance (your credit) -€9.00" in text
+    assert "Amount due by 15 Jan 2026 €110.00" in text
 
 
 def test_another_customers_credit_note_is_404(client_of, other_customer):
@@ -99,8 +99,9 @@ def test_credit_note_pdf_reads_back(client_of, customer):
     )
     assert again.status_code == 304
     # The invoice's own PDF names the credit note and the reduced amount due.
+    invoice.refresh_from_db()
     text = pdf_text(invoice_pdf_document(invoice).content)
-    assert f"Credit note {note.number}" in text and "-40.00 EUR" in text
+    assert f"Credit note {note.number} of" in text and "-€40.00" in text
 
 
 def test_list_shows_credit_notes_in_their_own_column_without_extra_queries_per_row(
@@ -147,3 +148,17 @@ def test_zip_holds_the_credit_notes_of_the_invoices_chosen(customer, client):
     assert sorted(archive.namelist()) == sorted([f"{invoice.number}.pdf", f"{note.number}.pdf"])
     assert f"Credit note {note.number}" in pdf_text(archive.read(f"{note.number}.pdf"))
     assert other.number not in "".join(archive.namelist())
+
+
+def test_german_invoice_names_its_credit_notes_and_credit_in_german(customer):
+    customer.document_language = "de"
+    customer.save()
+    customer_balance_adjust(
+        customer_id=customer.pk, currency="EUR", amount=D("9.00"), note="Kulanz", actor="s"
+    )
+    invoice = make_invoice(customer=customer)
+    note = credit(invoice, amount=D("10.00"))
+    invoice.refresh_from_db()
+    text = pdf_text(invoice_pdf_document(invoice).content)
+    assert "Verrechnetes Guthaben" in text
+    assert f"Gutschrift {note.number} vom" in text
