@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
 
-from core.admin import audit_trail, report
+from core.admin import ReadOnlyObjectPageMixin, audit_trail, report
 from core.errors import DomainError
 
 from . import services
@@ -220,7 +220,13 @@ class LeaseContractAdmin(admin.ModelAdmin):
     def audit(self, obj):
         return audit_trail(obj)
 
-    @admin.action(description="Cancel the selected contracts (blocks deactivated)")
+    def has_cancel_permission(self, request):
+        """Cancelling deactivates the customer's blocks: a permission of its own."""
+        return request.user.has_perm("contracts.cancel_contract")
+
+    @admin.action(
+        description="Cancel the selected contracts (blocks deactivated)", permissions=["cancel"]
+    )
     def cancel_contracts(self, request, queryset):
         done = []
         for contract in queryset.exclude(status=ContractStatus.CANCELLED):
@@ -253,7 +259,7 @@ class ResourceCreateForm(forms.ModelForm):
         return data
 
 
-class ResourceAdmin(admin.ModelAdmin):
+class ResourceAdmin(ReadOnlyObjectPageMixin, admin.ModelAdmin):
     """Staff add assignments and rDNS delegations; afterwards they are history, changed
     only by contract cancellation (which marks them removed)."""
 

@@ -209,6 +209,8 @@ class LeaseContract(models.Model):
 
     class Meta:
         ordering = ["-started_on", "-id"]
+        # Cancelling deactivates the customer's blocks: a permission of its own.
+        permissions = [("cancel_contract", "Can cancel contracts (blocks deactivated)")]
         indexes = [
             models.Index(fields=["status", "next_billing_date"], name="contract_billing_due"),
             models.Index(fields=["customer", "status"]),
