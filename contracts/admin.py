@@ -5,11 +5,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
+from django.utils import timezone
 
-from core.admin import ReadOnlyObjectPageMixin, audit_trail, report
+from core.admin import ReadOnlyAdmin, ReadOnlyObjectPageMixin, audit_trail, report
 from core.errors import DomainError
 
 from . import services
+from .auth import lockout_clear
 from .models import (
     AssignmentRequest,
     CancellationReason,
@@ -17,6 +19,7 @@ from .models import (
     Customer,
     IPBlock,
     LeaseContract,
+    Lockout,
     Membership,
     RdnsDelegation,
 )
@@ -301,3 +304,42 @@ class RdnsDelegationAdmin(ResourceAdmin):
     search_fields = ["zone", "block__prefix"]
     fields = ["contract", "block", "zone", "nameservers", "status", "removed_at", "created_at"]
     create_service = staticmethod(services.rdns_create)
+
+
+class LockoutActiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Locked now"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(locked_until__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(locked_until__lte=now)
+        return queryset
+
+
+@admin.register(Lockout)
+class LockoutAdmin(ReadOnlyAdmin):
+    """Who is locked out of log-in or the API right now; staff lift a lock here."""
+
+    list_display = ["identity", "kind", "failures", "locked_until", "is_active", "created_at"]
+    list_filter = [LockoutActiveFilter, "kind"]
+    search_fields = ["identity"]
+    actions = ["clear"]
+
+    @admin.display(boolean=True, description="Locked now")
+    def is_active(self, obj):
+        return obj.locked_until > timezone.now()
+
+    @admin.action(description="Lift the selected lockouts", permissions=["change"])
+    def clear(self, request, queryset):
+        done = [
+            str(lockout)
+            for lockout in queryset
+            if lockout_clear(lockout_id=lockout.pk, actor=request.user)
+        ]
+        report(request, done, [] if done else ["Nothing to lift."])

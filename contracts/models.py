@@ -280,3 +280,33 @@ class RdnsDelegation(models.Model):
 
     def __str__(self) -> str:
         return self.zone
+
+
+class LockoutKind(models.TextChoices):
+    LOGIN = "login", "Log-in (username and address)"
+    API_TOKEN = "api-token", "API bearer tokens (address)"
+
+
+class Lockout(models.Model):
+    """A lockout that started, so staff can see and lift it (contracts.auth).
+
+    The counters and the lock itself live in the cache, keyed by a hash of the identity
+    that cannot be listed; a row is written only when a lock starts, which is rare.
+    """
+
+    kind = models.CharField(max_length=16, choices=LockoutKind.choices)
+    identity = models.CharField(
+        max_length=400, help_text="username|address for log-ins, the address for API tokens."
+    )
+    failures = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-locked_until"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "identity"], name="lockout_unique_identity")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.identity}"

@@ -85,6 +85,10 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Proxies in front of the portal that append the client's address to X-Forwarded-For
+# (1 behind one TLS proxy). 0 trusts no header: the address is REMOTE_ADDR. Lockouts and
+# rate limits count per client address (contracts.auth.client_ip).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 LOGIN_REDIRECT_URL = "/invoices/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 

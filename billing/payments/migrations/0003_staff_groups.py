@@ -2,9 +2,9 @@
 
 Billing staff: view everything of core, contracts, invoices and payments; change the
 billing models (invoices, payments and their records, lease contracts, which the billing
-run acts on); refund payments; cancel contracts. Never add or delete: money records are
-written by the services. Support: view only. Admin actions ask these permissions
-(docs/security.md, "Admin").
+run acts on); refund payments; cancel contracts; lift log-in and API lockouts. Never add
+or delete: money records are written by the services. Support: view only. Admin actions
+ask these permissions (docs/security.md, "Admin").
 """
 
 from django.db import migrations
@@ -17,6 +17,7 @@ EXTRA = {
     BILLING_STAFF: (
         ("contracts", "change_leasecontract"),
         ("contracts", "cancel_contract"),
+        ("contracts", "change_lockout"),
         ("payments", "refund_payment"),
     ),
 }
@@ -66,7 +67,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("core", "0001_initial"),
-        ("contracts", "0002_cancel_contract_permission"),
+        ("contracts", "0003_lockouts"),
         ("invoices", "0002_tax_rates"),
         ("payments", "0002_refund_payment_permission"),
     ]
