@@ -136,6 +136,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+# Requests to /stripe/ that fail the signature check, per client address and minute,
+# before the address gets 429; one sample per address and minute is stored.
+STRIPE_WEBHOOK_INVALID_PER_MINUTE = env.int("STRIPE_WEBHOOK_INVALID_PER_MINUTE", default=60)
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # An open Checkout Session lives one hour at Stripe; it is reused a little less long.
