@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -90,6 +91,10 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return exc.response()
+            except RequestDataTooBig:
+                # config.middleware.RequestGuardMiddleware answers first when it is
+                # installed; this keeps the answer a 413 without it.
+                return _too_large().response()
             except Exception:
                 logger.exception("API error on %s", request.path)
                 return ApiError(
@@ -99,6 +104,20 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
         return wrapped
 
     return decorator
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        code="request_too_large",
+    )
+
+
+def _clean_text(value: str) -> bool:
+    """Printable text PostgreSQL can store: no NUL or other control character, no lone
+    surrogate (JSON's "\\ud800" decodes to one, and UTF-8 cannot encode it)."""
+    return value.isprintable()
 
 
 def _token_failures() -> FailureCounter:
@@ -306,6 +325,8 @@ def _pay_body(request: HttpRequest) -> dict:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
         raise invalid("The request body must be a JSON object.", code="body_invalid") from None
+    except RecursionError:
+        raise invalid("The request body is nested too deeply.", code="body_invalid") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", code="body_invalid")
     unknown = sorted(set(body) - {"payment_method", "off_session", "expand"})
@@ -320,7 +341,12 @@ def _pay_body(request: HttpRequest) -> dict:
             param="payment_method",
             code="parameter_missing",
         )
-    if not isinstance(method, str) or not method.strip():
+    if (
+        not isinstance(method, str)
+        or not method.strip()
+        or len(method) > 255
+        or not _clean_text(method)
+    ):
         raise invalid("payment_method must be a payment method id string.", param="payment_method")
     off_session = body.get("off_session", False)
     if not isinstance(off_session, bool):

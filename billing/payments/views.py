@@ -104,6 +104,10 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "billing/payments/pay.html", context)
     if request.POST.get("payment_method") and may_use_saved:
+        chosen = request.POST["payment_method"]
+        if len(chosen) > 255 or not chosen.isprintable():
+            context["error"] = "Choose one of your saved cards."
+            return render(request, "billing/payments/pay.html", context, status=400)
         return _pay_with_saved_method(request, invoice, context)
     success = reverse("payments:checkout-success", args=[invoice.number])
     cancel = reverse("payments:checkout-cancel", args=[invoice.number])

@@ -81,8 +81,8 @@ def _invalid(request: HttpRequest, body: str, reason: str) -> HttpResponse:
 
 
 def _text(value: str) -> str:
-    """PostgreSQL text holds no NUL character; a body or field that carries one keeps a mark."""
-    return value.replace("\x00", "\ufffd")
+    """What PostgreSQL text can hold: NUL and lone surrogates (from JSON escapes) become marks."""
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _refused() -> HttpResponse:
@@ -147,7 +147,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     event_id, event_type = event.get("id"), event.get("type", "")
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
-    if not (isinstance(event_id, str) and 0 < len(event_id) <= 100 and "\x00" not in event_id):
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= 100 and event_id.isprintable()):
         return _invalid(request, body, "signed event without a usable id")
     if not isinstance(event_type, str) or not isinstance(obj, dict):
         return _invalid(request, body, f"signed event {event_id} without a type or data.object")
