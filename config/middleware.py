@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_cache_control
 
 
 def content_security_policy() -> str:
@@ -70,3 +71,24 @@ def refuse(request: HttpRequest, status: int, code: str, message: str) -> HttpRe
         error = {"type": "invalid_request_error", "code": code}
         return JsonResponse({"error": {**error, "message": message, "param": None}}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class PrivateCacheMiddleware:
+    """A signed-in person's pages are theirs: `Cache-Control: private`, so no shared cache
+    (a proxy, a CDN) keeps one customer's invoices for the next visitor.
+
+    Only for authenticated requests; a stricter header a view set (no-store) is kept, and
+    a `public` one is replaced. Anonymous pages (log-in, pay links) are left alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            current = response.headers.get("Cache-Control", "")
+            if "private" not in current and "no-store" not in current:
+                patch_cache_control(response, private=True)
+        return response

@@ -23,10 +23,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, PasswordResetView
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from core.audit import Actor, audit_record
@@ -239,3 +239,53 @@ class ThrottledLoginView(LoginView):
         if any(e.code == "locked" for e in form.errors.as_data().get("__all__", [])):
             response.status_code = 429
         return response
+
+
+def password_reset_counters() -> tuple[FailureCounter, FailureCounter]:
+    """(per client address, per e-mail address): each reset form sent counts once."""
+    window = settings.PASSWORD_RESET_WINDOW
+    return (
+        FailureCounter(
+            "password-reset-address",
+            limit=settings.PASSWORD_RESET_LIMIT_PER_ADDRESS,
+            window=window,
+            lockout=window,
+        ),
+        FailureCounter(
+            "password-reset-email",
+            limit=settings.PASSWORD_RESET_LIMIT_PER_EMAIL,
+            window=window,
+            lockout=window,
+        ),
+    )
+
+
+RESET_LOCKED_MESSAGE = (
+    "Too many password reset requests from your network. Please try again in %(wait)s."
+)
+
+
+class ThrottledPasswordResetView(PasswordResetView):
+    """Django's reset form, with the e-mails it sends limited per address and per e-mail.
+
+    Per client address: past the limit the form says to wait (429) and sends nothing.
+    Per e-mail address: past the limit the answer is the usual "check your inbox" page and
+    nothing is sent, so the form neither floods one inbox nor tells who has an account.
+    """
+
+    def form_valid(self, form):
+        by_address, by_email = password_reset_counters()
+        address = client_ip(self.request)
+        left = by_address.locked_for(address)
+        if left is not None:
+            form.add_error(None, RESET_LOCKED_MESSAGE % {"wait": _minutes(left)})
+            response = self.form_invalid(form)
+            response.status_code = 429
+            return response
+        by_address.fail(address)
+        email = form.cleaned_data["email"].strip().lower()
+        if by_email.locked_for(email) is not None:
+            logger.warning("Password reset for an address over its limit; not sent")
+            return HttpResponseRedirect(self.get_success_url())
+        by_email.fail(email)
+        return super().form_valid(form)

@@ -285,6 +285,8 @@ class RdnsDelegation(models.Model):
 class LockoutKind(models.TextChoices):
     LOGIN = "login", "Log-in (username and address)"
     API_TOKEN = "api-token", "API bearer tokens (address)"
+    PASSWORD_RESET_ADDRESS = "password-reset-address", "Password reset e-mails (address)"
+    PASSWORD_RESET_EMAIL = "password-reset-email", "Password reset e-mails (e-mail)"
 
 
 class Lockout(models.Model):
@@ -294,9 +296,10 @@ class Lockout(models.Model):
     that cannot be listed; a row is written only when a lock starts, which is rare.
     """
 
-    kind = models.CharField(max_length=16, choices=LockoutKind.choices)
+    kind = models.CharField(max_length=24, choices=LockoutKind.choices)
     identity = models.CharField(
-        max_length=400, help_text="username|address for log-ins, the address for API tokens."
+        max_length=400,
+        help_text="username|address for log-ins, else the address or the e-mail address.",
     )
     failures = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField()

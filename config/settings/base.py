@@ -44,6 +44,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.PrivateCacheMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -91,6 +92,12 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 # rate limits count per client address (contracts.auth.client_ip).
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 LOGIN_REDIRECT_URL = "/invoices/"
+# Password-reset e-mails: per e-mail address and per client address within the window
+# (seconds); past it the form answers as usual but sends nothing (per e-mail) or says to
+# wait (per client address). See contracts.auth.ThrottledPasswordResetView.
+PASSWORD_RESET_LIMIT_PER_EMAIL = env.int("PASSWORD_RESET_LIMIT_PER_EMAIL", default=3)
+PASSWORD_RESET_LIMIT_PER_ADDRESS = env.int("PASSWORD_RESET_LIMIT_PER_ADDRESS", default=10)
+PASSWORD_RESET_WINDOW = env.int("PASSWORD_RESET_WINDOW", default=60 * 60)
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en"
@@ -156,6 +163,10 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=100)
 # Invalid bearer tokens per client address within LOGIN_FAILURE_WINDOW before the
 # address is locked out of the API for LOGIN_LOCKOUT_SECONDS.
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
+
+# Error e-mails and pages show settings and request data: passwords inside URLs
+# (REDIS_URL, CELERY_BROKER_URL, DATABASE_URL in the environment) are masked too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.reporting.CredentialHidingReporterFilter"
 
 LOGGING = {
     "version": 1,
