@@ -47,6 +47,9 @@ def _tax_rates_after_flush(request):
 
     importlib.import_module("billing.invoices.migrations.0002_tax_rates").add_rates(apps, None)
     importlib.import_module("billing.payments.migrations.0003_staff_groups").add_groups(apps)
+    importlib.import_module(
+        "billing.collections.migrations.0002_staff_group_permissions"
+    ).add_permissions(apps)
 
 
 @pytest.fixture

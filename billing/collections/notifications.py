@@ -29,6 +29,9 @@ from contracts.models import (
 from core.audit import audit_record
 from core.models import AuditEntry
 
+from .models import InvoiceReport, ReportStatus
+from .selectors import invoice_is_under_review
+
 logger = logging.getLogger(__name__)
 
 NOTIFIER = "notifications"
@@ -39,6 +42,14 @@ CONTRACT_CANCELLED = "contract_cancelled"
 RECEIPT = "receipt"
 PAID_AFTER_CANCELLATION = "paid_after_cancellation"
 REFUND_FAILED = "refund_failed"
+REPORT_STAFF_ALERT = "report_staff_alert"
+# The customer's e-mail for each step of a report, by the report's status.
+REPORT_KINDS = {
+    ReportStatus.OPEN: "report_received",
+    ReportStatus.UNDER_REVIEW: "report_received",
+    ReportStatus.REJECTED: "report_rejected",
+    ReportStatus.CORRECTED: "report_corrected",
+}
 
 
 def cancellation_warning_kind(days: int) -> str:
@@ -157,6 +168,8 @@ def notify_invoice_overdue(*, invoice_id: int) -> bool:
         return False
     if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
         return False
+    if invoice_is_under_review(invoice.pk):
+        return False
     return _send_once(
         kind=INVOICE_OVERDUE,
         target=invoice,
@@ -178,6 +191,8 @@ def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
     if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.contract is None:
         return False
     if invoice.contract.status == ContractStatus.CANCELLED:
+        return False
+    if invoice_is_under_review(invoice.pk):
         return False
     contract = invoice.contract
     cancellation_date = invoice.cancellation_date
@@ -302,3 +317,67 @@ def notify_staff_refund_failed(*, refund_id: int) -> bool:
             f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
         )
     return True
+
+
+def notify_report(*, report_id: int) -> bool:
+    """Tell the customer's billing contacts where their report stands (received, rejected
+    with the new cancellation date, corrected), once per step; a new report also alerts staff.
+    """
+    report = (
+        InvoiceReport.objects.select_related("invoice__customer", "invoice__contract")
+        .filter(pk=report_id)
+        .first()
+    )
+    if report is None:
+        return False
+    invoice = report.invoice
+    if report.resolved_at is None:
+        _alert_staff_of_report(report)
+    kind = REPORT_KINDS[report.status]
+    subject = {
+        "report_received": f"We are reviewing invoice {invoice.number}",
+        "report_rejected": f"Your report on invoice {invoice.number}: the invoice stands",
+        "report_corrected": f"Your report on invoice {invoice.number}: corrected",
+    }[kind]
+    still_due = invoice.is_payable
+    return _send_once(
+        kind=kind,
+        target=report,
+        customer=invoice.customer,
+        subject=subject,
+        template=kind,
+        context={
+            "invoice": invoice,
+            "report": report,
+            "still_due": still_due,
+            "pay_url": pay_url(invoice) if still_due else "",
+            "cancellation_date": invoice.cancellation_date if invoice.contract_id else None,
+            **_contract_context(invoice.contract),
+        },
+    )
+
+
+def _alert_staff_of_report(report: InvoiceReport) -> None:
+    invoice = report.invoice
+    subject = (
+        f"Invoice {invoice.number} reported by {invoice.customer}: {report.get_reason_display()}"
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{REPORT_STAFF_ALERT}",
+                    target=report,
+                    customer=invoice.customer,
+                    after={"invoice": invoice.number},
+                )
+        except IntegrityError:
+            return
+        mail_admins(
+            subject,
+            f"{subject}.\n\n{report.description}\n\nExpected correction: "
+            f"{report.expected_correction or '(none given)'}\n\nCollection of this invoice "
+            "is paused until the report is rejected or corrected in the admin "
+            "(Collections > Reported invoices).\n",
+        )

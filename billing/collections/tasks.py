@@ -26,8 +26,24 @@ CALENDAR = "billing calendar"
     max_retries=5,
 )
 def charge_invoice(invoice_id: int) -> None:
-    """Charge the default card once; the service decides whether there is anything to do."""
-    payments.invoice_charge_automatically(invoice_id=invoice_id, actor=CALENDAR)
+    """Charge the default card once; the service decides whether there is anything to do.
+
+    Never while the invoice is under review: checked here, and again by the payment
+    service under the invoice's lock through `hold`, so a report that commits between the
+    two still stops the charge.
+    """
+    if selectors.invoice_is_under_review(invoice_id):
+        return
+    payments.invoice_charge_automatically(
+        invoice_id=invoice_id, actor=CALENDAR, hold=held_for_review
+    )
+
+
+def held_for_review(invoice: Invoice) -> str | None:
+    """The collections rule the payment service applies under the invoice's lock."""
+    if selectors.invoice_is_under_review(invoice.pk):
+        return f"Invoice {invoice} is under review; it is not charged automatically."
+    return None
 
 
 @shared_task(name="collections.retry_failed_charges")
@@ -39,6 +55,11 @@ def retry_failed_charges() -> int:
     for invoice_id in due:
         enqueue(charge_invoice, invoice_id)
     return len(due)
+
+
+@shared_task(name="collections.notify_report")
+def notify_report(report_id: int) -> bool:
+    return notifications.notify_report(report_id=report_id)
 
 
 @shared_task(name="collections.notify_payment_failed")

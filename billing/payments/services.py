@@ -13,6 +13,7 @@ import datetime
 import enum
 import hashlib
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
@@ -139,9 +140,20 @@ SAVED_METHOD_KINDS = (PaymentKind.AUTOMATIC, PaymentKind.API)
 
 _UNDER_WAY = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
+# A caller's rule against charging, asked with the invoice locked: the reason not to
+# charge (shown in logs and errors), or None to go ahead. Apps above payments
+# (collections: "under review") pass their rules down this way instead of being imported.
+ChargeHold = Callable[[Invoice], str | None]
+
 
 def payment_start_saved_method_charge(
-    *, invoice_id: int, provider: str, kind: str, actor: Actor, idempotency_key: str | None = None
+    *,
+    invoice_id: int,
+    provider: str,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+    hold: ChargeHold | None = None,
 ) -> Payment:
     """The attempt to send to the provider, decided under the invoice's row lock.
 
@@ -149,7 +161,10 @@ def payment_start_saved_method_charge(
     does not say whether it charged) is handed back to be sent again under its own
     idempotency key, so the provider answers with the same charge instead of a second
     one. While another charge is processing or waits for the customer, a new one is
-    refused. Otherwise a new attempt is created.
+    refused. Otherwise a new attempt is created, unless `hold` (a caller's rule, asked
+    under the lock) names a reason not to: then DomainError(code="held"). A pending
+    attempt is still resumed under a hold: it was sent before the rule applied, and only
+    its own idempotency key can tell whether it charged.
     """
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
@@ -179,6 +194,9 @@ def payment_start_saved_method_charge(
                 "it is confirmed or released within minutes.",
                 code="payment_in_progress",
             )
+        held = hold(invoice) if hold is not None else None
+        if held:
+            raise DomainError(held, code="held")
         return payment_create(
             invoice_id=invoice.pk,
             provider=provider,
@@ -939,6 +957,7 @@ def _charge(
     kind: str,
     actor: Actor,
     idempotency_key: str | None = None,
+    hold: ChargeHold | None = None,
 ) -> Payment:
     """Start (or resume) the attempt, charge the method, record what happened.
 
@@ -955,6 +974,7 @@ def _charge(
         kind=kind,
         actor=actor,
         idempotency_key=idempotency_key,
+        hold=hold,
     )
     try:
         outcome = provider.charge_saved_method(
@@ -983,15 +1003,19 @@ def _charge(
     return payment
 
 
-def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | None:
+def invoice_charge_automatically(
+    *, invoice_id: int, actor: Actor, hold: ChargeHold | None = None
+) -> Payment | None:
     """Charge the customer's default payment method off-session for amount_remaining.
 
     Returns None when there is nothing to do (not payable, no default method, another
-    charge under way). A decline or a 3-D Secure request returns the failed (or
-    requires_action) Payment and leaves the invoice Open with the reason; the
-    payment_failed signal tells the customer. ProviderUnavailable is raised with the
-    attempt left pending, so the caller (a Celery task) retries and resumes that same
-    attempt under its idempotency key.
+    charge under way, or `hold` — the caller's rule, asked under the invoice's lock
+    before a new attempt is created — gives a reason not to charge: billing.collections
+    passes "the invoice is under review", which payments cannot import). A decline or a
+    3-D Secure request returns the failed (or requires_action) Payment and leaves the
+    invoice Open with the reason; the payment_failed signal tells the customer.
+    ProviderUnavailable is raised with the attempt left pending, so the caller (a Celery
+    task) retries and resumes that same attempt under its idempotency key.
     """
     invoice = _invoice(invoice_id)
     try:
@@ -1011,6 +1035,7 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
             off_session=True,
             kind=PaymentKind.AUTOMATIC,
             actor=actor,
+            hold=hold,
         )
     except (CardDeclined, AuthenticationRequired):
         return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()

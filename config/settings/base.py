@@ -123,6 +123,8 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Billing -----------------------------------------------------------------
 GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
+# A paid invoice can be reported this many days after it was paid; an unpaid one always.
+DISPUTE_WINDOW_DAYS = env.int("DISPUTE_WINDOW_DAYS", default=90)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.

@@ -14,6 +14,7 @@ from django.core import mail
 from django.test import RequestFactory
 from django.urls import reverse
 
+from billing.collections.services import invoice_report_open
 from billing.invoices.models import Invoice, InvoiceStatus
 from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentKind, PaymentStatus, WebhookEvent
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 BILLING_STAFF = "Billing staff"
 SUPPORT = "Support (read-only)"
-BILLING_APPS = {"core", "contracts", "invoices", "payments"}
+BILLING_APPS = {"core", "contracts", "invoices", "payments", "collections"}
 
 
 def _superuser_request():
@@ -74,6 +75,13 @@ def records(db):
         contract=contract, block=contract.blocks.get(), reference="R-1", netname="N", actor="t"
     )
     WebhookEvent.objects.create(event_id="evt_1", type="x", body="{}")
+    invoice_report_open(
+        invoice_id=make_invoice().pk,
+        reason="other",
+        description="Not ours",
+        reported_by=None,
+        actor="t",
+    )
     return {"contract": contract, "invoice": open_invoice, "payment": payment}
 
 

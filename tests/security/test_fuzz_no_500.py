@@ -15,7 +15,9 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
+from billing.api.models import ApiScope
 from billing.api.serializers import invoice_api_id
+from billing.api.tokens import token_create
 from billing.invoices.links import pay_token
 from billing.payments import services as payments
 from billing.payments.models import PaymentKind
@@ -202,6 +204,50 @@ def test_anonymous_forms(db):
 
 def _api(client, world):
     return {"HTTP_AUTHORIZATION": f"Bearer {world.token_secret}"}
+
+
+@pytest.fixture
+def every_scope(world):
+    _, secret = token_create(
+        membership=world.owner,
+        name="fuzz",
+        scopes=list(ApiScope.values),
+        expires_at=None,
+        actor="t",
+    )
+    return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+
+
+def test_api_report_bodies(world, every_scope):
+    client = Client(raise_request_exception=False)
+    url = f"/api/invoices/{invoice_api_id(world.invoice)}/report"
+    bodies = []
+    for value in JSON_VALUES:
+        for name in ("reason", "description", "expected_correction"):
+            bodies.append(json.dumps({"reason": "other", "description": "d", name: value}))
+    bodies += ["[" * 5000 + "]" * 5000, '{"reason": "other", "description": "\\ud800"}', "null"]
+    responses = [
+        (
+            f"POST report {body[:60]}",
+            client.post(url, body, content_type="application/json", **every_scope),
+        )
+        for body in bodies
+    ]
+    assert _failures(responses) == []
+    assert all(r["Content-Type"] == "application/json" for _, r in responses)
+
+
+def test_report_form_fields(world, owner_client):
+    url = f"/invoices/{world.invoice.number}/report/"
+    responses = []
+    for name in ("reason", "description", "expected_correction"):
+        for value in _values():
+            data = {"reason": "other", "description": "d", "expected_correction": ""}
+            data[name] = value
+            responses.append(
+                (f"POST {url} {name}={value[:30]}", _post_raw(owner_client, url, data))
+            )
+    assert _failures(responses) == []
 
 
 def test_api_query_parameters(world):
