@@ -50,19 +50,27 @@ def audit_trail(obj) -> str:
     """Read-only HTML list of an object's audit entries, newest first."""
     if not obj or not obj.pk:
         return "—"
-    entries = AuditEntry.objects.filter(
-        content_type__app_label=obj._meta.app_label,
-        content_type__model=obj._meta.model_name,
-        object_id=str(obj.pk),
-    )[:50]
+    return audit_list(
+        AuditEntry.objects.filter(
+            content_type__app_label=obj._meta.app_label,
+            content_type__model=obj._meta.model_name,
+            object_id=str(obj.pk),
+        )
+    )
+
+
+def audit_list(entries, limit: int = 50) -> str:
+    """Read-only HTML list of audit entries (who, when, before → after), newest first."""
+    entries = list(entries[:limit])
     rows = format_html_join(
         "",
-        "<li>{} · {} · <strong>{}</strong> {} → {} {}</li>",
+        "<li>{} · {} · <strong>{}</strong> {} {} → {} {}</li>",
         (
             (
                 f"{e.created_at:%Y-%m-%d %H:%M}",
                 e.actor_label,
                 e.action,
+                e.object_repr if e.action.startswith("membership.") else "",
                 e.before or "",
                 e.after or "",
                 e.note,

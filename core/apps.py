@@ -6,4 +6,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Audit log"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the deploy checks)
+        from . import checks  # noqa: F401 - registers the system checks

@@ -1,16 +1,27 @@
-"""Customer e-mails of the billing calendar, each sent exactly once.
+"""Customer and staff e-mails of the billing calendar: each sent once, at least once.
 
 Sending is claimed by writing the audit entry "notification.<kind>" on the invoice,
-payment or contract first; a partial unique index (contracts migration 0002) lets
-only one such entry exist, so a task run twice, or by two workers at once, e-mails
-once. If the mail server fails the claim is rolled back and the next run tries again.
+payment, refund or contract; a partial unique index (core migration) lets only one such
+entry exist, so a task run twice, or by two workers at once, e-mails once. The claim and
+the send share one transaction: if the mail server refuses, the claim is rolled back and
+the next run (the task's retry, or the hourly send_reminders) tries again.
+
+Across a crash this is at-least-once, on purpose. A worker that dies (or loses the
+database) after the mail server accepted the message but before the claim committed has
+sent a message nobody recorded; the next run sends it again. Every message therefore
+carries a Message-ID made from its claim alone (kind, object, site), identical on every
+try, so mail systems that de-duplicate by Message-ID (most do, and so do clients' threads)
+show it once. The other choice, committing the claim as "sending" before sending, would
+lose the message instead in the same crash, and a lost cancellation warning costs a
+customer their addresses, while a duplicate receipt costs nothing. docs/operations.md.
 """
 
 import logging
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.core.mail import EmailMultiAlternatives, mail_admins
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
@@ -57,8 +68,8 @@ def cancellation_warning_kind(days: int) -> str:
 
 
 def billing_contacts(customer: Customer) -> list[str]:
-    """The customer's billing e-mail plus every owner and billing member, once each."""
-    emails = [customer.email]
+    """The customer's billing e-mail recipients plus every owner and billing member, once each."""
+    emails = list(customer.billing_recipients)
     emails += customer.memberships.filter(role__in=PAYING_ROLES).values_list(
         "user__email", flat=True
     )
@@ -77,6 +88,26 @@ def not_notified(queryset: models.QuerySet, kind: str) -> models.QuerySet:
         action=f"notification.{kind}",
     )
     return queryset.exclude(Exists(sent))
+
+
+def notification_message_id(kind: str, target: models.Model) -> str:
+    """The Message-ID of the `kind` e-mail about `target`: the same on every try (see above)."""
+    domain = urlsplit(settings.SITE_URL).hostname or "localhost"
+    label = target._meta.label_lower.replace(".", "-")
+    return f"<notification.{kind}.{label}.{target.pk}@{domain}>"
+
+
+def _mail_staff(subject: str, body: str, *, message_id: str) -> None:
+    """mail_admins, with the claim's Message-ID (mail_admins takes no headers)."""
+    if not settings.ADMINS:
+        return
+    EmailMessage(
+        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        body=body,
+        from_email=settings.SERVER_EMAIL,
+        to=[address for _name, address in settings.ADMINS],
+        headers={"Message-ID": message_id},
+    ).send()
 
 
 def _contract_context(contract: LeaseContract | None) -> dict:
@@ -102,6 +133,7 @@ def _send_once(
         logger.warning("no billing contact for %s; %s not sent", customer, kind)
         return False
     context = {"customer": customer, "site_url": settings.SITE_URL, **context}
+    message_id = notification_message_id(kind, target)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -110,7 +142,7 @@ def _send_once(
                     action=f"notification.{kind}",
                     target=target,
                     customer=customer,
-                    after={"to": recipients, "subject": subject},
+                    after={"to": recipients, "subject": subject, "message_id": message_id},
                 )
         except IntegrityError:
             return False
@@ -118,6 +150,7 @@ def _send_once(
             subject=subject,
             body=render_to_string(f"emails/{template}.txt", context),
             to=recipients,
+            headers={"Message-ID": message_id},
         )
         message.attach_alternative(
             render_to_string(f"emails/{template}.html", context), "text/html"
@@ -273,11 +306,12 @@ def _alert_staff_if_paid_after_cancellation(invoice: Invoice) -> None:
         except IntegrityError:
             return
         logger.warning(subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe invoice is Paid and the contract stays cancelled; its blocks "
             "are deactivated. Reinstate the customer with a new contract or refund the "
             f"payment.\n\nCustomer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(PAID_AFTER_CANCELLATION, invoice),
         )
 
 
@@ -308,13 +342,14 @@ def notify_staff_refund_failed(*, refund_id: int) -> bool:
         except IntegrityError:
             return False
         logger.error("STAFF: %s", subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe payment processor could not return the money (refund "
             f"{refund.provider_refund_id or refund.pk}, payment {payment.pk}); it is back in "
             "our balance. The invoice shows what is still refunded. Refund again from the "
             "payment in the admin, or return the money another way.\n\n"
             f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(REFUND_FAILED, refund),
         )
     return True
 
@@ -374,10 +409,11 @@ def _alert_staff_of_report(report: InvoiceReport) -> None:
                 )
         except IntegrityError:
             return
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\n{report.description}\n\nExpected correction: "
             f"{report.expected_correction or '(none given)'}\n\nCollection of this invoice "
             "is paused until the report is rejected or corrected in the admin "
             "(Collections > Reported invoices).\n",
+            message_id=notification_message_id(REPORT_STAFF_ALERT, report),
         )

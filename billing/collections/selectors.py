@@ -153,8 +153,12 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
 
 
 # An automatic charge queued at finalisation normally runs within seconds; one that has
-# not started (or stopped half-way) after this long is started (or resumed) by the sweep.
-CHARGE_STARTED_WITHIN = datetime.timedelta(minutes=30)
+# not started (or stopped half-way) after this long is started (or resumed) by the sweep,
+# which runs every 15 minutes (config.celery): a lost message costs at most half an hour.
+# Resuming a charge whose own retry is still waiting is harmless: both send the same
+# attempt under its idempotency key, and the provider's "still in progress" (409) leaves
+# it pending (billing.payments.providers.ProviderBusy).
+CHARGE_STARTED_WITHIN = datetime.timedelta(minutes=15)
 
 
 def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
@@ -29,6 +29,7 @@ from billing.payments.tasks import expire_checkout_sessions
 from contracts.models import CancellationReason, ContractStatus, LeaseContract
 from contracts.services import contract_cancel, contract_extend_grace, contract_mark_past_due
 from core.audit import Actor, audit_record
+from core.db import database_unreachable
 from core.errors import DomainError, check_transition
 from core.queue import enqueue
 
@@ -117,12 +118,33 @@ def _after_cancellation(contract_id: int, invoice_ids: list[int]) -> None:
 class GraceResult:
     candidates: list[LeaseContract] = field(default_factory=list)
     cancelled: list[LeaseContract] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def _one_of_many(label: str, item_id: int, errors: dict[int, str], work) -> bool:
+    """Run one item of a sweep: its own domain error or deadlock is logged and the sweep
+    goes on (the next tick tries it again); a lost database is raised, so the sweep stops
+    and its task is retried instead of failing every item after it."""
+    try:
+        return work()
+    except DomainError as exc:
+        logger.error("%s: %s skipped: %s", label, item_id, exc.message)
+        errors[item_id] = exc.message
+    except DatabaseError as exc:
+        if database_unreachable(exc):
+            raise
+        logger.exception("%s: %s skipped", label, item_id)
+        errors[item_id] = f"database error: {exc}"
+    return False
 
 
 def grace_enforce(
     *, today: datetime.date | None = None, dry_run: bool = False, actor: Actor = GRACE_ACTOR
 ) -> GraceResult:
-    """Cancel every contract past its grace deadline, each in its own transaction."""
+    """Cancel every contract past its grace deadline, each in its own transaction.
+
+    One contract's error is logged (result.errors) and the others go on; a lost database
+    stops the sweep with the error (see _one_of_many)."""
     today = today or timezone.localdate()
     result = GraceResult()
     ids = list(grace_candidates(today=today))
@@ -131,7 +153,13 @@ def grace_enforce(
     if dry_run:
         return result
     for contract in result.candidates:
-        if contract_enforce_grace(contract_id=contract.pk, today=today, actor=actor):
+        cancelled = _one_of_many(
+            "grace",
+            contract.pk,
+            result.errors,
+            lambda pk=contract.pk: contract_enforce_grace(contract_id=pk, today=today, actor=actor),
+        )
+        if cancelled:
             result.cancelled.append(contract)
     return result
 
@@ -165,8 +193,14 @@ def contract_mark_past_due_if_overdue(
 
 def contracts_mark_past_due(*, today: datetime.date | None = None) -> int:
     today = today or timezone.localdate()
+    errors: dict[int, str] = {}
     return sum(
-        contract_mark_past_due_if_overdue(contract_id=cid, today=today)
+        _one_of_many(
+            "past due",
+            cid,
+            errors,
+            lambda cid=cid: contract_mark_past_due_if_overdue(contract_id=cid, today=today),
+        )
         for cid in list(past_due_candidates(today=today))
     )
 

@@ -20,6 +20,7 @@ from contracts.models import ContractStatus, LeaseContract
 from contracts.periods import add_months, period_for
 from contracts.services import contract_restore
 from core.audit import Actor, audit_record
+from core.db import database_unreachable
 from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
 
@@ -34,7 +35,7 @@ from .models import (
     overdue_q,
 )
 from .numbering import allocate_invoice_number
-from .tax import tax_breakdown, tax_for
+from .tax import tax_breakdown, tax_for_customer
 
 logger = logging.getLogger(__name__)
 
@@ -214,15 +215,24 @@ def billing_run(
     """Bill every live contract whose next period has started. Safe to run any number of times.
 
     Candidates come from the (status, next_billing_date) index, so the cost follows the
-    number of contracts due today, not the size of the table. Each contract is billed in
-    its own transaction: one bad contract is reported and does not stop the others.
+    number of contracts due today, not the size of the table. Their ids are read first, in
+    one query: no cursor stays open across the run for an outage to break. Each contract is
+    billed in its own transaction: one bad contract (a domain error, a deadlock) is reported
+    and does not stop the others. A lost database connection stops the run and is raised:
+    every contract after it would fail the same way, and the task is retried (the contracts
+    already billed have moved their next_billing_date and are not billed again).
     """
     today = today or timezone.localdate()
     result = BillingRunResult()
-    due = LeaseContract.objects.filter(
-        status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE], next_billing_date__lte=today
-    ).values_list("pk", flat=True)
-    for contract_id in due.iterator(chunk_size=1000):
+    due = list(
+        LeaseContract.objects.filter(
+            status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE],
+            next_billing_date__lte=today,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for contract_id in due:
         try:
             invoices = contract_bill_due_periods(contract_id=contract_id, today=today, actor=actor)
         except DomainError as exc:
@@ -230,7 +240,15 @@ def billing_run(
             result.errors[contract_id] = exc.message
             continue
         except DatabaseError as exc:
-            # A deadlock or lost lock rolls back this contract only; the next run bills it.
+            if database_unreachable(exc):
+                logger.error(
+                    "billing run: database lost at contract %s; %s of %s billed, stopping",
+                    contract_id,
+                    len(result.invoice_ids),
+                    len(due),
+                )
+                raise
+            # A deadlock or lock timeout rolls back this contract only; the next run bills it.
             logger.exception("billing run: contract %s not billed", contract_id)
             result.errors[contract_id] = f"database error: {exc}"
             continue
@@ -251,7 +269,7 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         raise DomainError(
             f"Invoice {invoice} has no lines; add one before finalising.", code="empty"
         )
-    decision = tax_for(country=customer.country, tax_id=customer.tax_id, on=today)
+    decision = tax_for_customer(customer, on=today)
     for line in lines:
         line.tax_rate = decision.rate
     InvoiceLine.objects.bulk_update(lines, ["tax_rate"])
@@ -280,6 +298,9 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
     invoice.bill_to_country = customer.country
     invoice.bill_to_tax_id = customer.tax_id
     invoice.bill_to_email = customer.email
+    invoice.purchase_order_reference = customer.purchase_order_reference
+    invoice.buyer_reference = customer.buyer_reference
+    invoice.document_language = customer.document_language
     set_invoice_status(
         invoice,
         InvoiceStatus.OPEN,

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contracts', '0001_initial'),
+        ('contracts', '0002_customer_billing_details_vies'),
     ]
 
     operations = [
