@@ -1,10 +1,11 @@
 """Two staff groups: "Billing staff" act on billing records, "Support (read-only)" only look.
 
 Billing staff: view everything of core, contracts, invoices and payments; change the
-billing models (invoices, payments and their records, lease contracts, which the billing
-run acts on); refund payments; cancel contracts; lift log-in and API lockouts. Never add
-or delete: money records are written by the services. Support: view only. Admin actions
-ask these permissions (docs/security.md, "Admin").
+billing models (invoices, payments and their records; lease contracts, which the billing
+run acts on; customers, whose billing details and VAT check are billing's); refund
+payments; cancel contracts; lift log-in and API lockouts. Never add or delete: money
+records are written by the services. Support: view only. Admin actions ask these
+permissions (docs/security.md, "Admin").
 """
 
 from django.db import migrations
@@ -16,6 +17,7 @@ CHANGE_APPS = ("invoices", "payments")
 EXTRA = {
     BILLING_STAFF: (
         ("contracts", "change_leasecontract"),
+        ("contracts", "change_customer"),
         ("contracts", "cancel_contract"),
         ("contracts", "change_lockout"),
         ("payments", "refund_payment"),
