@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("core", "0001_initial"),
-        ("contracts", "0004_lockouts"),
+        ("contracts", "0005_lockouts"),
         ("invoices", "0002_tax_rates"),
         ("payments", "0002_refund_payment_permission"),
     ]

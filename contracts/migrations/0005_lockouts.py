@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contracts', '0003_cancel_contract_permission'),
+        ('contracts', '0004_cancel_contract_permission'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contracts', '0002_customer_billing_details_vies'),
+        ('contracts', '0003_contract_references'),
     ]
 
     operations = [
