@@ -20,6 +20,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyPageMixin:
+    """A change page staff open to read a record and run its actions, every field read-only.
+
+    It keeps the change permission (the actions need it), which would otherwise show Save
+    buttons that save nothing.
+    """
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -34,8 +51,35 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+def _shown(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_shown(v)}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def audit_changes(before: dict, after: dict) -> list[str]:
+    """Each field an entry records, as "name: before → after" (or just its value when it
+    only has one side), in the order the entry lists them."""
+    before, after = before or {}, after or {}
+    lines = []
+    for name in dict.fromkeys([*before, *after]):
+        if name in before and name in after:
+            old, new = _shown(before[name]), _shown(after[name])
+            lines.append(f"{name}: {new}" if old == new else f"{name}: {old} → {new}")
+        elif name in after:
+            lines.append(f"{name}: {_shown(after[name])}")
+        else:
+            lines.append(f"{name}: {_shown(before[name])} → —")
+    return lines
+
+
 def audit_trail(obj) -> str:
-    """Read-only HTML list of an object's audit entries, newest first."""
+    """Read-only HTML list of an object's audit entries, newest first, each field changed
+    on a line of its own as "name: before → after"."""
     if not obj or not obj.pk:
         return "—"
     entries = AuditEntry.objects.filter(
@@ -43,22 +87,24 @@ def audit_trail(obj) -> str:
         content_type__model=obj._meta.model_name,
         object_id=str(obj.pk),
     )[:50]
-    rows = format_html_join(
-        "",
-        "<li>{} · {} · <strong>{}</strong> {} → {} {}</li>",
-        (
-            (
+    items = []
+    for e in entries:
+        changes = format_html_join(
+            "", "<li>{}</li>", ((line,) for line in audit_changes(e.before, e.after))
+        )
+        items.append(
+            format_html(
+                '<li class="audit-entry">{} · {} · <strong>{}</strong>{}{}</li>',
                 f"{e.created_at:%Y-%m-%d %H:%M}",
                 e.actor_label,
                 e.action,
-                e.before or "",
-                e.after or "",
-                e.note,
+                format_html("<ul>{}</ul>", changes) if changes else "",
+                format_html("<div><em>Note:</em> {}</div>", e.note) if e.note else "",
             )
-            for e in entries
-        ),
-    )
-    return format_html("<ul>{}</ul>", rows) if entries else "No entries yet."
+        )
+    if not items:
+        return "No entries yet."
+    return format_html("<ul>{}</ul>", format_html_join("", "{}", ((i,) for i in items)))
 
 
 def report(request, done: list[str], errors: list[str]) -> None:

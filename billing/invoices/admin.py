@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from contracts.admin import LeaseContractAdmin
 from contracts.models import LeaseContract
-from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, ReadOnlyPageMixin, audit_trail, report
 from core.errors import DomainError
 
 from . import services
@@ -44,7 +44,7 @@ def run_on_each(request, queryset: QuerySet, service, **kwargs) -> None:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(ReadOnlyPageMixin, ReadOnlyAdmin):
     list_display = [
         "__str__",
         "customer",

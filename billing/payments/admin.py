@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 
 from billing.invoices.admin import InvoiceAdmin, run_on_each
 from billing.invoices.models import Invoice
-from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, ReadOnlyPageMixin, audit_trail, report
 from core.errors import DomainError
 
 from . import services
@@ -48,7 +48,7 @@ def _refund_each(request, queryset: QuerySet, *, amount, reason: str) -> None:
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(ReadOnlyPageMixin, ReadOnlyAdmin):
     list_display = [
         "pk",
         "invoice",
