@@ -300,7 +300,12 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         invoice,
         InvoiceStatus.OPEN,
         actor=actor,
-        extra={"number": invoice.number, "total": invoice.total, "due_date": invoice.due_date},
+        extra={
+            "number": invoice.number,
+            "total": invoice.total,
+            "currency": invoice.currency,
+            "due_date": invoice.due_date,
+        },
     )
     if invoice.total == ZERO:
         # Nothing to collect: settle at once, as Stripe does with zero-amount invoices.

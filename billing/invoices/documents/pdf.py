@@ -142,13 +142,19 @@ def render_invoice_html(invoice: Invoice) -> str:
     return render_to_string("billing/pdf/invoice.html", context)
 
 
-def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
-    html = HTML(
-        string=render_invoice_html(invoice),
+def html_to_pdf(html: str) -> bytes:
+    """WeasyPrint with the documents' rules: nothing fetched, templates/billing/pdf as base.
+    Receipts (billing.payments) render through here too, so every document looks alike."""
+    document = HTML(
+        string=html,
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
         url_fetcher=_no_network_fetcher,
     )
-    return html.write_pdf()
+    return document.write_pdf()
+
+
+def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
+    return html_to_pdf(render_invoice_html(invoice))
 
 
 def _looks_complete(content: bytes) -> bool:
