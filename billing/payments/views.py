@@ -25,6 +25,7 @@ from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
 from contracts.context import active_membership, member_required
 from core.errors import DomainError
+from core.money import format_money
 
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
@@ -200,7 +201,8 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         # Less arrived than was due, or the payment waits for our staff: say what is still open.
         messages.info(
             request,
-            f"Thank you. {after.amount_remaining} {after.currency} of invoice {invoice.number} "
+            f"Thank you. {format_money(after.amount_remaining, after.currency)} of invoice "
+            f"{invoice.number} "
             "is still open.",
         )
     return _Redirect303(invoice.get_absolute_url())
