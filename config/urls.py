@@ -1,10 +1,12 @@
 from django.contrib import admin
+from django.contrib.auth.views import PasswordResetView
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from billing.payments.webhooks import stripe_webhook
 from contracts.auth import (
     ConfirmingLogoutView,
+    EmailPasswordResetForm,
     ThrottledAdminAuthenticationForm,
     ThrottledLoginView,
 )
@@ -17,6 +19,11 @@ urlpatterns = [
     # Before django.contrib.auth.urls so that its "login" name resolves to the throttled view.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", ConfirmingLogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password_reset/",
+        PasswordResetView.as_view(form_class=EmailPasswordResetForm),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("", include("billing.api.urls")),

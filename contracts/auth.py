@@ -16,7 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.views import LoginView, LogoutView
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
@@ -151,6 +151,14 @@ class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
         field = self.fields["username"]
         field.label = "E-mail"
         field.widget.attrs.update({"autocomplete": "username", "inputmode": "email"})
+
+
+class EmailPasswordResetForm(PasswordResetForm):
+    """Django's reset form with the field named as on the log-in form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "E-mail"
 
 
 class ConfirmingLogoutView(LogoutView):
