@@ -2,7 +2,8 @@
 
 Every periodic job finds its work by query, so a tick that was missed (worker
 down, Redis down) is caught up by the next one; nothing depends on a message
-having been delivered.
+having been delivered. Exactly one beat publishes (config.beat); every task is
+a core.tasks.PortalTask (retries, back-off). See docs/operations.md.
 """
 
 import os
@@ -17,18 +18,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
-    "billing-run-daily": {
+    # Hourly although it bills by the day: it is idempotent, so a run lost to an outage
+    # (or retried past its budget) costs an hour, not a day.
+    "billing-run-hourly": {
         "task": "invoices.run_billing",
-        "schedule": crontab(minute=5, hour=0),
+        "schedule": crontab(minute=5),
     },
     # Before the charge retries, so an attempt released now is retried in the same hour.
     "payment-actions-release-hourly": {
         "task": "payments.release_stale_payment_actions",
         "schedule": crontab(minute=10),
     },
-    "charge-retries-hourly": {
+    # Also the sweep that resumes charges left pending (a worker died, the provider did not
+    # answer) once they are older than collections.selectors.CHARGE_STARTED_WITHIN.
+    "charge-retries-quarter-hourly": {
         "task": "collections.retry_failed_charges",
-        "schedule": crontab(minute=20),
+        "schedule": crontab(minute="12-59/15"),
     },
     "past-due-marking-hourly": {
         "task": "collections.mark_past_due",
@@ -41,6 +46,12 @@ app.conf.beat_schedule = {
     "reminders-hourly": {
         "task": "collections.send_reminders",
         "schedule": crontab(minute=45),
+    },
+    # Pay online sessions of invoices that can no longer be paid, which the queued
+    # payments.expire_checkout_sessions did not close (its message was lost).
+    "checkout-sessions-expire-quarter-hourly": {
+        "task": "payments.expire_stale_checkout_sessions",
+        "schedule": crontab(minute="7-59/15"),
     },
     "payments-reconcile-nightly": {
         "task": "payments.reconcile_payments",

@@ -29,6 +29,7 @@ urlpatterns = [
     path("", include("billing.api.urls")),
     path("stripe/", stripe_webhook, name="stripe-webhook"),
     path("", include("billing.payments.urls")),
+    path("", include("billing.collections.urls")),
     path("", include("billing.invoices.urls")),
     path("", include("contracts.urls")),
 ]

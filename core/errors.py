@@ -31,3 +31,8 @@ def check_transition(
         raise InvalidTransition(
             f"{label} is {current.replace('_', ' ')} and cannot become {target.replace('_', ' ')}."
         )
+
+
+class TransientError(Exception):
+    """Something outside the portal (a provider, a mail server) cannot answer right now;
+    the same work may succeed later. Celery tasks retry it (core.tasks.PortalTask)."""

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 
 from billing.api.models import ApiScope
 from billing.api.tokens import token_create
+from billing.collections.services import invoice_report_open
 from billing.invoices.links import pay_token
 from billing.invoices.models import Invoice
 from contracts.models import Membership, Role
@@ -62,6 +63,15 @@ def build_world() -> World:
     invoices["big_paid"] = pay(
         invoice_on(customer, datetime.date(2026, 5, 20), price="1250.50", blocks=2)
     )
+    invoices["reported"] = invoice_on(customer, datetime.date(2026, 5, 25), price="90.00")
+    invoice_report_open(
+        invoice_id=invoices["reported"].pk,
+        reason="wrong_amount",
+        description="We returned one block in May.",
+        expected_correction="Credit for the returned block",
+        reported_by=owner,
+        actor=owner,
+    )
     method = PaymentMethodFactory(customer=customer)
     PaymentMethodFactory(customer=customer, last4="4444", brand="mastercard", is_default=False)
     token_create(
@@ -87,6 +97,8 @@ def build_world() -> World:
         ("invoice-refund", f"/invoices/{invoices['refund'].number}/"),
         ("invoice-void", f"/invoices/{invoices['void'].number}/"),
         ("invoice-draft", f"/invoices/{invoices['draft'].ref}/"),
+        ("invoice-under-review", f"/invoices/{invoices['reported'].number}/"),
+        ("invoice-report", f"/invoices/{open_.number}/report/"),
         ("contract-list", "/contracts/"),
         ("contract-detail", f"/contracts/{contract_id}/"),
         ("customer-switch", "/account/customer/"),

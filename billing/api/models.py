@@ -9,6 +9,7 @@ from contracts.models import Customer
 class ApiScope(models.TextChoices):
     READ_INVOICES = "read:invoices", "Read invoices"
     PAY_INVOICES = "pay:invoices:pay", "Pay invoices"
+    DISPUTE_INVOICES = "invoices:dispute", "Report a problem with an invoice"
 
 
 class ApiToken(models.Model):

@@ -3,6 +3,8 @@
 
 from django.conf import settings
 
+from .serializers import report_reasons
+
 _ERROR_TYPES = [
     "invalid_request_error",
     "authentication_error",
@@ -292,6 +294,109 @@ _INVOICE_RESPONSE = {
 }
 
 
+REPORT_STATUSES = ["open", "under_review", "rejected", "corrected"]
+
+
+def _invoice_report_schema() -> dict:
+    return {
+        "type": "object",
+        "required": [
+            "id",
+            "object",
+            "invoice",
+            "reason",
+            "description",
+            "expected_correction",
+            "status",
+            "staff_message",
+            "created",
+            "resolved",
+        ],
+        "properties": {
+            "id": {"type": "string", "example": "ir_7"},
+            "object": {"const": "invoice_report"},
+            "invoice": {"type": "string", "example": "in_42"},
+            "reason": {"enum": report_reasons()},
+            "description": {"type": "string"},
+            "expected_correction": _nullable({"type": "string"}),
+            "status": {"enum": REPORT_STATUSES},
+            "staff_message": _nullable({"type": "string"}),
+            "created": {"type": "integer"},
+            "resolved": _nullable({"type": "integer"}),
+        },
+    }
+
+
+def _report_path() -> dict:
+    return {
+        "post": {
+            "operationId": "reportInvoice",
+            "summary": "Report a problem with an invoice (dispute).",
+            "description": (
+                "The invoice is under review until staff answer: no automatic charge, "
+                "reminder or cancellation happens for it meanwhile (it can still be paid). "
+                "One open report per invoice; a paid invoice can be reported for "
+                "DISPUTE_WINDOW_DAYS after it was paid. Send an `Idempotency-Key` header to "
+                "retry safely."
+            ),
+            "x-scope": "invoices:dispute",
+            "parameters": [
+                _INVOICE_ID,
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["reason", "description"],
+                            "properties": {
+                                "reason": {"enum": report_reasons()},
+                                "description": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": 4000,
+                                    "pattern": "\\S",
+                                },
+                                "expected_correction": {"type": "string", "maxLength": 2000},
+                            },
+                        },
+                        "example": {
+                            "reason": "wrong_amount",
+                            "description": "Block 192.0.2.0/24 is billed twice.",
+                            "expected_correction": "One line for 192.0.2.0/24.",
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The report; the invoice is under review.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/InvoiceReport"}
+                        }
+                    },
+                },
+                **_AUTH_ERRORS,
+                "409": _error_response(
+                    "The invoice is already under review, or cannot be reported (draft, "
+                    "void, or paid longer ago than the dispute window).",
+                    "invalid_request_error",
+                    "invoice_under_review",
+                ),
+            },
+        }
+    }
+
+
 def openapi_document() -> dict:
     return {
         "openapi": "3.1.0",
@@ -300,8 +405,9 @@ def openapi_document() -> dict:
             "version": "1.0.0",
             "description": (
                 "Read and pay invoices. Authenticate with `Authorization: Bearer <token>`; "
-                "create tokens at /settings/tokens/ with the scopes read:invoices and "
-                "pay:invoices:pay. Amounts are integers in minor units; times are Unix seconds."
+                "create tokens at /settings/tokens/ with the scopes read:invoices, "
+                "pay:invoices:pay and invoices:dispute. Amounts are integers in minor units; "
+                "times are Unix seconds."
             ),
         },
         "servers": [{"url": settings.SITE_URL}],
@@ -465,6 +571,7 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/api/invoices/{id}/report": _report_path(),
         },
         "components": {
             "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
@@ -473,6 +580,7 @@ def openapi_document() -> dict:
                 "Customer": CUSTOMER,
                 "Subscription": SUBSCRIPTION,
                 "Error": ERROR,
+                "InvoiceReport": _invoice_report_schema(),
             },
         },
     }

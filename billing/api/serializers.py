@@ -32,6 +32,30 @@ SUBSCRIPTION_STATUS = {
 EXPANDABLE = ("customer", "subscription", "subscription.customer")
 
 
+def report_reasons() -> list[str]:
+    """The reasons a report may give: billing.collections' choices, read through the
+    invoice's `reports` relation (the API does not import collections)."""
+    model = Invoice._meta.get_field("reports").related_model
+    return [value for value, _ in model._meta.get_field("reason").choices]
+
+
+def invoice_report_object(report, invoice: Invoice) -> dict:
+    """A report (dispute) of an invoice: billing.collections' InvoiceReport, read by its
+    field names."""
+    return {
+        "id": f"ir_{report.pk}",
+        "object": "invoice_report",
+        "invoice": invoice_api_id(invoice),
+        "reason": report.reason,
+        "description": report.description,
+        "expected_correction": report.expected_correction or None,
+        "status": report.status,
+        "staff_message": report.staff_message or None,
+        "created": unix(report.created_at),
+        "resolved": unix(report.resolved_at),
+    }
+
+
 def invoice_api_id(invoice: Invoice) -> str:
     return f"in_{invoice.pk}"
 

@@ -9,6 +9,11 @@ urlpatterns = [
     re_path(r"^api/invoices/?$", views.invoice_list, name="invoice-list"),
     re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/?$", views.invoice_detail, name="invoice-detail"),
     re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/pay/?$", views.invoice_pay, name="invoice-pay"),
+    re_path(
+        r"^api/invoices/(?P<invoice_id>[^/]+)/report/?$",
+        views.invoice_report,
+        name="invoice-report",
+    ),
     re_path(r"^api/schema/?$", views.schema, name="schema"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("settings/tokens/", token_views.token_list, name="tokens"),

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.api.models import ApiScope, ApiToken
+from billing.invoices import signals as invoice_signals
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
@@ -27,7 +28,14 @@ from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
 from .schema import openapi_document
-from .serializers import EXPANDABLE, STATUS_FOR_API, invoice_object, parse_invoice_api_id
+from .serializers import (
+    EXPANDABLE,
+    STATUS_FOR_API,
+    invoice_object,
+    invoice_report_object,
+    parse_invoice_api_id,
+    report_reasons,
+)
 from .tokens import UNKNOWN_TOKEN, token_authenticate
 
 logger = logging.getLogger(__name__)
@@ -399,6 +407,91 @@ def _pay(
         status = 409 if exc.code in ("invoice_not_payable", "payment_in_progress") else 400
         raise ApiError(status, exc.message, code=exc.code) from None
     return _invoice_response(token, invoice_id, expand)
+
+
+REPORT_FIELDS = {"reason", "description", "expected_correction"}
+REPORT_TEXT_LIMITS = {"description": 4000, "expected_correction": 2000}
+
+
+def _report_body(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("The request body must be a JSON object.", code="body_invalid") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", code="body_invalid")
+    unknown = sorted(set(body) - REPORT_FIELDS)
+    if unknown:
+        raise invalid(
+            f"Received unknown parameter: {unknown[0]}.", param=unknown[0], code="parameter_unknown"
+        )
+    reasons = report_reasons()
+    reason = body.get("reason")
+    if reason is None:
+        raise invalid("Missing required param: reason.", param="reason", code="parameter_missing")
+    if reason not in reasons:
+        raise invalid(f"reason must be one of: {', '.join(reasons)}.", param="reason")
+    clean = {"reason": reason}
+    for name, limit in REPORT_TEXT_LIMITS.items():
+        value = body.get(name, "")
+        if not isinstance(value, str):
+            raise invalid(f"{name} must be a string.", param=name)
+        if len(value) > limit:
+            raise invalid(f"{name} has at most {limit} characters.", param=name)
+        clean[name] = value.strip()
+    if not clean["description"]:
+        raise invalid(
+            "Missing required param: description (what is wrong with the invoice).",
+            param="description",
+            code="parameter_missing",
+        )
+    return clean
+
+
+@api_view(methods=("POST",), scope=ApiScope.DISPUTE_INVOICES)
+def invoice_report(request: HttpRequest, invoice_id: str) -> JsonResponse:
+    """Report a problem with an invoice: it is under review (no automatic charge, reminder
+    or cancellation) until staff answer. The same Idempotency-Key replays the answer."""
+    token = request.api_token
+    body = _report_body(request)
+    key = request.headers.get("Idempotency-Key")
+    record = None
+    if key is not None:
+        claimed = idempotency.claim(
+            token, key, idempotency.fingerprint(request.path.rstrip("/"), body)
+        )
+        if isinstance(claimed, JsonResponse):
+            return claimed
+        record = claimed
+    try:
+        response = _report(token, invoice_id, body)
+    except ApiError as exc:
+        response = exc.response()
+    except Exception:
+        if record is not None:
+            record.delete()  # let a retry with the same key run again
+        raise
+    if record is not None:
+        idempotency.complete(record, response)
+    return response
+
+
+def _report(token: ApiToken, invoice_id: str, body: dict) -> JsonResponse:
+    invoice = _get_invoice(token, invoice_id, set())
+    try:
+        replies = invoice_signals.invoice_report_requested.send(
+            sender=Invoice, invoice_id=invoice.pk, user=token.user, **body
+        )
+    except DomainError as exc:
+        status = 409 if exc.code in ("already_reported", "not_reportable") else 400
+        code = {
+            "already_reported": "invoice_under_review",
+            "not_reportable": "invoice_not_reportable",
+        }.get(exc.code, "parameter_invalid")
+        raise ApiError(status, exc.message, code=code) from None
+    if len(replies) != 1:
+        raise ApiError(503, "Reports cannot be taken right now.", type="api_error")
+    return JsonResponse(invoice_report_object(replies[0][1], invoice))
 
 
 @api_view(methods=("GET",), scope=None)

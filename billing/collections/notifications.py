@@ -1,16 +1,27 @@
-"""Customer e-mails of the billing calendar, each sent exactly once.
+"""Customer and staff e-mails of the billing calendar: each sent once, at least once.
 
 Sending is claimed by writing the audit entry "notification.<kind>" on the invoice,
-payment or contract first; a partial unique index (contracts migration 0002) lets
-only one such entry exist, so a task run twice, or by two workers at once, e-mails
-once. If the mail server fails the claim is rolled back and the next run tries again.
+payment, refund or contract; a partial unique index (core migration) lets only one such
+entry exist, so a task run twice, or by two workers at once, e-mails once. The claim and
+the send share one transaction: if the mail server refuses, the claim is rolled back and
+the next run (the task's retry, or the hourly send_reminders) tries again.
+
+Across a crash this is at-least-once, on purpose. A worker that dies (or loses the
+database) after the mail server accepted the message but before the claim committed has
+sent a message nobody recorded; the next run sends it again. Every message therefore
+carries a Message-ID made from its claim alone (kind, object, site), identical on every
+try, so mail systems that de-duplicate by Message-ID (most do, and so do clients' threads)
+show it once. The other choice, committing the claim as "sending" before sending, would
+lose the message instead in the same crash, and a lost cancellation warning costs a
+customer their addresses, while a duplicate receipt costs nothing. docs/operations.md.
 """
 
 import logging
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.core.mail import EmailMultiAlternatives, mail_admins
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
@@ -29,6 +40,9 @@ from contracts.models import (
 from core.audit import audit_record
 from core.models import AuditEntry
 
+from .models import InvoiceReport, ReportStatus
+from .selectors import invoice_is_under_review
+
 logger = logging.getLogger(__name__)
 
 NOTIFIER = "notifications"
@@ -39,6 +53,14 @@ CONTRACT_CANCELLED = "contract_cancelled"
 RECEIPT = "receipt"
 PAID_AFTER_CANCELLATION = "paid_after_cancellation"
 REFUND_FAILED = "refund_failed"
+REPORT_STAFF_ALERT = "report_staff_alert"
+# The customer's e-mail for each step of a report, by the report's status.
+REPORT_KINDS = {
+    ReportStatus.OPEN: "report_received",
+    ReportStatus.UNDER_REVIEW: "report_received",
+    ReportStatus.REJECTED: "report_rejected",
+    ReportStatus.CORRECTED: "report_corrected",
+}
 
 
 def cancellation_warning_kind(days: int) -> str:
@@ -68,6 +90,26 @@ def not_notified(queryset: models.QuerySet, kind: str) -> models.QuerySet:
     return queryset.exclude(Exists(sent))
 
 
+def notification_message_id(kind: str, target: models.Model) -> str:
+    """The Message-ID of the `kind` e-mail about `target`: the same on every try (see above)."""
+    domain = urlsplit(settings.SITE_URL).hostname or "localhost"
+    label = target._meta.label_lower.replace(".", "-")
+    return f"<notification.{kind}.{label}.{target.pk}@{domain}>"
+
+
+def _mail_staff(subject: str, body: str, *, message_id: str) -> None:
+    """mail_admins, with the claim's Message-ID (mail_admins takes no headers)."""
+    if not settings.ADMINS:
+        return
+    EmailMessage(
+        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        body=body,
+        from_email=settings.SERVER_EMAIL,
+        to=[address for _name, address in settings.ADMINS],
+        headers={"Message-ID": message_id},
+    ).send()
+
+
 def _contract_context(contract: LeaseContract | None) -> dict:
     if contract is None:
         return {"contract": None, "blocks": []}
@@ -91,6 +133,7 @@ def _send_once(
         logger.warning("no billing contact for %s; %s not sent", customer, kind)
         return False
     context = {"customer": customer, "site_url": settings.SITE_URL, **context}
+    message_id = notification_message_id(kind, target)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -99,7 +142,7 @@ def _send_once(
                     action=f"notification.{kind}",
                     target=target,
                     customer=customer,
-                    after={"to": recipients, "subject": subject},
+                    after={"to": recipients, "subject": subject, "message_id": message_id},
                 )
         except IntegrityError:
             return False
@@ -107,6 +150,7 @@ def _send_once(
             subject=subject,
             body=render_to_string(f"emails/{template}.txt", context),
             to=recipients,
+            headers={"Message-ID": message_id},
         )
         message.attach_alternative(
             render_to_string(f"emails/{template}.html", context), "text/html"
@@ -157,6 +201,8 @@ def notify_invoice_overdue(*, invoice_id: int) -> bool:
         return False
     if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
         return False
+    if invoice_is_under_review(invoice.pk):
+        return False
     return _send_once(
         kind=INVOICE_OVERDUE,
         target=invoice,
@@ -178,6 +224,8 @@ def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
     if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.contract is None:
         return False
     if invoice.contract.status == ContractStatus.CANCELLED:
+        return False
+    if invoice_is_under_review(invoice.pk):
         return False
     contract = invoice.contract
     cancellation_date = invoice.cancellation_date
@@ -258,11 +306,12 @@ def _alert_staff_if_paid_after_cancellation(invoice: Invoice) -> None:
         except IntegrityError:
             return
         logger.warning(subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe invoice is Paid and the contract stays cancelled; its blocks "
             "are deactivated. Reinstate the customer with a new contract or refund the "
             f"payment.\n\nCustomer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(PAID_AFTER_CANCELLATION, invoice),
         )
 
 
@@ -293,12 +342,78 @@ def notify_staff_refund_failed(*, refund_id: int) -> bool:
         except IntegrityError:
             return False
         logger.error("STAFF: %s", subject)
-        mail_admins(
+        _mail_staff(
             subject,
             f"{subject}.\n\nThe payment processor could not return the money (refund "
             f"{refund.provider_refund_id or refund.pk}, payment {payment.pk}); it is back in "
             "our balance. The invoice shows what is still refunded. Refund again from the "
             "payment in the admin, or return the money another way.\n\n"
             f"Customer: {invoice.customer} <{invoice.customer.email}>\n",
+            message_id=notification_message_id(REFUND_FAILED, refund),
         )
     return True
+
+
+def notify_report(*, report_id: int) -> bool:
+    """Tell the customer's billing contacts where their report stands (received, rejected
+    with the new cancellation date, corrected), once per step; a new report also alerts staff.
+    """
+    report = (
+        InvoiceReport.objects.select_related("invoice__customer", "invoice__contract")
+        .filter(pk=report_id)
+        .first()
+    )
+    if report is None:
+        return False
+    invoice = report.invoice
+    if report.resolved_at is None:
+        _alert_staff_of_report(report)
+    kind = REPORT_KINDS[report.status]
+    subject = {
+        "report_received": f"We are reviewing invoice {invoice.number}",
+        "report_rejected": f"Your report on invoice {invoice.number}: the invoice stands",
+        "report_corrected": f"Your report on invoice {invoice.number}: corrected",
+    }[kind]
+    still_due = invoice.is_payable
+    return _send_once(
+        kind=kind,
+        target=report,
+        customer=invoice.customer,
+        subject=subject,
+        template=kind,
+        context={
+            "invoice": invoice,
+            "report": report,
+            "still_due": still_due,
+            "pay_url": pay_url(invoice) if still_due else "",
+            "cancellation_date": invoice.cancellation_date if invoice.contract_id else None,
+            **_contract_context(invoice.contract),
+        },
+    )
+
+
+def _alert_staff_of_report(report: InvoiceReport) -> None:
+    invoice = report.invoice
+    subject = (
+        f"Invoice {invoice.number} reported by {invoice.customer}: {report.get_reason_display()}"
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=NOTIFIER,
+                    action=f"notification.{REPORT_STAFF_ALERT}",
+                    target=report,
+                    customer=invoice.customer,
+                    after={"invoice": invoice.number},
+                )
+        except IntegrityError:
+            return
+        _mail_staff(
+            subject,
+            f"{subject}.\n\n{report.description}\n\nExpected correction: "
+            f"{report.expected_correction or '(none given)'}\n\nCollection of this invoice "
+            "is paused until the report is rejected or corrected in the admin "
+            "(Collections > Reported invoices).\n",
+            message_id=notification_message_id(REPORT_STAFF_ALERT, report),
+        )

@@ -1,6 +1,8 @@
-"""Domain events -> queued tasks. The signals are sent after commit; queuing goes
-through on_commit anyway so a receiver fired inside a caller's transaction still
-waits for it. A broker outage is logged, never raised (see core.queue.enqueue)."""
+"""Domain events -> queued tasks, and the API's report requests -> the report service.
+
+The events are sent after commit; queuing goes through on_commit anyway so a receiver
+fired inside a caller's transaction still waits for it. A broker outage is logged, never
+raised (see core.queue.enqueue)."""
 
 from django.dispatch import receiver
 
@@ -10,6 +12,8 @@ from billing.payments import signals as payment_signals
 from core.queue import enqueue_on_commit
 
 from . import tasks
+from .models import InvoiceReport
+from .services import invoice_report_open
 
 
 @receiver(invoice_signals.invoice_finalized, dispatch_uid="collections.invoice_finalized")
@@ -22,6 +26,27 @@ def on_invoice_finalized(sender, invoice_id: int, **kwargs) -> None:
 def on_invoice_status_changed(sender, invoice_id: int, new_status: str, **kwargs) -> None:
     if new_status == InvoiceStatus.PAID:
         enqueue_on_commit(tasks.notify_invoice_paid, invoice_id)
+
+
+@receiver(invoice_signals.invoice_report_requested, dispatch_uid="collections.report_requested")
+def on_invoice_report_requested(
+    sender,
+    invoice_id: int,
+    reason: str,
+    description: str,
+    expected_correction: str,
+    user,
+    **kwargs,
+) -> InvoiceReport:
+    """The API's "report a problem" (billing.api cannot import this app)."""
+    return invoice_report_open(
+        invoice_id=invoice_id,
+        reason=reason,
+        description=description,
+        expected_correction=expected_correction,
+        reported_by=user,
+        actor=user,
+    )
 
 
 @receiver(payment_signals.payment_failed, dispatch_uid="collections.payment_failed")

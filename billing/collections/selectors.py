@@ -13,6 +13,8 @@ from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
 from contracts.models import ContractStatus, LeaseContract
 
+from .models import InvoiceReport
+
 
 def grace_period() -> datetime.timedelta:
     return datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
@@ -27,10 +29,12 @@ LIVE_STATUSES = (ContractStatus.ACTIVE, ContractStatus.PAST_DUE)
 
 
 def overdue_contract_ids(*, today: datetime.date) -> QuerySet:
-    """Contract ids of Open invoices whose due date + grace has come (the index-only step)."""
+    """Contract ids of Open invoices whose due date + grace has come (the index-only step);
+    an invoice under review is never enforced."""
     return (
         Invoice.objects.filter(status=InvoiceStatus.OPEN, due_date__lte=today - grace_period())
         .exclude(contract_id=None)
+        .filter(~under_review())
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
@@ -59,6 +63,7 @@ def grace_candidates(*, today: datetime.date) -> list[int]:
 def past_due_candidates(*, today: datetime.date) -> QuerySet:
     return (
         Invoice.objects.filter(overdue_q(today), contract__status=ContractStatus.ACTIVE)
+        .filter(~under_review())
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
@@ -66,9 +71,10 @@ def past_due_candidates(*, today: datetime.date) -> QuerySet:
 
 
 def overdue_invoices_to_remind(*, today: datetime.date) -> QuerySet:
-    """Open invoices past their due date on a live contract (or none)."""
+    """Open invoices past their due date on a live contract (or none), not under review."""
     return (
         Invoice.objects.filter(overdue_q(today))
+        .filter(~under_review())
         .exclude(contract__status=ContractStatus.CANCELLED)
         .select_related("customer", "contract")
         .order_by("pk")
@@ -92,6 +98,7 @@ def cancellation_warnings_due(*, today: datetime.date) -> list[tuple[Invoice, in
         .filter(
             Q(due_date__gt=today - grace_period()) | Q(contract__grace_extended_until__gt=today)
         )
+        .filter(~under_review())
         .select_related("customer", "contract")
         .order_by("pk")
     )
@@ -124,6 +131,7 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
             invoice__status=InvoiceStatus.OPEN,
         )
         .exclude(invoice__contract__status=ContractStatus.CANCELLED)
+        .filter(~under_review("invoice_id"))
         .values("invoice_id")
         .annotate(
             attempts=Count("pk"),
@@ -145,8 +153,12 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
 
 
 # An automatic charge queued at finalisation normally runs within seconds; one that has
-# not started (or stopped half-way) after this long is started (or resumed) by the sweep.
-CHARGE_STARTED_WITHIN = datetime.timedelta(minutes=30)
+# not started (or stopped half-way) after this long is started (or resumed) by the sweep,
+# which runs every 15 minutes (config.celery): a lost message costs at most half an hour.
+# Resuming a charge whose own retry is still waiting is harmless: both send the same
+# attempt under its idempotency key, and the provider's "still in progress" (409) leaves
+# it pending (billing.payments.providers.ProviderBusy).
+CHARGE_STARTED_WITHIN = datetime.timedelta(minutes=15)
 
 
 def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]:
@@ -165,7 +177,73 @@ def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]
         )
         .exclude(contract__status=ContractStatus.CANCELLED)
         .filter(Exists(has_default_card))
+        .filter(~under_review())
         .filter(~Exists(automatic.exclude(status=PaymentStatus.PENDING, updated_at__lte=stale)))
         .order_by("pk")
         .values_list("pk", flat=True)
+    )
+
+
+# --- Reported invoices (disputes) -----------------------------------------------------
+
+
+def under_review(outer: str = "pk") -> Exists:
+    """The invoice named by OuterRef(outer) has a report staff have not resolved yet.
+
+    While it holds, nothing in this module charges, reminds, marks past due or cancels
+    for that invoice (the customer may still pay it).
+    """
+    unresolved = InvoiceReport.objects.filter(resolved_at__isnull=True)
+    return Exists(unresolved.filter(invoice_id=OuterRef(outer)))
+
+
+def invoice_is_under_review(invoice_id: int) -> bool:
+    """Read in its own statement: under a lock taken just before, it sees every report
+    committed before the lock was granted."""
+    return InvoiceReport.objects.filter(invoice_id=invoice_id, resolved_at__isnull=True).exists()
+
+
+def invoices_under_review(invoice_ids: list[int]) -> set[int]:
+    return set(
+        InvoiceReport.objects.filter(
+            invoice_id__in=invoice_ids, resolved_at__isnull=True
+        ).values_list("invoice_id", flat=True)
+    )
+
+
+def report_refusal(
+    invoice: Invoice, *, now: datetime.datetime, already_reported: bool
+) -> str | None:
+    """Why `invoice` cannot be reported now, in the customer's words; None when it can.
+
+    A paid invoice stays reportable for DISPUTE_WINDOW_DAYS after it was paid; an unpaid
+    one always is.
+    """
+    if invoice.status == InvoiceStatus.DRAFT:
+        return "This invoice is still a draft; it can be reported once it is issued."
+    if invoice.status == InvoiceStatus.VOID:
+        return "This invoice is void: there is nothing to pay, so nothing to report."
+    if already_reported:
+        return (
+            f"A problem with invoice {invoice.number} is already under review; "
+            "we will write to you when it is resolved."
+        )
+    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.REFUND):
+        settled = invoice.paid_at or now
+        window = datetime.timedelta(days=settings.DISPUTE_WINDOW_DAYS)
+        if settled + window < now:
+            return (
+                f"Invoice {invoice.number} was paid and settled more than "
+                f"{settings.DISPUTE_WINDOW_DAYS} days ago and can no longer be reported here; "
+                f"please contact {settings.SELLER['email']}."
+            )
+    return None
+
+
+def report_queue() -> QuerySet:
+    """Unresolved reports, oldest first (the admin's default view)."""
+    return (
+        InvoiceReport.objects.filter(resolved_at__isnull=True)
+        .select_related("invoice__customer", "reported_by")
+        .order_by("created_at", "pk")
     )

@@ -9,28 +9,42 @@ from django.utils import timezone
 from billing.invoices.models import Invoice, InvoiceStatus
 from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from billing.payments.providers.base import ProviderUnavailable
 from contracts.models import CancellationReason, ContractStatus, LeaseContract
 from core.queue import enqueue
+from core.tasks import PortalTask
 
 from . import notifications, selectors, services
 
 CALENDAR = "billing calendar"
 
 
-@shared_task(
-    name="collections.charge_invoice",
-    autoretry_for=(ProviderUnavailable,),
-    retry_backoff=300,
-    retry_backoff_max=3600,
-    max_retries=5,
-)
+@shared_task(base=PortalTask, name="collections.charge_invoice", retry_backoff=60)
 def charge_invoice(invoice_id: int) -> None:
-    """Charge the default card once; the service decides whether there is anything to do."""
-    payments.invoice_charge_automatically(invoice_id=invoice_id, actor=CALENDAR)
+    """Charge the default card once; the service decides whether there is anything to do.
+
+    A provider that cannot answer (ProviderUnavailable, also Stripe's "same request still
+    in progress") leaves the attempt pending and the task is retried; the retry resumes
+    that attempt under its idempotency key.
+
+    Never while the invoice is under review: checked here, and again by the payment
+    service under the invoice's lock through `hold`, so a report that commits between the
+    two still stops the charge.
+    """
+    if selectors.invoice_is_under_review(invoice_id):
+        return
+    payments.invoice_charge_automatically(
+        invoice_id=invoice_id, actor=CALENDAR, hold=held_for_review
+    )
 
 
-@shared_task(name="collections.retry_failed_charges")
+def held_for_review(invoice: Invoice) -> str | None:
+    """The collections rule the payment service applies under the invoice's lock."""
+    if selectors.invoice_is_under_review(invoice.pk):
+        return f"Invoice {invoice} is under review; it is not charged automatically."
+    return None
+
+
+@shared_task(base=PortalTask, name="collections.retry_failed_charges")
 def retry_failed_charges() -> int:
     """Retries on the failure schedule, and first charges that never ran or were left
     half-way (the queue was down, a worker died): nothing is left uncharged."""
@@ -41,37 +55,42 @@ def retry_failed_charges() -> int:
     return len(due)
 
 
-@shared_task(name="collections.notify_payment_failed")
+@shared_task(base=PortalTask, name="collections.notify_report")
+def notify_report(report_id: int) -> bool:
+    return notifications.notify_report(report_id=report_id)
+
+
+@shared_task(base=PortalTask, name="collections.notify_payment_failed")
 def notify_payment_failed(payment_id: int) -> bool:
     return notifications.notify_payment_failed(payment_id=payment_id)
 
 
-@shared_task(name="collections.notify_invoice_paid")
+@shared_task(base=PortalTask, name="collections.notify_invoice_paid")
 def notify_invoice_paid(invoice_id: int) -> bool:
     return notifications.notify_invoice_paid(invoice_id=invoice_id)
 
 
-@shared_task(name="collections.notify_refund_failed")
+@shared_task(base=PortalTask, name="collections.notify_refund_failed")
 def notify_refund_failed(refund_id: int) -> bool:
     return notifications.notify_staff_refund_failed(refund_id=refund_id)
 
 
-@shared_task(name="collections.send_cancellation_notice")
+@shared_task(base=PortalTask, name="collections.send_cancellation_notice")
 def send_cancellation_notice(contract_id: int) -> bool:
     return notifications.notify_contract_cancelled(contract_id=contract_id)
 
 
-@shared_task(name="collections.enforce_grace_period")
+@shared_task(base=PortalTask, name="collections.enforce_grace_period")
 def enforce_grace_period() -> int:
     return len(services.grace_enforce().cancelled)
 
 
-@shared_task(name="collections.mark_past_due")
+@shared_task(base=PortalTask, name="collections.mark_past_due")
 def mark_past_due() -> int:
     return services.contracts_mark_past_due()
 
 
-@shared_task(name="collections.send_reminders")
+@shared_task(base=PortalTask, name="collections.send_reminders")
 def send_reminders() -> int:
     """Every reminder that is due and not yet sent; also catches up e-mails whose queuing failed.
 

@@ -18,9 +18,10 @@ from django.http import QueryDict
 
 from contracts.models import Customer
 
-from .models import Invoice, InvoiceLine, InvoiceStatus, overdue_q
+from .models import Invoice, InvoiceLine, InvoiceStatus, overdue_q, under_review_q
 
 OVERDUE = "overdue"
+UNDER_REVIEW = "under_review"
 STATUS_CHOICES = [
     ("", "All"),
     (InvoiceStatus.OPEN.value, "Open"),
@@ -30,6 +31,7 @@ STATUS_CHOICES = [
     (InvoiceStatus.VOID.value, "Void"),
     (InvoiceStatus.REFUND.value, "Refund"),
     (InvoiceStatus.UNCOLLECTIBLE.value, "Uncollectible"),
+    (UNDER_REVIEW, "Under review"),
 ]
 STATUS_VALUES = frozenset(value for value, _ in STATUS_CHOICES)
 
@@ -147,6 +149,8 @@ class InvoiceFilterSet(django_filters.FilterSet):
     def filter_status(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
         if value == OVERDUE:
             return qs.filter(overdue_q(self.today))
+        if value == UNDER_REVIEW:
+            return qs.filter(under_review_q())
         return qs.filter(status=value)
 
     def filter_search(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:

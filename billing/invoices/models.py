@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 
 from contracts.models import Customer, IPBlock, LeaseContract
@@ -38,6 +38,24 @@ INVOICE_TRANSITIONS = {
 def overdue_q(today: datetime.date, prefix: str = "") -> Q:
     """Overdue is derived, never stored: Open and past the due date (see Invoice.is_overdue)."""
     return Q(**{f"{prefix}status": InvoiceStatus.OPEN, f"{prefix}due_date__lt": today})
+
+
+def under_review_q(prefix: str = "") -> Q:
+    """The customer reported a problem that staff have not resolved yet ("Under review").
+
+    Reports are billing.collections' InvoiceReport, read here through the relation name
+    `reports` and its one condition (resolved_at is null) because invoices never import
+    collections. At most one unresolved report exists per invoice (a partial unique
+    constraint there), so filtering on it never repeats an invoice.
+    """
+    # Both conditions in one Q apply to the same joined report; without the first, an
+    # invoice with no report at all (a NULL row of the outer join) would match.
+    return Q(**{f"{prefix}reports__isnull": False, f"{prefix}reports__resolved_at__isnull": True})
+
+
+def under_review_flag() -> Exists:
+    """`under_review_q` as a column (annotate(under_review=under_review_flag()))."""
+    return Exists(Invoice.objects.filter(under_review_q(), pk=OuterRef("pk")))
 
 
 # Statuses in which money is still owed and a payment may be taken.

@@ -29,6 +29,7 @@ from billing.invoices.models import (
     InvoiceLine,
     InvoiceStatus,
     overdue_q,
+    under_review_flag,
 )
 from config.release import code_fingerprint
 from contracts.models import Customer, contract_reference
@@ -104,8 +105,8 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows."""
-    return qs.only(
+    """Only the columns a list row shows, and whether each is under review."""
+    return qs.annotate(under_review=under_review_flag()).only(
         "id",
         "number",
         "customer_id",
@@ -276,7 +277,10 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         # By relation name: payments depend on invoices, never the reverse. The page
         # orders them (oldest first) in Python.
         "payments__refunds",
+        # billing.collections' reports (disputes), oldest first, by relation name too.
+        "reports",
     )
+    invoice.under_review = any(r.resolved_at is None for r in invoice.reports.all())
     if invoice.contract_id:
         prefetch_related_objects([invoice.contract], "blocks")
     return invoice

@@ -22,6 +22,7 @@ from contracts.models import ContractStatus, LeaseContract
 from contracts.periods import add_months, period_for
 from contracts.services import contract_restore
 from core.audit import Actor, audit_record
+from core.db import database_unreachable
 from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
 
@@ -230,15 +231,24 @@ def billing_run(
     """Bill every live contract whose next period has started. Safe to run any number of times.
 
     Candidates come from the (status, next_billing_date) index, so the cost follows the
-    number of contracts due today, not the size of the table. Each contract is billed in
-    its own transaction: one bad contract is reported and does not stop the others.
+    number of contracts due today, not the size of the table. Their ids are read first, in
+    one query: no cursor stays open across the run for an outage to break. Each contract is
+    billed in its own transaction: one bad contract (a domain error, a deadlock) is reported
+    and does not stop the others. A lost database connection stops the run and is raised:
+    every contract after it would fail the same way, and the task is retried (the contracts
+    already billed have moved their next_billing_date and are not billed again).
     """
     today = today or timezone.localdate()
     result = BillingRunResult()
-    due = LeaseContract.objects.filter(
-        status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE], next_billing_date__lte=today
-    ).values_list("pk", flat=True)
-    for contract_id in due.iterator(chunk_size=1000):
+    due = list(
+        LeaseContract.objects.filter(
+            status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE],
+            next_billing_date__lte=today,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for contract_id in due:
         try:
             invoices = contract_bill_due_periods(contract_id=contract_id, today=today, actor=actor)
         except DomainError as exc:
@@ -246,7 +256,15 @@ def billing_run(
             result.errors[contract_id] = exc.message
             continue
         except DatabaseError as exc:
-            # A deadlock or lost lock rolls back this contract only; the next run bills it.
+            if database_unreachable(exc):
+                logger.error(
+                    "billing run: database lost at contract %s; %s of %s billed, stopping",
+                    contract_id,
+                    len(result.invoice_ids),
+                    len(due),
+                )
+                raise
+            # A deadlock or lock timeout rolls back this contract only; the next run bills it.
             logger.exception("billing run: contract %s not billed", contract_id)
             result.errors[contract_id] = f"database error: {exc}"
             continue

@@ -10,3 +10,10 @@ from django.dispatch import Signal
 invoice_finalized = Signal()
 # kwargs: invoice_id, old_status, new_status
 invoice_status_changed = Signal()
+
+# A request, not an event: sent by billing.api inside the request, before anything is
+# committed, to open a report (dispute) on an invoice. billing.collections owns reports
+# and is its one receiver; the API may not import it (the two apps are independent).
+# Sent with send(), so the receiver's DomainError reaches the caller; the receiver returns
+# the report. kwargs: invoice_id, reason, description, expected_correction, user
+invoice_report_requested = Signal()

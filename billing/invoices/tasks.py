@@ -2,21 +2,21 @@
 
 from celery import shared_task
 
+from core.tasks import PortalTask
+
 from .documents import pdf
 from .services import billing_run
 
 
-@shared_task(name="invoices.run_billing")
+@shared_task(base=PortalTask, name="invoices.run_billing")
 def run_billing() -> int:
+    """Hourly (config.celery). Stops at a lost database and is retried (PortalTask); the
+    contracts it billed before are not billed again."""
     result = billing_run()
     return len(result.invoice_ids)
 
 
-@shared_task(
-    name="invoices.render_invoice_pdf",
-    autoretry_for=(OSError,),  # storage write failures; the download renders on demand meanwhile
-    retry_backoff=60,
-    max_retries=5,
-)
+@shared_task(base=PortalTask, name="invoices.render_invoice_pdf")
 def render_invoice_pdf(invoice_id: int) -> None:
+    # Storage write failures (OSError) are retried; the download renders on demand meanwhile.
     pdf.invoice_pdf_render(invoice_id=invoice_id)

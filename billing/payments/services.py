@@ -13,6 +13,8 @@ import datetime
 import enum
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
@@ -52,6 +54,7 @@ from .providers import (
     CardDeclined,
     PaymentError,
     PaymentProvider,
+    ProviderBusy,
     ProviderUnavailable,
     get_provider,
     known_customer_ref,
@@ -139,9 +142,20 @@ SAVED_METHOD_KINDS = (PaymentKind.AUTOMATIC, PaymentKind.API)
 
 _UNDER_WAY = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
+# A caller's rule against charging, asked with the invoice locked: the reason not to
+# charge (shown in logs and errors), or None to go ahead. Apps above payments
+# (collections: "under review") pass their rules down this way instead of being imported.
+ChargeHold = Callable[[Invoice], str | None]
+
 
 def payment_start_saved_method_charge(
-    *, invoice_id: int, provider: str, kind: str, actor: Actor, idempotency_key: str | None = None
+    *,
+    invoice_id: int,
+    provider: str,
+    kind: str,
+    actor: Actor,
+    idempotency_key: str | None = None,
+    hold: ChargeHold | None = None,
 ) -> Payment:
     """The attempt to send to the provider, decided under the invoice's row lock.
 
@@ -149,7 +163,10 @@ def payment_start_saved_method_charge(
     does not say whether it charged) is handed back to be sent again under its own
     idempotency key, so the provider answers with the same charge instead of a second
     one. While another charge is processing or waits for the customer, a new one is
-    refused. Otherwise a new attempt is created.
+    refused. Otherwise a new attempt is created, unless `hold` (a caller's rule, asked
+    under the lock) names a reason not to: then DomainError(code="held"). A pending
+    attempt is still resumed under a hold: it was sent before the rule applied, and only
+    its own idempotency key can tell whether it charged.
     """
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
@@ -179,6 +196,9 @@ def payment_start_saved_method_charge(
                 "it is confirmed or released within minutes.",
                 code="payment_in_progress",
             )
+        held = hold(invoice) if hold is not None else None
+        if held:
+            raise DomainError(held, code="held")
         return payment_create(
             invoice_id=invoice.pk,
             provider=provider,
@@ -824,15 +844,31 @@ def _reusable_checkout(
     )
 
 
+# A Pay online attempt recorded without its session yet is being created by the request
+# that recorded it (its provider call is under way, within the web budget). Older than this,
+# that request is gone (its worker died) and the attempt is given up.
+CHECKOUT_IN_FLIGHT = datetime.timedelta(seconds=60)
+# How often a second click looks whether the first one's session has arrived.
+_CHECKOUT_POLL_SECONDS = 0.2
+
+
 def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
     """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
 
-    A still-open session for the same invoice, amount and return URLs is reused. The invoice row is
-    locked while the session is created, so two clicks make one session. When the
-    provider fails, the attempt is recorded as failed and the error (safe to show) raised.
+    No row lock is held while the provider is called (a slow provider must not block
+    webhooks, charges and grace enforcement on the invoice). Three steps:
+    1. under the invoice lock: re-check, reuse a still-open session for the same invoice,
+       amount and return URLs, or record a pending attempt (which reserves the session:
+       two clicks make one) and commit;
+    2. with no lock: create the session at the provider under the attempt's idempotency key;
+    3. under the locks again: store the session, unless the invoice stopped being payable
+       meanwhile (voided, paid, contract cancelled); then the session is expired again.
+    A click that finds the attempt of another click still under way waits up to
+    settings.CHECKOUT_WAIT_SECONDS for its session, then answers ProviderBusy (try again).
+    When the provider fails, the attempt is recorded as failed and the error (safe to show)
+    raised; ProviderBusy (the same request still in progress there) leaves it pending.
     """
     provider = get_provider()
-    failure: PaymentError | None = None
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
@@ -841,48 +877,146 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
         )
         if reusable:
             return reusable.checkout_url
+        under_way = _checkout_under_way(
+            invoice, provider, success_url=success_url, cancel_url=cancel_url, actor=actor
+        )
+        if under_way is None:
+            payment = payment_create(
+                invoice_id=invoice.pk,
+                provider=provider.name,
+                kind=PaymentKind.CHECKOUT,
+                actor=actor,
+            )
+            payment.checkout_success_url = success_url
+            payment.checkout_cancel_url = cancel_url
+            payment.save(update_fields=["checkout_success_url", "checkout_cancel_url"])
+    if under_way is not None:
+        return _checkout_wait_for(under_way.pk)
+    try:
         customer_ref = customer_provider_ref(
             provider=provider, customer=invoice.customer, actor=actor
         )
-        payment = payment_create(
-            invoice_id=invoice.pk, provider=provider.name, kind=PaymentKind.CHECKOUT, actor=actor
+        session = provider.checkout_create(
+            payment=payment,
+            invoice=invoice,
+            customer_ref=customer_ref,
+            success_url=success_url,
+            cancel_url=cancel_url,
         )
-        try:
-            session = provider.checkout_create(
-                payment=payment,
-                invoice=invoice,
-                customer_ref=customer_ref,
-                success_url=success_url,
-                cancel_url=cancel_url,
-            )
-        except PaymentError as exc:
-            failure = exc
-        else:
-            payment.provider_checkout_id = session.id
-            payment.checkout_url = session.url
-            payment.checkout_success_url = success_url
-            payment.checkout_cancel_url = cancel_url
-            payment.save(
-                update_fields=[
-                    "provider_checkout_id",
-                    "checkout_url",
-                    "checkout_success_url",
-                    "checkout_cancel_url",
-                    "updated_at",
-                ]
-            )
-            audit_record(
-                actor=actor,
-                action="payment.checkout_started",
-                target=payment,
-                customer=invoice.customer,
-                after={"session": session.id, "amount": payment.amount},
-            )
-            return session.url
-    payment_record_failure(
-        payment_id=payment.pk, actor=actor, code=failure.code, message=failure.message
+    except ProviderBusy:
+        raise  # the provider still works on this very attempt: it stays pending
+    except PaymentError as exc:
+        payment_record_failure(
+            payment_id=payment.pk, actor=actor, code=exc.code, message=exc.message
+        )
+        raise
+    return _checkout_record_session(payment.pk, session=session, actor=actor)
+
+
+def _checkout_under_way(
+    invoice: Invoice, provider: PaymentProvider, *, success_url: str, cancel_url: str, actor: Actor
+) -> Payment | None:
+    """The attempt another click recorded and is creating the session of (caller holds the
+    invoice lock); one whose request ended without a session is given up here."""
+    pending = Payment.objects.select_for_update().filter(
+        invoice=invoice,
+        kind=PaymentKind.CHECKOUT,
+        provider=provider.name,
+        status=PaymentStatus.PENDING,
+        provider_checkout_id__isnull=True,
     )
-    raise failure
+    found = None
+    for payment in pending.order_by("-created_at"):
+        alive = payment.created_at >= timezone.now() - CHECKOUT_IN_FLIGHT
+        if (
+            found is None
+            and alive
+            and payment.amount == invoice.amount_remaining
+            and (
+                (payment.checkout_success_url, payment.checkout_cancel_url)
+                == (success_url, cancel_url)
+            )
+        ):
+            found = payment
+        elif not alive:
+            # Its session, if the provider made one, was never shown to anybody.
+            payment_set_status(
+                payment,
+                PaymentStatus.CANCELLED,
+                actor=actor,
+                customer=invoice.customer,
+                note="its request ended before the payment page was created",
+            )
+    return found
+
+
+def _checkout_wait_for(payment_id: int) -> str:
+    """The session URL another click's attempt gets, polled with no lock held."""
+    # perf_counter: monotonic too, and real time even where tests freeze the clock.
+    deadline = time.perf_counter() + settings.CHECKOUT_WAIT_SECONDS
+    while True:
+        row = Payment.objects.filter(pk=payment_id).values(
+            "status", "checkout_url", "failure_code", "failure_message"
+        )[0]
+        if row["checkout_url"]:
+            return row["checkout_url"]
+        if row["status"] != PaymentStatus.PENDING:
+            if row["failure_code"] == ProviderUnavailable.code:
+                raise ProviderUnavailable(row["failure_message"])
+            raise PaymentError(row["failure_message"])
+        if time.perf_counter() >= deadline:
+            raise ProviderBusy(
+                "Your payment page is still being prepared. Nothing was charged; "
+                "please try again in a moment."
+            )
+        time.sleep(_CHECKOUT_POLL_SECONDS)
+
+
+def _checkout_record_session(payment_id: int, *, session, actor: Actor) -> str:
+    """Store the session made for the attempt (step 3 of checkout_start); returns its URL.
+
+    Re-checked under the locks: if the invoice can no longer be paid online, or the attempt
+    was given up, the session is stored (so expiring it can be retried by the periodic
+    sweep), expired at the provider with no lock held, and DomainError raised.
+    """
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if invoice.contract_id:
+            invoice.contract = LeaseContract.objects.get(pk=invoice.contract_id)
+        payment.provider_checkout_id = session.id
+        payment.checkout_url = session.url
+        payment.save(update_fields=["provider_checkout_id", "checkout_url", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="payment.checkout_started",
+            target=payment,
+            customer=invoice.customer,
+            after={"session": session.id, "amount": payment.amount},
+        )
+        refusal: DomainError | None = None
+        try:
+            invoice_check_payable_online(invoice)
+        except DomainError as exc:
+            refusal = exc
+        if refusal is None and payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+            refusal = DomainError(
+                "This payment was stopped while its page was being prepared; please try again.",
+                code="payment_stopped",
+            )
+        if refusal is None and payment.amount != invoice.amount_remaining:
+            refusal = DomainError(
+                f"The amount due on invoice {invoice} changed; please try again.",
+                code="amount_changed",
+            )
+    if refusal is None:
+        return session.url
+    try:
+        get_provider(payment.provider).checkout_expire(checkout_id=session.id)
+    except PaymentError as exc:
+        logger.warning("checkout %s left for the sweep to expire: %s", session.id, exc.message)
+    else:
+        payment_cancel(payment_id=payment_id, actor=actor, reason="checkout expired")
+    raise refusal
 
 
 def checkout_expire_for_invoice(*, invoice_id: int, actor: Actor) -> int:
@@ -899,6 +1033,47 @@ def checkout_expire_for_invoice(*, invoice_id: int, actor: Actor) -> int:
         payment_cancel(payment_id=payment.pk, actor=actor, reason="checkout expired")
         count += 1
     return count
+
+
+# A Pay online session lives an hour at the provider (providers.stripe_provider); the sweep
+# looks a little further back for the ones it must close.
+_SWEEP_SESSIONS_SINCE = datetime.timedelta(hours=2)
+
+
+def checkout_sessions_to_expire(*, now: datetime.datetime) -> list[int]:
+    """Invoices with a Pay online session still open although the invoice can no longer be
+    paid online: voided, paid, or its contract cancelled."""
+    return list(
+        Payment.objects.filter(
+            Q(status__in=_OPEN_STATES)
+            | Q(status=PaymentStatus.FAILED, created_at__gte=now - _SWEEP_SESSIONS_SINCE),
+            kind=PaymentKind.CHECKOUT,
+            provider_checkout_id__isnull=False,
+        )
+        .filter(
+            Q(invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.PAID])
+            | Q(invoice__contract__status=ContractStatus.CANCELLED)
+        )
+        .order_by("invoice_id")
+        .values_list("invoice_id", flat=True)
+        .distinct()
+    )
+
+
+def checkout_sessions_expire_unpayable(
+    *, actor: Actor, now: datetime.datetime | None = None
+) -> int:
+    """The periodic sweep behind the queued expire_checkout_sessions: closes every session of
+    checkout_sessions_to_expire; returns how many. Safe to run any number of times (an
+    expired session is cancelled here and not found again). A provider that cannot be
+    reached is logged; the next run tries again."""
+    closed = 0
+    for invoice_id in checkout_sessions_to_expire(now=now or timezone.now()):
+        try:
+            closed += checkout_expire_for_invoice(invoice_id=invoice_id, actor=actor)
+        except ProviderUnavailable as exc:
+            logger.warning("sessions of invoice %s not expired: %s", invoice_id, exc.message)
+    return closed
 
 
 # --- Charging a saved payment method -----------------------------------------------------
@@ -961,6 +1136,7 @@ def _charge(
     kind: str,
     actor: Actor,
     idempotency_key: str | None = None,
+    hold: ChargeHold | None = None,
 ) -> Payment:
     """Start (or resume) the attempt, charge the method, record what happened.
 
@@ -977,6 +1153,7 @@ def _charge(
         kind=kind,
         actor=actor,
         idempotency_key=idempotency_key,
+        hold=hold,
     )
     try:
         outcome = provider.charge_saved_method(
@@ -1005,15 +1182,19 @@ def _charge(
     return payment
 
 
-def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | None:
+def invoice_charge_automatically(
+    *, invoice_id: int, actor: Actor, hold: ChargeHold | None = None
+) -> Payment | None:
     """Charge the customer's default payment method off-session for amount_remaining.
 
     Returns None when there is nothing to do (not payable, no default method, another
-    charge under way). A decline or a 3-D Secure request returns the failed (or
-    requires_action) Payment and leaves the invoice Open with the reason; the
-    payment_failed signal tells the customer. ProviderUnavailable is raised with the
-    attempt left pending, so the caller (a Celery task) retries and resumes that same
-    attempt under its idempotency key.
+    charge under way, or `hold` — the caller's rule, asked under the invoice's lock
+    before a new attempt is created — gives a reason not to charge: billing.collections
+    passes "the invoice is under review", which payments cannot import). A decline or a
+    3-D Secure request returns the failed (or requires_action) Payment and leaves the
+    invoice Open with the reason; the payment_failed signal tells the customer.
+    ProviderUnavailable is raised with the attempt left pending, so the caller (a Celery
+    task) retries and resumes that same attempt under its idempotency key.
     """
     invoice = _invoice(invoice_id)
     try:
@@ -1033,6 +1214,7 @@ def invoice_charge_automatically(*, invoice_id: int, actor: Actor) -> Payment | 
             off_session=True,
             kind=PaymentKind.AUTOMATIC,
             actor=actor,
+            hold=hold,
         )
     except (CardDeclined, AuthenticationRequired):
         return invoice.payments.filter(kind=PaymentKind.AUTOMATIC).order_by("-attempt").first()

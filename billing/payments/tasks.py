@@ -3,28 +3,33 @@ attempts and closing Pay online sessions."""
 
 from celery import shared_task
 
+from core.tasks import PortalTask
+
 from . import services
-from .providers.base import ProviderUnavailable
 
 CALENDAR = "billing calendar"
 
 
-@shared_task(name="payments.reconcile_payments")
+@shared_task(base=PortalTask, name="payments.reconcile_payments")
 def reconcile_payments() -> int:
     return services.payments_reconcile(actor=CALENDAR)
 
 
-@shared_task(name="payments.release_stale_payment_actions")
+@shared_task(base=PortalTask, name="payments.release_stale_payment_actions")
 def release_stale_payment_actions() -> int:
     """Cancel charges left waiting for 3-D Secure, so the next automatic charge can run."""
     return services.payments_release_stale_actions(actor=CALENDAR)
 
 
-@shared_task(
-    name="payments.expire_checkout_sessions",
-    autoretry_for=(ProviderUnavailable,),
-    retry_backoff=60,
-    max_retries=5,
-)
+@shared_task(base=PortalTask, name="payments.expire_checkout_sessions")
 def expire_checkout_sessions(invoice_id: int) -> int:
+    """Queued when an invoice is voided or its contract cancelled; a provider that cannot
+    be reached is retried, and expire_stale_checkout_sessions catches what was lost."""
     return services.checkout_expire_for_invoice(invoice_id=invoice_id, actor=CALENDAR)
+
+
+@shared_task(base=PortalTask, name="payments.expire_stale_checkout_sessions")
+def expire_stale_checkout_sessions() -> int:
+    """The periodic sweep behind expire_checkout_sessions (config.celery): Pay online
+    sessions still open for invoices that can no longer be paid."""
+    return services.checkout_sessions_expire_unpayable(actor=CALENDAR)

@@ -72,7 +72,33 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("REDIS_URL", default="locmemcache://")}
+# Redis must never hang a request: a paused or unreachable server fails within these
+# timeouts, and the circuit breaker (config.cache) then skips it for CACHE_BREAKER_SECONDS
+# so a request pays that stall at most once per period. Callers treat a failing cache
+# as a miss (docs/operations.md).
+CACHE_CONNECT_TIMEOUT = env.float("CACHE_CONNECT_TIMEOUT", default=0.25)
+CACHE_SOCKET_TIMEOUT = env.float("CACHE_SOCKET_TIMEOUT", default=0.5)
+CACHE_BREAKER_SECONDS = env.float("CACHE_BREAKER_SECONDS", default=15)
+
+
+def redis_cache(url: str) -> dict:
+    """The cache settings for a Redis URL: Django's RedisCache behind the breaker."""
+    return {
+        "BACKEND": "config.cache.ResilientRedisCache",
+        "LOCATION": url,
+        "OPTIONS": {
+            "socket_connect_timeout": CACHE_CONNECT_TIMEOUT,
+            "socket_timeout": CACHE_SOCKET_TIMEOUT,
+        },
+    }
+
+
+_REDIS_URL = env("REDIS_URL", default="")
+CACHES = {
+    "default": redis_cache(_REDIS_URL)
+    if _REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -112,6 +138,8 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Billing -----------------------------------------------------------------
 GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
+# A paid invoice can be reported this many days after it was paid; an unpaid one always.
+DISPUTE_WINDOW_DAYS = env.int("DISPUTE_WINDOW_DAYS", default=90)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
@@ -133,10 +161,22 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
-STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Two budgets for calls to Stripe: seconds to connect, seconds to wait for the answer,
+# retries. A web request (Pay online, a saved card, the admin's refund) makes at most two
+# calls (the customer the first time, then the session or charge): 2 x (2 tries x (2 s +
+# 5 s) + 0.5 s back-off) = 29 s at worst, under gunicorn's 40 s (config/gunicorn.conf.py),
+# so the payer gets the "try again" page rather than a dead worker. Celery tasks are
+# retried anyway and may wait longer. tests/faults/test_provider_faults.py checks the sum.
+STRIPE_CONNECT_TIMEOUT_SECONDS = env.float("STRIPE_CONNECT_TIMEOUT_SECONDS", default=2.0)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=5.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+STRIPE_TASK_TIMEOUT_SECONDS = env.float("STRIPE_TASK_TIMEOUT_SECONDS", default=30.0)
+STRIPE_TASK_MAX_NETWORK_RETRIES = env.int("STRIPE_TASK_MAX_NETWORK_RETRIES", default=3)
 # An open Checkout Session lives one hour at Stripe; it is reused a little less long.
 CHECKOUT_REUSE_MINUTES = env.int("CHECKOUT_REUSE_MINUTES", default=50)
+# A second Pay online click while the first one's session is still being created waits
+# this long for it (no lock held), then is asked to try again.
+CHECKOUT_WAIT_SECONDS = env.float("CHECKOUT_WAIT_SECONDS", default=10.0)
 # A saved-card charge that waits for 3-D Secure blocks the invoice's other charges; after
 # this long unconfirmed it is cancelled at the provider so automatic charging goes on.
 REQUIRES_ACTION_TIMEOUT_HOURS = env.int("REQUIRES_ACTION_TIMEOUT_HOURS", default=24)
@@ -183,7 +223,19 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# A message taken by a worker that dies (acks_late) goes back to the queue after the
+# visibility timeout (Redis transport; the default is an hour). It must stay above the
+# longest a task may run (CELERY_TASK_TIME_LIMIT) and the longest countdown of a retry
+# (core.tasks.RETRY_BACKOFF_MAX), or a message still being worked on, or still waiting
+# for its retry, is handed to a second worker. core.checks refuses a setting that is not.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=900)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+}
+# Exactly one beat publishes: the others wait on a PostgreSQL advisory lock (config.beat).
+CELERY_BEAT_SCHEDULER = "config.beat:SingleBeatScheduler"
 # Days after the first failed automatic charge on which it is tried again.
 CHARGE_RETRY_DAYS = (1, 3, 5)
 # Reminders before the contract is cancelled, in days before the cancellation date.

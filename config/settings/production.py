@@ -1,7 +1,7 @@
 """Production: every secret from the environment, no defaults for them."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import env, redis_cache
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -9,7 +9,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-CACHES = {"default": env.cache("REDIS_URL")}
+CACHES = {"default": redis_cache(env("REDIS_URL"))}
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

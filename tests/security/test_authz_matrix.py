@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from billing.api.models import ApiToken
 from billing.api.serializers import invoice_api_id
+from billing.collections.models import InvoiceReport
 from billing.invoices.links import pay_token
 from billing.payments.models import Payment, PaymentMethod
 from contracts.context import SESSION_KEY
@@ -72,6 +73,13 @@ MATRIX: dict[str, Row] = {
         lambda w: f"/invoices/{w.invoice.number}/pay/",
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
         data=lambda w: {},
+        secret=lambda w: w.customer.name,
+    ),
+    "collections:invoice-report": Row(
+        "post",
+        lambda w: f"/invoices/{w.invoice.number}/report/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {"reason": "other", "description": "Wrong."},
         secret=lambda w: w.customer.name,
     ),
     "payments:checkout-success": Row(
@@ -212,6 +220,13 @@ MATRIX: dict[str, Row] = {
         data=lambda w: {"payment_method": "pm_1"},
         api=True,
     ),
+    "api:invoice-report": Row(
+        "post",
+        lambda w: f"/api/invoices/{invoice_api_id(w.invoice)}/report",
+        {"anonymous": 401, "other_owner": 404, "viewer": 401},
+        data=lambda w: {"reason": "other", "description": "Wrong."},
+        api=True,
+    ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
     r"^api/(?P<rest>.*)$": Row(
         "get",
@@ -299,6 +314,7 @@ def test_matrix(client, world, route, actor):
     row = MATRIX[route]
     client = _client_for(client, world, actor)
     payments_before = Payment.objects.count()
+    reports_before = InvoiceReport.objects.count()
     response = _request(client, world, row, actor)
     body = _body(response)
     expected = row.expect[actor]
@@ -312,6 +328,7 @@ def test_matrix(client, world, route, actor):
     if actor != "viewer" or expected == 403:
         # Refused requests change nothing.
         assert Payment.objects.count() == payments_before
+        assert InvoiceReport.objects.count() == reports_before
         assert ApiToken.objects.get(pk=world.token.pk).revoked_at is None
         assert PaymentMethod.objects.filter(pk=world.method.pk).exists()
     if route == "contracts:customer-switch" and actor == "other_owner":

@@ -19,6 +19,7 @@ CSRF_EXEMPT = {
     "api:invoice-list": "bearer token, no cookies",
     "api:invoice-detail": "bearer token, no cookies",
     "api:invoice-pay": "bearer token, no cookies",
+    "api:invoice-report": "bearer token, no cookies",
     "api:schema": "read-only document",
     r"^api/(?P<rest>.*)$": "JSON 404",
     "stripe-webhook": "Stripe signature",

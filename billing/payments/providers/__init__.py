@@ -7,6 +7,7 @@ from .base import (
     CardDeclined,
     PaymentError,
     PaymentProvider,
+    ProviderBusy,
     ProviderUnavailable,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "CardDeclined",
     "PaymentError",
     "PaymentProvider",
+    "ProviderBusy",
     "ProviderUnavailable",
     "get_provider",
     "known_customer_ref",

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from core.errors import TransientError
+
 if TYPE_CHECKING:
     from billing.invoices.models import Invoice
     from billing.payments.models import Payment
@@ -29,13 +31,29 @@ class PaymentError(Exception):
             self.code = code
 
 
-class ProviderUnavailable(PaymentError):
-    """Unreachable, timed out, 5xx or rate limited: nothing was charged, try again later."""
+class ProviderUnavailable(PaymentError, TransientError):
+    """Unreachable, timed out, 5xx, rate limited or busy: nothing was charged, try again later.
+
+    A saved-method charge or a refund stays pending, so the next try is sent under the same
+    idempotency key and the provider answers with what it did the first time, if anything.
+    """
 
     code = "provider_unavailable"
     default_message = (
         "The payment service is not reachable right now. Nothing was charged; "
         "please try again in a few minutes."
+    )
+
+
+class ProviderBusy(ProviderUnavailable):
+    """The provider is still working on a request with the same idempotency key (Stripe's
+    409 idempotency_key_in_use), or on the same object (409 lock_timeout). The first
+    request's answer decides the attempt; this one records nothing and is tried again."""
+
+    code = "provider_busy"
+    default_message = (
+        "This payment is already being processed. Nothing more was charged; "
+        "please try again in a minute."
     )
 
 

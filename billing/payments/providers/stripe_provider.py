@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.money import from_minor_units, to_minor_units
+from core.tasks import running_in_task
 
 from .base import (
     AuthenticationRequired,
@@ -23,6 +24,7 @@ from .base import (
     MethodInfo,
     PaymentError,
     PaymentProvider,
+    ProviderBusy,
     ProviderEvent,
     ProviderUnavailable,
     RefundOutcome,
@@ -46,12 +48,29 @@ _PI_STATUS = {
 }
 
 
+def request_budget() -> tuple[tuple[float, float], int]:
+    """((seconds to connect, seconds to wait for the answer), retries) for a call made now.
+
+    A web request gets the short budget, which keeps it under gunicorn's worker timeout so
+    the payer sees the "try again" page; a Celery task (core.tasks) may wait longer.
+    """
+    connect = settings.STRIPE_CONNECT_TIMEOUT_SECONDS
+    if running_in_task():
+        return (
+            (connect, settings.STRIPE_TASK_TIMEOUT_SECONDS),
+            settings.STRIPE_TASK_MAX_NETWORK_RETRIES,
+        )
+    return (connect, settings.STRIPE_TIMEOUT_SECONDS), settings.STRIPE_MAX_NETWORK_RETRIES
+
+
 def stripe_client() -> stripe.StripeClient:
+    timeout, retries = request_budget()
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         base_addresses={"api": settings.STRIPE_API_BASE},
-        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
-        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        max_network_retries=retries,
+        # requests takes (connect, read); stripe-python passes it through as it is.
+        http_client=stripe.RequestsClient(timeout=timeout),  # type: ignore[arg-type]
     )
 
 
@@ -77,6 +96,13 @@ def _call(fn: Callable[[], T]) -> T:
         raise ProviderUnavailable() from exc
     except stripe.StripeError as exc:
         status = exc.http_status or 0
+        if status == 409:
+            # idempotency_key_in_use: the same attempt is still being processed (a retry
+            # racing the original, two workers resuming it); lock_timeout: another request
+            # holds the object. Neither says anything about the payment: the first request
+            # decides it, and this one is tried again later, never recorded as a failure.
+            logger.warning("stripe busy (409 %s): %s", exc.code, exc)
+            raise ProviderBusy() from exc
         if status >= 500 or status == 0:
             logger.warning("stripe failed (%s): %s", status, exc)
             raise ProviderUnavailable() from exc

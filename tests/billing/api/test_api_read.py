@@ -248,7 +248,12 @@ def test_last_use_is_recorded(api, membership, make_token):
 def test_schema_is_public_json_and_describes_every_route(client):
     doc = client.get("/api/schema/").json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/api/invoices/", "/api/invoices/{id}", "/api/invoices/{id}/pay"}
+    assert set(doc["paths"]) == {
+        "/api/invoices/",
+        "/api/invoices/{id}",
+        "/api/invoices/{id}/pay",
+        "/api/invoices/{id}/report",
+    }
     pay = doc["paths"]["/api/invoices/{id}/pay"]["post"]
     assert {"200", "400", "401", "402", "403", "404", "409", "429", "503"} <= set(pay["responses"])
     assert pay["requestBody"]["content"]["application/json"]["example"]["payment_method"]

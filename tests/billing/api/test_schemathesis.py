@@ -11,6 +11,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
+from billing.api.models import ApiScope
 from contracts.models import Role
 from tests.factories import MembershipFactory, PaymentMethodFactory, make_invoice
 
@@ -35,7 +36,8 @@ def account(customer, make_token, settings):
     membership = MembershipFactory(customer=customer, role=Role.OWNER)
     invoice = make_invoice(customer=customer)
     PaymentMethodFactory(customer=customer, provider_id="pm_card_visa")
-    return invoice, {"Authorization": f"Bearer {make_token(membership)[1]}"}
+    token = make_token(membership, scopes=list(ApiScope))
+    return invoice, {"Authorization": f"Bearer {token[1]}"}
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -62,5 +64,10 @@ def test_api_conforms_to_its_schema(case, account):
         # A well-formed payment method id that is not saved for this customer is a 400 by
         # the API's contract ("unknown payment_method"); the schema cannot express which
         # ids exist, so schemathesis would call that a rejected valid request.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
+    if case.operation.path.endswith("/report"):
+        # The generator reuses Idempotency-Key values with other bodies, which the API
+        # refuses with 400 by contract (as Stripe does); the schema cannot say "a key
+        # not used before".
         excluded.append(schemathesis.checks.positive_data_acceptance)
     case.call_and_validate(headers=headers, excluded_checks=excluded)

@@ -32,3 +32,21 @@ def test_seed_demo_covers_every_status_and_is_safe_to_run_twice(capsys):
         i for i in mine.filter(status=InvoiceStatus.OPEN) if i.due_date < i.cancellation_date
     ]
     assert any(i.is_overdue(__import__("datetime").date.today()) for i in overdue)
+
+
+def test_seed_demo_has_an_invoice_under_review_and_a_rejected_report():
+    from billing.collections.models import InvoiceReport, ReportStatus
+
+    call_command("seed_demo")
+    demo = get_user_model().objects.get(username="demo@example.com")
+    reports = InvoiceReport.objects.filter(invoice__customer__memberships__user=demo)
+    waiting = reports.get(resolved_at__isnull=True)
+    assert waiting.status == ReportStatus.OPEN and waiting.invoice.status == InvoiceStatus.OPEN
+    rejected = reports.get(status=ReportStatus.REJECTED)
+    assert rejected.staff_message and rejected.resolved_by.username == "admin"
+    assert (
+        Invoice.objects.filter(customer__memberships__user=demo, reports__resolved_at=None)
+        .filter(reports__isnull=False)
+        .count()
+        == 1
+    )

@@ -75,7 +75,12 @@ def test_finalized_invoice_is_charged_and_rendered(
     )
     with django_capture_on_commit_callbacks(execute=True):
         invoice = make_invoice(make_contract(customer))
-    assert payments_module == [("charge", {"invoice_id": invoice.pk, "actor": tasks.CALENDAR})]
+    assert payments_module == [
+        (
+            "charge",
+            {"invoice_id": invoice.pk, "actor": tasks.CALENDAR, "hold": tasks.held_for_review},
+        )
+    ]
     assert invoice.pk in rendered
 
 

@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from billing.collections.models import ReportReason
+from billing.collections.services import invoice_report_open, invoice_report_reject
 from billing.invoices import services as billing
 from billing.invoices.models import Invoice, InvoiceStatus
 from billing.payments import services as payment_services
@@ -51,7 +53,7 @@ class Command(BaseCommand):
         )
 
     def _seed(self, User, today: datetime.date) -> None:
-        User.objects.create_superuser("admin", "admin@example.com", "admin-password")
+        admin = User.objects.create_superuser("admin", "admin@example.com", "admin-password")
         demo = self._user(
             User, "demo@example.com", "demo-password", first_name="Dana", last_name="Demo"
         )
@@ -200,6 +202,36 @@ class Command(BaseCommand):
             reason=CancellationReason.CUSTOMER_REQUEST,
             actor=SEED,
             now=_at(today - datetime.timedelta(days=20)),
+        )
+        self._reports(c1, demo=demo, admin=admin)
+
+    def _reports(self, contract, *, demo, admin) -> None:
+        """The newest open invoice is under review; an earlier paid one was reported and the
+        report rejected."""
+        under_review = contract.invoices.filter(status=InvoiceStatus.OPEN).latest("period_start")
+        invoice_report_open(
+            invoice_id=under_review.pk,
+            reason=ReportReason.WRONG_AMOUNT,
+            description="Block 185.200.4.0/22 is billed at 350.00; our order says 320.00.",
+            expected_correction="350.00 -> 320.00 for 185.200.4.0/22, VAT recalculated.",
+            reported_by=demo,
+            actor=demo,
+        )
+        paid = contract.invoices.filter(status=InvoiceStatus.PAID).order_by("-period_start")[1]
+        rejected = invoice_report_open(
+            invoice_id=paid.pk,
+            reason=ReportReason.WRONG_PERIOD,
+            description="The period overlaps the previous invoice by one day.",
+            reported_by=demo,
+            actor=demo,
+        )
+        invoice_report_reject(
+            report_id=rejected.pk,
+            message=(
+                "The period ends on the day before the next one starts (both dates are "
+                "inclusive), so no day is billed twice. The invoice stands."
+            ),
+            actor=admin,
         )
 
     def _settle(
