@@ -53,6 +53,10 @@ app.conf.beat_schedule = {
         "task": "payments.expire_stale_checkout_sessions",
         "schedule": crontab(minute="7-59/15"),
     },
+    "vies-recheck-daily": {
+        "task": "contracts.vies_recheck",
+        "schedule": crontab(minute=50, hour=4),
+    },
     "payments-reconcile-nightly": {
         "task": "payments.reconcile_payments",
         "schedule": crontab(minute=15, hour=3),

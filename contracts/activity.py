@@ -3,6 +3,7 @@
 from core.activity import actor_phrase, customer_action
 
 from .models import CancellationReason, contract_reference
+from .selectors import CUSTOMER_FIELD_ORDER, details_field_label
 
 
 def _ref(entry) -> str:
@@ -39,3 +40,12 @@ def _cancelled(entry, loaded) -> str:
 def _extended(entry, loaded) -> str:
     until = entry.after.get("grace_extended_until")
     return f"Payment deadline of contract {_ref(entry)} extended to {until}{actor_phrase(entry)}"
+
+
+@customer_action("customer.details_changed", kind="account")
+def _details(entry, loaded) -> str:
+    """Which fields changed (their values are on the Billing details page's history)."""
+    changed = [f for f in CUSTOMER_FIELD_ORDER if f in entry.before or f in entry.after]
+    by = " by our billing team" if entry.actor and entry.actor.is_staff else actor_phrase(entry)
+    fields = ", ".join(details_field_label(f).lower() for f in changed)
+    return f"Billing details changed{by}" + (f": {fields}" if fields else "")

@@ -6,10 +6,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
 
-from core.admin import audit_trail, report
+from core.admin import audit_list, audit_trail, report
 from core.errors import DomainError
+from core.models import AuditEntry
+from core.queue import enqueue
 
 from . import services
+from .forms import EmailListField
 from .models import (
     AssignmentRequest,
     CancellationReason,
@@ -23,18 +26,157 @@ from .models import (
 
 
 class MembershipInline(admin.TabularInline):
+    """Saved through the membership services (CustomerAdmin.save_formset), so every
+    person added, removed or given another role is on record with before and after."""
+
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
 
 
+class CustomerAdminForm(forms.ModelForm):
+    billing_cc_emails = EmailListField(
+        label="Further billing e-mails",
+        required=False,
+        help_text="One per line; each receives every invoice, reminder and receipt.",
+    )
+
+    class Meta:
+        model = Customer
+        fields = list(services.CUSTOMER_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        current = {f: getattr(self.instance, f) for f in services.CUSTOMER_FIELDS}
+        if self.instance.pk is None:
+            current = {f: getattr(Customer(), f) for f in services.CUSTOMER_FIELDS}
+        try:
+            cleaned = services.customer_details_clean({**current, **data})
+        except ValidationError as exc:
+            for field_name, errors in exc.message_dict.items():
+                self.add_error(field_name if field_name in self.fields else None, errors)
+            return data
+        return {**data, **{f: cleaned[f] for f in services.CUSTOMER_FIELDS}}
+
+    def _post_clean(self):
+        # The instance is written by the services, not by the form: skip the model's own
+        # validation of a half-assigned instance (customer_details_clean did it).
+        pass
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "country", "tax_id", "default_currency", "created_at"]
-    list_filter = ["country", "is_business", "default_currency"]
+    form = CustomerAdminForm
+    list_display = ["name", "email", "country", "tax_id", "vies_state", "default_currency"]
+    list_filter = ["country", "is_business", "default_currency", "vies_valid"]
     search_fields = ["name", "email", "tax_id", "stripe_customer_id"]
-    readonly_fields = ["stripe_customer_id", "created_at"]
     inlines = [MembershipInline]
+    actions = ["check_vies"]
+    vies_fields = [
+        "vies_state",
+        "vies_tax_id",
+        "vies_checked_at",
+        "vies_request_identifier",
+        "vies_trader",
+        "vies_error",
+        "vies_error_at",
+    ]
+    readonly_fields = [*vies_fields, "stripe_customer_id", "created_at", "history"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_business", "default_currency", "phone"]}),
+        (
+            "Billing address",
+            {
+                "fields": [
+                    "address_line1",
+                    "address_line2",
+                    "postal_code",
+                    "city",
+                    "state",
+                    "country",
+                ]
+            },
+        ),
+        ("Billing e-mails", {"fields": ["email", "billing_cc_emails"]}),
+        (
+            "Tax and references",
+            {
+                "fields": [
+                    "tax_id",
+                    "document_language",
+                    "purchase_order_reference",
+                    "buyer_reference",
+                ]
+            },
+        ),
+        ("VIES (EU VAT id check)", {"fields": vies_fields}),
+        ("Record", {"fields": ["stripe_customer_id", "created_at", "history"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # nothing checked or recorded yet
+            return self.fieldsets[:4]
+        return self.fieldsets
+
+    def save_model(self, request, obj, form, change):
+        values = {f: form.cleaned_data[f] for f in services.CUSTOMER_FIELDS}
+        if change:
+            saved = services.customer_update(customer_id=obj.pk, changes=values, actor=request.user)
+        else:
+            saved = services.customer_create(values=values, actor=request.user)
+            obj.pk = saved.pk
+            obj._state.adding = False
+        obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        customer = form.instance
+        for membership in formset.deleted_objects:
+            services.membership_remove(membership_id=membership.pk, actor=request.user)
+        for membership, _fields in formset.changed_objects:
+            services.membership_update(
+                membership_id=membership.pk,
+                user=membership.user,
+                role=membership.role,
+                actor=request.user,
+            )
+        for membership in formset.new_objects:
+            services.membership_create(
+                customer=customer, user=membership.user, role=membership.role, actor=request.user
+            )
+
+    @admin.display(description="VIES")
+    def vies_state(self, obj):
+        if obj.vies_valid is None or not obj.tax_id:
+            answer = "not answered yet"
+        elif obj.vies_tax_id != obj.tax_id:
+            answer = f"answered for the former id {obj.vies_tax_id}"
+        else:
+            answer = "valid" if obj.vies_valid else "NOT valid"
+            answer += f" ({obj.vies_checked_at:%Y-%m-%d})" if obj.vies_checked_at else ""
+        if obj.vies_error:
+            answer += f"; last check failed {obj.vies_error_at:%Y-%m-%d %H:%M}"
+        return answer
+
+    @admin.display(description="History (details, members, VIES)")
+    def history(self, obj):
+        return audit_list(
+            AuditEntry.objects.filter(customer=obj, action__regex=r"^(customer|membership)\.")
+        )
+
+    @admin.action(description="Check the VAT ids in VIES now", permissions=["change"])
+    def check_vies(self, request, queryset):
+        from . import tasks  # tasks import services; loaded once Celery is configured
+
+        queued = []
+        for customer in queryset.exclude(tax_id=""):
+            enqueue(tasks.vies_check, customer.pk)
+            queued.append(customer.name)
+        report(request, queued, [] if queued else ["None of them has a VAT id."])
 
 
 class IPBlockForm(forms.ModelForm):

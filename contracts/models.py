@@ -11,11 +11,28 @@ EU_COUNTRIES = frozenset(
 )
 
 
-class Customer(models.Model):
-    """An organisation that leases blocks; people act for it through memberships."""
+class DocumentLanguage(models.TextChoices):
+    EN = "en", "English"
+    DE = "de", "Deutsch"
 
-    name = models.CharField(max_length=200)
-    email = models.EmailField(help_text="Billing e-mail for invoices and reminders.")
+
+class Customer(models.Model):
+    """An organisation that leases blocks; people act for it through memberships.
+
+    Billing details change only through contracts.services.customer_update (page and
+    admin), which validates them and records before and after in the audit log.
+    """
+
+    name = models.CharField("legal name", max_length=200)
+    email = models.EmailField(
+        "billing e-mail", help_text="First recipient of invoices, reminders and receipts."
+    )
+    billing_cc_emails = models.JSONField(
+        "further billing e-mails",
+        default=list,
+        blank=True,
+        help_text="Also receive every invoice, reminder and receipt.",
+    )
     phone = models.CharField(max_length=40, blank=True)
     address_line1 = models.CharField(max_length=200, blank=True)
     address_line2 = models.CharField(max_length=200, blank=True)
@@ -27,6 +44,32 @@ class Customer(models.Model):
     tax_id = models.CharField(
         "VAT/GST id", max_length=32, blank=True, help_text="EU VAT id or Indian GSTIN."
     )
+    purchase_order_reference = models.CharField(
+        "purchase order reference",
+        max_length=100,
+        blank=True,
+        help_text="The customer's order number; printed on invoices.",
+    )
+    buyer_reference = models.CharField(
+        "buyer reference",
+        max_length=100,
+        blank=True,
+        help_text="Routing id of the buyer, e.g. the Leitweg-ID of a German public body.",
+    )
+    document_language = models.CharField(
+        max_length=2, choices=DocumentLanguage.choices, default=DocumentLanguage.EN
+    )
+    # The last answer of the EU's VIES service for `vies_tax_id`; an outage leaves it as
+    # it was and only sets vies_error, so billing goes on with the last known answer.
+    vies_valid = models.BooleanField("VIES says valid", null=True, blank=True)
+    vies_tax_id = models.CharField("VAT id checked in VIES", max_length=32, blank=True)
+    vies_checked_at = models.DateTimeField("VIES answered at", null=True, blank=True)
+    vies_request_identifier = models.CharField(
+        "VIES consultation number", max_length=64, blank=True
+    )
+    vies_trader = models.TextField("name and address in VIES", blank=True)
+    vies_error = models.CharField("last VIES failure", max_length=300, blank=True)
+    vies_error_at = models.DateTimeField("last VIES failure at", null=True, blank=True)
     default_currency = models.CharField(max_length=3, default="EUR")
     stripe_customer_id = models.CharField(max_length=64, blank=True, db_index=True)
     members = models.ManyToManyField(
@@ -45,6 +88,20 @@ class Customer(models.Model):
         self.country = (self.country or "").upper()
         if len(self.country) != 2 or not self.country.isalpha():
             raise ValidationError({"country": "Use a two-letter country code such as DE."})
+
+    @property
+    def billing_recipients(self) -> list[str]:
+        """Everyone who receives invoices, reminders and receipts, once each."""
+        seen: dict[str, str] = {}
+        for email in [self.email, *(self.billing_cc_emails or [])]:
+            if email and email.lower() not in seen:
+                seen[email.lower()] = email
+        return list(seen.values())
+
+    @property
+    def vies_confirmed(self) -> bool:
+        """VIES said the current VAT id is valid (its last answer, however old)."""
+        return bool(self.vies_valid) and bool(self.tax_id) and self.vies_tax_id == self.tax_id
 
     @property
     def address_lines(self) -> list[str]:

@@ -1,10 +1,56 @@
 """Reads for the contract pages, scoped to one customer, in a fixed number of queries."""
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+import datetime
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import (
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404
+from django.utils import timezone
 
-from .models import AssignmentRequest, Customer, LeaseContract, RdnsDelegation, ResourceStatus
+from core.models import AuditEntry
+
+from .models import (
+    EU_COUNTRIES,
+    AssignmentRequest,
+    Customer,
+    DocumentLanguage,
+    LeaseContract,
+    RdnsDelegation,
+    ResourceStatus,
+)
+from .taxids import country_name
+
+# The order fields are listed in on the page and in the history.
+CUSTOMER_FIELD_ORDER = (
+    "name",
+    "address_line1",
+    "address_line2",
+    "postal_code",
+    "city",
+    "state",
+    "country",
+    "email",
+    "billing_cc_emails",
+    "purchase_order_reference",
+    "buyer_reference",
+    "tax_id",
+    "document_language",
+    "phone",
+    "is_business",
+    "default_currency",
+)
 
 
 def contracts_of(customer: Customer) -> QuerySet[LeaseContract]:
@@ -63,3 +109,113 @@ def contract_detail(customer: Customer, pk: int) -> LeaseContract:
     if contract is None:
         raise Http404("No such contract.")
     return contract
+
+
+# --- Billing details ----------------------------------------------------------------
+
+DETAILS_ACTIONS = ("customer.created", "customer.details_changed")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    label: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class DetailsChange:
+    at: datetime.datetime
+    by: str
+    changes: list[FieldChange]
+
+
+def _shown(field_name: str, value) -> str:
+    if value in (None, "", []):
+        return "—"
+    if field_name == "billing_cc_emails":
+        return ", ".join(value)
+    if field_name == "country":
+        return f"{country_name(value)} ({value})"
+    if field_name == "document_language":
+        return DocumentLanguage(value).label if value in DocumentLanguage.values else value
+    if field_name == "is_business":
+        return "yes" if value else "no"
+    return str(value)
+
+
+# As the page labels them (the model's verbose names are admin's).
+_LABELS = {
+    "address_line1": "Address",
+    "address_line2": "Address (line 2)",
+    "state": "State or region",
+    "tax_id": "VAT id or GSTIN",
+    "buyer_reference": "Buyer reference (Leitweg-ID)",
+    "document_language": "Language of documents",
+    "is_business": "Business customer",
+}
+
+
+def details_field_label(field_name: str) -> str:
+    """How the Billing details page names a customer field (the activity page too)."""
+    return _label(field_name)
+
+
+def _label(field_name: str) -> str:
+    if field_name in _LABELS:
+        return _LABELS[field_name]
+    try:
+        label = str(Customer._meta.get_field(field_name).verbose_name)
+    except FieldDoesNotExist:
+        label = field_name.replace("_", " ")
+    return label[:1].upper() + label[1:]
+
+
+def billing_details_history(customer: Customer, *, limit: int = 50) -> list[DetailsChange]:
+    """The customer's billing-details changes, newest first, in one query.
+
+    Staff appear as "Staff": customers see that we changed something, not who of us.
+    """
+    entries = (
+        AuditEntry.objects.filter(customer=customer, action__in=DETAILS_ACTIONS)
+        .select_related("actor")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    history = []
+    for entry in entries:
+        by = "Staff" if entry.actor and entry.actor.is_staff else entry.actor_label
+        fields = [f for f in CUSTOMER_FIELD_ORDER if f in entry.before or f in entry.after]
+        history.append(
+            DetailsChange(
+                at=entry.created_at,
+                by=by,
+                changes=[
+                    FieldChange(
+                        _label(f), _shown(f, entry.before.get(f)), _shown(f, entry.after.get(f))
+                    )
+                    for f in fields
+                ],
+            )
+        )
+    return history
+
+
+def customers_due_for_vies(*, now: datetime.datetime | None = None) -> QuerySet:
+    """Ids of EU customers whose VAT id VIES has not answered for, failed on, or answered
+    for more than VIES_RECHECK_DAYS ago. Empty while VIES is switched off."""
+    if not settings.VIES_ENABLED:
+        return Customer.objects.none().values_list("pk", flat=True)
+    now = now or timezone.now()
+    stale = now - datetime.timedelta(days=settings.VIES_RECHECK_DAYS)
+    return (
+        Customer.objects.filter(country__in=EU_COUNTRIES)
+        .exclude(tax_id="")
+        .filter(
+            ~Q(vies_tax_id=F("tax_id"))
+            | ~Q(vies_error="")
+            | Q(vies_checked_at__isnull=True)
+            | Q(vies_checked_at__lt=stale)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

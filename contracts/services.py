@@ -6,29 +6,40 @@ the lock and leaves an audit entry.
 
 import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from core.audit import Actor, audit_record
 from core.errors import DomainError, check_transition
 from core.money import normalize_currency, quantize
+from core.queue import enqueue_on_commit
 
 from .models import (
     BLOCK_TRANSITIONS,
     CONTRACT_TRANSITIONS,
+    EU_COUNTRIES,
     AssignmentRequest,
     BlockStatus,
     CancellationReason,
     ContractStatus,
     Customer,
+    DocumentLanguage,
     IPBlock,
     LeaseContract,
+    Membership,
     RdnsDelegation,
     ResourceStatus,
+    Role,
     parse_ipv4_prefix,
 )
+from .signals import billing_details_check
+from .taxids import country_name, is_valid_eu_vat, tax_id_clean
+from .vies import VIESUnavailable, vies_lookup
 
 
 def overlapping_live_blocks(first: int, last: int, *, exclude_pk: int | None = None):
@@ -274,3 +285,274 @@ def _resource_create(model, contract, block, actor, **fields):
             after=fields,
         )
     return item
+
+
+# --- Customers: billing details, members, VIES ---------------------------------------
+
+# What owners and billing members edit on /account/billing/; staff edit these and
+# STAFF_FIELDS in admin. Both go through customer_update.
+BILLING_DETAIL_FIELDS = (
+    "name",
+    "address_line1",
+    "address_line2",
+    "postal_code",
+    "city",
+    "state",
+    "country",
+    "email",
+    "billing_cc_emails",
+    "purchase_order_reference",
+    "buyer_reference",
+    "tax_id",
+    "document_language",
+)
+STAFF_FIELDS = ("phone", "is_business", "default_currency")
+CUSTOMER_FIELDS = BILLING_DETAIL_FIELDS + STAFF_FIELDS
+
+MAX_CC_EMAILS = 10
+
+
+def _clean_emails(values) -> list[str]:
+    emails: list[str] = []
+    for value in values or []:
+        email = str(value).strip()
+        if not email:
+            continue
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationError(f"“{email}” is not a valid e-mail address.") from None
+        if email.lower() not in {e.lower() for e in emails}:
+            emails.append(email)
+    if len(emails) > MAX_CC_EMAILS:
+        raise ValidationError(f"At most {MAX_CC_EMAILS} further addresses.")
+    return emails
+
+
+def customer_details_clean(values: dict[str, Any]) -> dict[str, Any]:
+    """Normalised billing details, or a ValidationError per field saying what is wrong.
+
+    `values` holds every field of CUSTOMER_FIELDS (the customer's current ones merged
+    with the proposed changes): a tax id is judged against the country it will have.
+    """
+    data = dict(values)
+    errors: dict[str, str] = {}
+    for key in CUSTOMER_FIELDS:
+        if isinstance(data.get(key), str):
+            data[key] = data[key].strip()
+    if not data.get("name"):
+        errors["name"] = "Enter the legal name invoices are made out to."
+    try:
+        validate_email(data.get("email") or "")
+    except ValidationError:
+        errors["email"] = "Enter the e-mail address invoices go to."
+    try:
+        data["billing_cc_emails"] = _clean_emails(data.get("billing_cc_emails"))
+    except ValidationError as exc:
+        errors["billing_cc_emails"] = exc.messages[0]
+    country = (data.get("country") or "").upper()
+    data["country"] = country
+    if len(country) != 2 or not country.isalpha() or country_name(country) == country:
+        errors["country"] = "Choose the country of the billing address."
+    if data.get("document_language") not in DocumentLanguage.values:
+        errors["document_language"] = "Choose English or German."
+    if "country" not in errors:
+        try:
+            data["tax_id"] = tax_id_clean(country=country, tax_id=data.get("tax_id") or "")
+        except ValidationError as exc:
+            errors["tax_id"] = exc.messages[0]
+    if "country" not in errors and "tax_id" not in errors:
+        for _receiver, problem in billing_details_check.send(
+            sender=Customer,
+            country=country,
+            tax_id=data["tax_id"],
+            is_business=bool(data.get("is_business", True)),
+        ):
+            if problem:
+                errors["country"] = problem
+                break
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+def _customer_values(customer: Customer) -> dict[str, Any]:
+    return {f: getattr(customer, f) for f in CUSTOMER_FIELDS}
+
+
+def _queue_vies_check(customer: Customer) -> None:
+    if settings.VIES_ENABLED and customer.country in EU_COUNTRIES and customer.tax_id:
+        from . import tasks  # tasks import services
+
+        enqueue_on_commit(tasks.vies_check, customer.pk)
+
+
+def customer_create(*, values: dict[str, Any], actor: Actor) -> Customer:
+    """A new customer with validated details (staff, in admin)."""
+    blank = _customer_values(Customer())
+    data = customer_details_clean({**blank, **values})
+    with transaction.atomic():
+        customer = Customer.objects.create(**{f: data[f] for f in CUSTOMER_FIELDS})
+        audit_record(
+            actor=actor,
+            action="customer.created",
+            target=customer,
+            customer=customer,
+            after={f: data[f] for f in CUSTOMER_FIELDS if data[f] not in ("", [], None)},
+        )
+        _queue_vies_check(customer)
+    return customer
+
+
+def customer_update(
+    *, customer_id: int, changes: dict[str, Any], actor: Actor, note: str = ""
+) -> Customer:
+    """Change a customer's billing details; the audit entry holds before and after.
+
+    Invoices already issued keep the details they were issued with (their bill_to_*
+    snapshot); the next invoice finalised uses the new ones. Unknown fields are refused;
+    a change to the values already held returns quietly without an entry.
+    """
+    unknown = set(changes) - set(CUSTOMER_FIELDS)
+    if unknown:
+        raise DomainError(f"Not a billing detail: {', '.join(sorted(unknown))}.", code="field")
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        current = _customer_values(customer)
+        data = customer_details_clean({**current, **changes})
+        changed = [f for f in CUSTOMER_FIELDS if data[f] != current[f]]
+        if not changed:
+            return customer
+        for field_name in changed:
+            setattr(customer, field_name, data[field_name])
+        customer.save(update_fields=changed)
+        audit_record(
+            actor=actor,
+            action="customer.details_changed",
+            target=customer,
+            customer=customer,
+            before={f: current[f] for f in changed},
+            after={f: data[f] for f in changed},
+            note=note,
+        )
+        if {"tax_id", "country"} & set(changed):
+            _queue_vies_check(customer)
+    return customer
+
+
+def _membership_state(membership: Membership) -> dict[str, Any]:
+    return {"user": membership.user.get_username(), "role": membership.role}
+
+
+def membership_create(*, customer: Customer, user, role: str, actor: Actor) -> Membership:
+    """Give `user` a role at `customer`; an existing membership is returned as it is."""
+    if role not in Role.values:
+        raise DomainError("Unknown role.", code="role")
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            customer=customer, user=user, defaults={"role": role}
+        )
+        if created:
+            audit_record(
+                actor=actor,
+                action="membership.created",
+                target=membership,
+                customer=customer,
+                after=_membership_state(membership),
+            )
+    return membership
+
+
+def membership_update(*, membership_id: int, user, role: str, actor: Actor) -> Membership:
+    """Change the person or role of a membership; quietly nothing when both are as given."""
+    if role not in Role.values:
+        raise DomainError("Unknown role.", code="role")
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("user", "customer")
+            .get(pk=membership_id)
+        )
+        before = _membership_state(membership)
+        if membership.user_id == user.pk and membership.role == role:
+            return membership
+        membership.user, membership.role = user, role
+        membership.save(update_fields=["user", "role"])
+        audit_record(
+            actor=actor,
+            action="membership.changed",
+            target=membership,
+            customer=membership.customer,
+            before=before,
+            after=_membership_state(membership),
+        )
+    return membership
+
+
+def membership_remove(*, membership_id: int, actor: Actor) -> None:
+    """Take a person's access to a customer away; quietly nothing when already gone."""
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("user", "customer")
+            .filter(pk=membership_id)
+            .first()
+        )
+        if membership is None:
+            return
+        audit_record(
+            actor=actor,
+            action="membership.removed",
+            target=membership,
+            customer=membership.customer,
+            before=_membership_state(membership),
+        )
+        membership.delete()
+
+
+def customer_vies_check(*, customer_id: int, actor: Actor) -> Customer:
+    """Ask VIES about the customer's VAT id and keep its answer and consultation number.
+
+    The network call happens outside any transaction. An outage keeps the last answer
+    and records the failure (billing goes on with what VIES said before); an answer for
+    an id the customer has since changed is dropped. Nothing to do for a customer
+    without a valid EU VAT id.
+    """
+    customer = Customer.objects.get(pk=customer_id)
+    number = customer.tax_id
+    if not is_valid_eu_vat(country=customer.country, tax_id=number):
+        return customer
+    try:
+        answer = vies_lookup(number)
+    except VIESUnavailable as exc:
+        answer, failure = None, str(exc)
+    now = timezone.now()
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        if customer.tax_id != number:
+            return customer
+        fields = ["vies_valid", "vies_tax_id", "vies_checked_at", "vies_request_identifier"]
+        fields += ["vies_trader", "vies_error", "vies_error_at"]
+        before = {f: getattr(customer, f) for f in fields}
+        if answer is None:
+            customer.vies_error, customer.vies_error_at = failure, now
+            action = "customer.vies_unavailable"
+        else:
+            customer.vies_valid = answer.valid
+            customer.vies_tax_id = number
+            customer.vies_checked_at = now
+            customer.vies_request_identifier = answer.request_identifier
+            customer.vies_trader = answer.trader
+            customer.vies_error, customer.vies_error_at = "", None
+            action = "customer.vies_checked"
+        customer.save(update_fields=fields)
+        after = {f: getattr(customer, f) for f in fields}
+        audit_record(
+            actor=actor,
+            action=action,
+            target=customer,
+            customer=customer,
+            before={f: v for f, v in before.items() if after[f] != v},
+            after={f: v for f, v in after.items() if before[f] != v},
+        )
+    return customer

@@ -1,8 +1,10 @@
-"""The customer's IP-Blocks (lease contracts) and the choice of which customer to act for."""
+"""The customer's IP-Blocks (lease contracts), billing details and the choice of which
+customer to act for."""
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -10,10 +12,12 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from contracts import selectors
+from contracts import selectors, services
 from core import activity
 
 from .context import active_membership, choose_customer, member_required, memberships_of
+from .forms import BillingDetailsForm
+from .taxids import country_name
 
 
 @require_GET
@@ -139,6 +143,48 @@ def activity_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "items": activity.describe(page.object_list),
             "page_query": keep.urlencode(),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+SAVED = (
+    "Billing details saved. Invoices issued from now on use them; invoices already "
+    "issued keep the details they were issued with."
+)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required()
+def billing_details(request: HttpRequest) -> HttpResponse:
+    """Owners and billing members edit the details; viewers read them."""
+    customer = request.customer
+    can_edit = request.membership.can_pay
+    form = BillingDetailsForm(customer=customer)
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("Your role can read the billing details but not change them.")
+        form = BillingDetailsForm(request.POST, customer=customer)
+        if form.is_valid():
+            try:
+                services.customer_update(
+                    customer_id=customer.pk, changes=form.cleaned_data, actor=request.user
+                )
+            except ValidationError as exc:
+                for field_name, errors in exc.message_dict.items():
+                    form.add_error(field_name if field_name in form.fields else None, errors)
+            else:
+                messages.success(request, SAVED)
+                return redirect("contracts:billing-details", permanent=False)
+    return render(
+        request,
+        "contracts/billing_details.html",
+        {
+            "form": form,
+            "can_edit": can_edit,
+            "customer": customer,
+            "country_name": country_name(customer.country),
+            "history": selectors.billing_details_history(customer),
         },
         status=400 if form.errors else 200,
     )

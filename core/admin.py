@@ -78,26 +78,33 @@ def audit_changes(before: dict, after: dict) -> list[str]:
 
 
 def audit_trail(obj) -> str:
-    """Read-only HTML list of an object's audit entries, newest first, each field changed
-    on a line of its own as "name: before → after"."""
+    """Read-only HTML list of an object's audit entries, newest first."""
     if not obj or not obj.pk:
         return "—"
-    entries = AuditEntry.objects.filter(
-        content_type__app_label=obj._meta.app_label,
-        content_type__model=obj._meta.model_name,
-        object_id=str(obj.pk),
-    )[:50]
+    return audit_list(
+        AuditEntry.objects.filter(
+            content_type__app_label=obj._meta.app_label,
+            content_type__model=obj._meta.model_name,
+            object_id=str(obj.pk),
+        )
+    )
+
+
+def audit_list(entries, limit: int = 50) -> str:
+    """Read-only HTML list of audit entries, newest first: who, when, what, and each field
+    it changed on a line of its own as "name: before → after"."""
     items = []
-    for e in entries:
+    for e in list(entries[:limit]):
         changes = format_html_join(
             "", "<li>{}</li>", ((line,) for line in audit_changes(e.before, e.after))
         )
         items.append(
             format_html(
-                '<li class="audit-entry">{} · {} · <strong>{}</strong>{}{}</li>',
+                '<li class="audit-entry">{} · {} · <strong>{}</strong>{}{}{}</li>',
                 f"{e.created_at:%Y-%m-%d %H:%M}",
                 e.actor_label,
                 e.action,
+                f" {e.object_repr}" if e.action.startswith("membership.") else "",
                 format_html("<ul>{}</ul>", changes) if changes else "",
                 format_html("<div><em>Note:</em> {}</div>", e.note) if e.note else "",
             )

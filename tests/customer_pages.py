@@ -103,6 +103,7 @@ def build_world() -> World:
         ("contract-detail", f"/contracts/{contract_id}/"),
         ("customer-switch", "/account/customer/"),
         ("activity", "/account/activity/"),
+        ("billing-details", "/account/billing/"),
         ("activity-invoices", "/account/activity/?kind=invoices"),
         ("payment-methods", "/payment-methods/"),
         ("payment-method-remove", f"/payment-methods/{method.pk}/remove/"),
@@ -139,6 +140,7 @@ def build_world() -> World:
     world.viewer_pages = [
         ("viewer-invoice-list", "/invoices/"),
         ("viewer-forbidden", "/payment-methods/"),
+        ("viewer-billing-details", "/account/billing/"),
     ]
     world.lonely_pages = [("no-customer", "/account/no-customer/")]
     return world

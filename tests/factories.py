@@ -45,6 +45,19 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     tax_id = ""
 
 
+# Real-format tax ids whose check digits are valid (python-stdnum's own examples), and
+# ones that fail in a known way. Tests use these, never made-up ids.
+VALID_TAX_IDS = {
+    "DE": "DE136695976",
+    "AT": "ATU13585627",
+    "FR": "FR40303265045",
+    "PL": "PL8567346215",
+    "GR": "EL094259216",
+    "NL": "NL004495445B01",
+    "IN": "27AAPFU0939F1ZV",
+}
+
+
 class MembershipFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Membership

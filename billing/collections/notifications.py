@@ -68,8 +68,8 @@ def cancellation_warning_kind(days: int) -> str:
 
 
 def billing_contacts(customer: Customer) -> list[str]:
-    """The customer's billing e-mail plus every owner and billing member, once each."""
-    emails = [customer.email]
+    """The customer's billing e-mail recipients plus every owner and billing member, once each."""
+    emails = list(customer.billing_recipients)
     emails += customer.memberships.filter(role__in=PAYING_ROLES).values_list(
         "user__email", flat=True
     )

@@ -134,6 +134,10 @@ class Invoice(models.Model):
     bill_to_country = models.CharField(max_length=2, blank=True)
     bill_to_tax_id = models.CharField(max_length=32, blank=True)
     bill_to_email = models.EmailField(blank=True)
+    # BT-13 and BT-10 of an e-invoice; copied from the customer when issued.
+    purchase_order_reference = models.CharField(max_length=100, blank=True)
+    buyer_reference = models.CharField(max_length=100, blank=True)
+    document_language = models.CharField(max_length=2, blank=True)
     tax_note = models.CharField(max_length=300, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     paid_out_of_band = models.BooleanField(default=False)

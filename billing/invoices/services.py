@@ -37,7 +37,7 @@ from .models import (
     overdue_q,
 )
 from .numbering import allocate_invoice_number
-from .tax import tax_breakdown, tax_for
+from .tax import tax_breakdown, tax_for_customer
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         raise DomainError(
             f"Invoice {invoice} has no lines; add one before finalising.", code="empty"
         )
-    decision = tax_for(country=customer.country, tax_id=customer.tax_id, on=today)
+    decision = tax_for_customer(customer, on=today)
     for line in lines:
         line.tax_rate = decision.rate
     InvoiceLine.objects.bulk_update(lines, ["tax_rate"])
@@ -314,6 +314,9 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
     invoice.bill_to_country = customer.country
     invoice.bill_to_tax_id = customer.tax_id
     invoice.bill_to_email = customer.email
+    invoice.purchase_order_reference = customer.purchase_order_reference
+    invoice.buyer_reference = customer.buyer_reference
+    invoice.document_language = customer.document_language
     set_invoice_status(
         invoice,
         InvoiceStatus.OPEN,

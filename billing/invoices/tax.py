@@ -2,8 +2,10 @@
 
 The rules (recorded in docs/decisions.md):
 - customer in the seller's own country: that country's VAT, business or not;
-- customer in another EU country with a VAT id (a business): reverse charge, 0 %;
-- customer in another EU country without a VAT id: VAT of the customer's country (OSS);
+- business customer in another EU country whose VAT id passes stdnum's checks for that
+  country (and, while VIES_ENABLED is on, whose last VIES answer for it was "valid"):
+  reverse charge, 0 %;
+- any other customer in another EU country: VAT of the customer's country (OSS);
 - customer in India: GST at the Indian rate (IGST, an inter-state supply);
 - anywhere else: no VAT, the service is supplied outside the EU.
 Rates live in the TaxRate table, so a rate change is data, not a deploy.
@@ -18,7 +20,8 @@ from decimal import Decimal
 from django.conf import settings
 
 from billing.invoices.models import TaxRate
-from contracts.models import EU_COUNTRIES
+from contracts.models import EU_COUNTRIES, Customer
+from contracts.taxids import country_name, is_valid_eu_vat
 from core.errors import DomainError
 from core.money import ZERO, quantize
 
@@ -47,10 +50,31 @@ def _rate_in(country: str, on: datetime.date) -> TaxRate:
     return rate
 
 
-def tax_for(*, country: str, tax_id: str, on: datetime.date) -> TaxDecision:
+def reverse_charge_applies(
+    *, country: str, tax_id: str, is_business: bool = True, vies_confirmed: bool = False
+) -> bool:
+    """An EU business abroad with a VAT id that passed validation (and VIES, when on)."""
+    country = country.upper()
+    if country not in EU_COUNTRIES or country == settings.SELLER["country"] or not is_business:
+        return False
+    if not is_valid_eu_vat(country=country, tax_id=tax_id):
+        return False
+    return vies_confirmed or not settings.VIES_ENABLED
+
+
+def tax_for(
+    *,
+    country: str,
+    tax_id: str,
+    on: datetime.date,
+    is_business: bool = True,
+    vies_confirmed: bool = False,
+) -> TaxDecision:
     seller_country = settings.SELLER["country"]
     country = country.upper()
-    if country in EU_COUNTRIES and country != seller_country and tax_id.strip():
+    if reverse_charge_applies(
+        country=country, tax_id=tax_id, is_business=is_business, vies_confirmed=vies_confirmed
+    ):
         return TaxDecision("VAT", ZERO, REVERSE_CHARGE_NOTE)
     if country in EU_COUNTRIES or country == seller_country:
         rate = _rate_in(country, on)
@@ -59,6 +83,34 @@ def tax_for(*, country: str, tax_id: str, on: datetime.date) -> TaxDecision:
         rate = _rate_in("IN", on)
         return TaxDecision(rate.name, rate.rate)
     return TaxDecision("VAT", ZERO, OUTSIDE_EU_NOTE)
+
+
+def tax_for_customer(customer: Customer, *, on: datetime.date) -> TaxDecision:
+    return tax_for(
+        country=customer.country,
+        tax_id=customer.tax_id,
+        on=on,
+        is_business=customer.is_business,
+        vies_confirmed=customer.vies_confirmed,
+    )
+
+
+def billing_details_problem(
+    *, country: str, tax_id: str, is_business: bool, on: datetime.date
+) -> str | None:
+    """Why invoices could not be finalised for these details, or None.
+
+    Judged as if VIES had not confirmed the VAT id: an outage or a "not valid" from VIES
+    then falls back to the country's VAT rate, which must exist.
+    """
+    try:
+        tax_for(country=country, tax_id=tax_id, on=on, is_business=is_business)
+    except DomainError:
+        return (
+            f"We cannot invoice customers in {country_name(country)} yet: no tax rate is "
+            "set up for it. Please contact us."
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
+# --- VAT ids -------------------------------------------------------------------
+# VIES (the EU's VAT id check) is asked by a Celery task after a VAT id changes and daily
+# for ids it has not answered; while it is on, reverse charge needs its "valid". An
+# outage never blocks billing: the last answer stands. Production switches it on.
+VIES_ENABLED = env.bool("VIES_ENABLED", default=False)
+VIES_TIMEOUT_SECONDS = env.int("VIES_TIMEOUT_SECONDS", default=20)
+VIES_RECHECK_DAYS = env.int("VIES_RECHECK_DAYS", default=30)
+
 # --- Celery ------------------------------------------------------------------
 # The broker is Redis in production (CELERY_BROKER_URL); local.py uses the filesystem
 # transport so `make demo` needs no server. Tasks are acknowledged after they ran, and

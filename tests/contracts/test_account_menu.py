@@ -30,7 +30,7 @@ def test_the_account_menu_reaches_what_the_role_may_use(client, owner, customer)
     client.force_login(viewer)
     menu = _menu(client.get("/contracts/").content.decode())
     assert "/payment-methods/" not in menu and "/settings/tokens/" not in menu
-    assert "/account/activity/" in menu and "Log out" in menu
+    assert "/account/activity/" in menu and "/account/billing/" in menu and "Log out" in menu
 
 
 def test_the_menu_is_there_on_pages_outside_the_customer_views(client, owner):

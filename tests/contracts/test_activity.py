@@ -187,3 +187,18 @@ def test_every_member_may_read_it(client, customer):
     make_invoice(customer=customer)
     response = client.get(PAGE)
     assert response.status_code == 200 and response.context["items"]
+
+
+def test_billing_details_changes_name_the_fields(client, member, customer):
+    from contracts.services import customer_update
+
+    customer_update(
+        customer_id=customer.pk,
+        changes={"city": "Hamburg", "postal_code": "20095"},
+        actor=member.user,
+    )
+    client.force_login(member.user)
+    texts = [i.text for i in client.get(PAGE, {"kind": "account"}).context["items"]]
+    (line,) = [t for t in texts if t.startswith("Billing details changed")]
+    assert line.startswith("Billing details changed by demo@example.com: ")
+    assert "city" in line and "Hamburg" not in line

@@ -182,6 +182,14 @@ MATRIX: dict[str, Row] = {
         lambda w: "/account/activity/",
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
     ),
+    # Acting for their own customer: B's owner sees B's details, never A's. A viewer's
+    # POST is refused (tests/contracts/test_billing_details.py).
+    "contracts:billing-details": Row(
+        "get",
+        lambda w: "/account/billing/",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
+        secret=lambda w: w.customer.name,
+    ),
     "contracts:no-customer": Row(
         "get",
         lambda w: "/account/no-customer/",

@@ -100,6 +100,8 @@ def _bill_to(invoice: Invoice) -> dict:
             "address_lines": [ln for ln in invoice.bill_to_address.splitlines() if ln.strip()],
             "tax_id": invoice.bill_to_tax_id,
             "email": invoice.bill_to_email,
+            "purchase_order_reference": invoice.purchase_order_reference,
+            "buyer_reference": invoice.buyer_reference,
         }
     customer = invoice.customer
     return {
@@ -107,6 +109,8 @@ def _bill_to(invoice: Invoice) -> dict:
         "address_lines": customer.address_lines,
         "tax_id": customer.tax_id,
         "email": customer.email,
+        "purchase_order_reference": customer.purchase_order_reference,
+        "buyer_reference": customer.buyer_reference,
     }
 
 

@@ -78,8 +78,8 @@ def test_empty_draft_cannot_be_finalised(customer):
     ("country", "tax_id", "name", "rate", "note"),
     [
         ("DE", "", "VAT", "19.00", ""),
-        ("DE", "DE123456789", "VAT", "19.00", ""),  # domestic B2B is taxed
-        ("PL", "PL7251234567", "VAT", "0", REVERSE_CHARGE_NOTE),
+        ("DE", "DE136695976", "VAT", "19.00", ""),  # domestic B2B is taxed
+        ("PL", "PL8567346215", "VAT", "0", REVERSE_CHARGE_NOTE),
         ("FR", "", "VAT", "20.00", ""),  # EU consumer: the customer's rate
         ("IN", "27AAPFU0939F1ZV", "IGST", "18.00", ""),
         ("US", "", "VAT", "0", OUTSIDE_EU_NOTE),
@@ -98,7 +98,7 @@ def test_newest_rate_not_after_the_issue_date_applies():
 
 
 def test_reverse_charge_invoice_carries_the_note():
-    pl = CustomerFactory(country="PL", tax_id="PL7251234567", city="Łódź")
+    pl = CustomerFactory(country="PL", tax_id="PL8567346215", city="Łódź")
     invoice = make_invoice(customer=pl, price="500")
     assert (invoice.tax, invoice.total) == (Decimal("0.00"), Decimal("500.00"))
     assert invoice.tax_note == REVERSE_CHARGE_NOTE

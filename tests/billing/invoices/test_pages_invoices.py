@@ -390,9 +390,9 @@ def read_csv(response) -> list[dict]:
 def test_csv_export_streams_every_row_of_the_filter(client_owner, customer, invoices):
     # Billed with one VAT id; the customer has a new one since: the CSV shows it as billed.
     invoices["open"].__class__.objects.filter(pk=invoices["open"].pk).update(
-        bill_to_tax_id="DE123456789"
+        bill_to_tax_id="DE136695976"
     )
-    customer.tax_id = "DE999999999"
+    customer.tax_id = "DE811907980"
     customer.save()
     response = client_owner.get("/invoices/export.csv", {"status": "open", "per_page": "10"})
     assert response["Content-Type"].startswith("text/csv")
@@ -411,7 +411,7 @@ def test_csv_export_streams_every_row_of_the_filter(client_owner, customer, invo
         str(inv.total),
     )
     assert (row["currency"], row["status"], row["paid_date"]) == ("EUR", "open", "")
-    assert row["customer_vat_id"] == "DE123456789"
+    assert row["customer_vat_id"] == "DE136695976"
 
 
 def test_csv_export_includes_paid_date_and_ignores_paging(client_owner, customer, invoices):
@@ -448,7 +448,7 @@ def test_csv_requires_login(client):
 
 
 def test_csv_shows_a_draft_with_the_customers_current_vat_id(client_owner, customer, invoices):
-    customer.tax_id = "DE999999999"
+    customer.tax_id = "DE811907980"
     customer.save()
     (row,) = read_csv(client_owner.get("/invoices/export.csv", {"status": "draft"}))
-    assert (row["number"], row["customer_vat_id"]) == ("", "DE999999999")
+    assert (row["number"], row["customer_vat_id"]) == ("", "DE811907980")

@@ -48,7 +48,7 @@ def _download(client, invoice, **headers):
 
 
 def test_download_has_pdf_headers_and_complete_content(client_of, customer):
-    customer.tax_id = "DE123456789"
+    customer.tax_id = "DE136695976"
     customer.save()
     invoice = make_invoice(customer=customer, blocks=2, price="123.45", started_on=D(2026, 3, 1))
 
@@ -70,7 +70,7 @@ def test_download_has_pdf_headers_and_complete_content(client_of, customer):
     assert "Subtotal 246.90 EUR" in text
     assert "VAT 19% on 246.90 EUR 46.91 EUR" in text
     assert "Total EUR, due 2026-03-15 293.81 EUR" in text
-    assert "VAT/GST id: DE123456789" in text
+    assert "VAT/GST id: DE136695976" in text
     assert "IPv4 Lease Networks GmbH" in text and "VAT id: DE811111111" in text
     assert "Payment terms: 14 days net" in text
     assert "Page 1 of 1" in text
@@ -110,20 +110,22 @@ def test_names_with_diacritics_print_exactly_and_markup_prints_literally(client_
     assert "Müller GmbH <script>alert(1)</script>" in text
     assert "8001 Zürich" in text
     assert "Łódź" not in text
-    polish = CustomerFactory(name="Łódź Sp. z o.o.", city="Łódź", country="PL", tax_id="PL1")
+    polish = CustomerFactory(
+        name="Łódź Sp. z o.o.", city="Łódź", country="PL", tax_id="PL8567346215"
+    )
     other = make_invoice(customer=polish)
     assert "Łódź Sp. z o.o." in pdf_text(invoice_pdf_document(other).content)
 
 
 def test_reverse_charge_note_and_customer_vat_id(client_of, customer):
-    customer.country, customer.tax_id = "AT", "ATU12345678"
+    customer.country, customer.tax_id = "AT", "ATU13585627"
     customer.save()
     invoice = make_invoice(customer=customer)
     text = pdf_text(_download(client_of, invoice).content)
     assert "VAT 0% on 100.00 EUR 0.00 EUR" in text
     assert squash(REVERSE_CHARGE_NOTE) in text
     assert text.count("Reverse charge") == 1
-    assert "VAT/GST id: ATU12345678" in text
+    assert "VAT/GST id: ATU13585627" in text
 
 
 @FROZEN

@@ -72,7 +72,10 @@ class Command(BaseCommand):
             postal_code="13353",
             city="Berlin",
             country="DE",
-            tax_id="DE123456789",
+            # Real-format ids with valid check digits (python-stdnum's own examples).
+            tax_id="DE136695976",
+            billing_cc_emails=["accounts-payable@demo-networks.example"],
+            purchase_order_reference="PO-2026-0042",
             default_currency="EUR",
         )
         other_co = Customer.objects.create(
@@ -82,7 +85,7 @@ class Command(BaseCommand):
             postal_code="90-001",
             city="Łódź",
             country="PL",
-            tax_id="PL7251234567",
+            tax_id="PL8567346215",
             default_currency="EUR",
         )
         Membership.objects.create(user=demo, customer=demo_co, role=Role.OWNER)
