@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-dev system-deps services lint format bench clean
+.PHONY: demo test install install-dev system-deps services lint format bench clean messages
 
 # The portal alone (what `make demo` runs on), then the test and lint tooling on top.
 .venv/.installed: pyproject.toml
@@ -48,6 +48,13 @@ test: install-dev system-deps services lint
 
 bench: install-dev services
 	$(PY) bench/run.py
+
+# German catalogue: collect new strings into locale/de/LC_MESSAGES/django.po (needs GNU
+# gettext's xgettext), then compile django.mo with Babel. Both files are committed, so the
+# portal runs without gettext; tests/test_translations.py fails when the .mo is stale.
+messages: install-dev
+	DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py makemessages -l de --no-location -i "tests/*" -i "bench/*" -i "var/*" -i "test-artifacts/*" -i ".venv/*"
+	.venv/bin/pybabel compile -d locale -D django
 
 clean:
 	rm -rf .venv db.sqlite3 var staticfiles media

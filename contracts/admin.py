@@ -217,6 +217,9 @@ class IPBlockAdmin(admin.ModelAdmin):
         return audit_trail(obj)
 
 
+_STAFF_EDITABLE = ("grace_extended_until", "buyer_reference", "purchase_order_reference")
+
+
 class ContractCreateForm(forms.ModelForm):
     class Meta:
         model = LeaseContract
@@ -294,6 +297,8 @@ class LeaseContractAdmin(admin.ModelAdmin):
         "started_on",
         "next_billing_date",
         "grace_extended_until",
+        "buyer_reference",
+        "purchase_order_reference",
         "cancellation_date",
         "cancelled_at",
         "cancellation_reason",
@@ -315,8 +320,9 @@ class LeaseContractAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        # Money and status change only through services; staff may move the deadline.
-        return [f for f in self.fields if f != "grace_extended_until"]
+        # Money and status change only through services; staff may move the deadline and
+        # set the references invoices carry.
+        return [f for f in self.fields if f not in _STAFF_EDITABLE]
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
@@ -325,6 +331,13 @@ class LeaseContractAdmin(admin.ModelAdmin):
         if not change:
             obj.pk = form.created.pk
             return
+        if {"buyer_reference", "purchase_order_reference"} & set(form.changed_data):
+            services.contract_set_references(
+                contract_id=obj.pk,
+                buyer_reference=obj.buyer_reference,
+                purchase_order_reference=obj.purchase_order_reference,
+                actor=request.user,
+            )
         if "grace_extended_until" in form.changed_data and obj.grace_extended_until:
             try:
                 services.contract_extend_grace(

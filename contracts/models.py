@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 EU_COUNTRIES = frozenset(
     "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
@@ -50,6 +51,8 @@ class Customer(models.Model):
         blank=True,
         help_text="The customer's order number; printed on invoices.",
     )
+    # Printed on documents and sent in e-invoices (EN 16931 BT-10, BT-13); a contract may
+    # override both.
     buyer_reference = models.CharField(
         "buyer reference",
         max_length=100,
@@ -212,9 +215,9 @@ class IPBlock(models.Model):
 
 
 class ContractStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAST_DUE = "past_due", "Past due"
-    CANCELLED = "cancelled", "Cancelled"
+    ACTIVE = "active", _("Active")
+    PAST_DUE = "past_due", _("Past due")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 CONTRACT_TRANSITIONS = {
@@ -260,6 +263,12 @@ class LeaseContract(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.CharField(
         max_length=20, choices=CancellationReason.choices, blank=True
+    )
+    buyer_reference = models.CharField(
+        max_length=100, blank=True, help_text="Overrides the customer's buyer reference."
+    )
+    purchase_order_reference = models.CharField(
+        max_length=100, blank=True, help_text="Overrides the customer's purchase order number."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -253,6 +253,34 @@ def contract_extend_grace(
     return contract
 
 
+def contract_set_references(
+    *, contract_id: int, buyer_reference: str, purchase_order_reference: str, actor: Actor
+) -> LeaseContract:
+    """The buyer's reference and order number this contract's invoices carry (blank: the
+    customer's). Issued invoices keep theirs. Idempotent: unchanged values write nothing."""
+    after = {
+        "buyer_reference": buyer_reference.strip(),
+        "purchase_order_reference": purchase_order_reference.strip(),
+    }
+    with transaction.atomic():
+        contract = LeaseContract.objects.select_for_update().get(pk=contract_id)
+        before = {name: getattr(contract, name) for name in after}
+        if before == after:
+            return contract
+        for name, value in after.items():
+            setattr(contract, name, value)
+        contract.save(update_fields=[*after, "updated_at"])
+        audit_record(
+            actor=actor,
+            action="contract.references_changed",
+            target=contract,
+            customer=contract.customer,
+            before=before,
+            after=after,
+        )
+    return contract
+
+
 def assignment_create(
     *, contract: LeaseContract, block: IPBlock, reference: str, netname: str, actor: Actor
 ):

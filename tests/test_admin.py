@@ -132,6 +132,25 @@ def test_run_billing_action_and_deadline_extension(staff_client):
     contract.refresh_from_db()
     assert contract.grace_extended_until == until
     assert AuditEntry.objects.filter(action="contract.grace_extended").exists()
+    assert not AuditEntry.objects.filter(action="contract.references_changed").exists()
+
+    staff_client.post(
+        url,
+        {
+            "grace_extended_until": until.isoformat(),
+            "buyer_reference": " 04011000-1234512345-06 ",
+            "purchase_order_reference": "PO-1",
+            "assignment_requests-TOTAL_FORMS": 0,
+            "assignment_requests-INITIAL_FORMS": 0,
+            "rdns_delegations-TOTAL_FORMS": 0,
+            "rdns_delegations-INITIAL_FORMS": 0,
+        },
+    )
+    contract.refresh_from_db()
+    assert contract.buyer_reference == "04011000-1234512345-06"
+    assert contract.purchase_order_reference == "PO-1"
+    entry = AuditEntry.objects.get(action="contract.references_changed")
+    assert entry.after["purchase_order_reference"] == "PO-1"
 
 
 def test_staff_add_assignments_through_the_service(staff_client):

@@ -154,6 +154,7 @@ INVOICE = {
         "customer",
         "due_date",
         "invoice_pdf",
+        "invoice_xml",
         "paid",
         "paid_out_of_band",
         "period_start",
@@ -179,6 +180,14 @@ INVOICE = {
         "customer": {"anyOf": [{"type": "string", "example": "cus_12"}, CUSTOMER]},
         "due_date": _nullable({"type": "integer"}),
         "invoice_pdf": _nullable({"type": "string", "format": "uri"}),
+        "invoice_xml": _nullable(
+            {
+                "type": "string",
+                "format": "uri",
+                "description": "The XRechnung (EN 16931, CII) e-invoice; null for drafts "
+                "and void invoices.",
+            }
+        ),
         "paid": {"type": "boolean"},
         "paid_out_of_band": {"type": "boolean"},
         "period_start": {"type": "integer"},
@@ -224,6 +233,7 @@ INVOICE_EXAMPLE = {
     "customer": "cus_12",
     "due_date": 1781209600,
     "invoice_pdf": "https://portal.example.com/invoices/INV-2026-000123/pdf/",
+    "invoice_xml": "https://portal.example.com/invoices/INV-2026-000123/xml/",
     "paid": False,
     "paid_out_of_band": False,
     "period_start": 1780000000,

@@ -172,6 +172,9 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
     pdf = None
     if invoice.number:
         pdf = settings.SITE_URL + reverse("invoices:invoice-pdf", args=[invoice.number])
+    xml = None
+    if invoice.has_einvoice:
+        xml = settings.SITE_URL + reverse("invoices:invoice-xml", args=[invoice.number])
     period_end = invoice.period_end + datetime.timedelta(days=1)  # exclusive, like Stripe
     return {
         "id": invoice_api_id(invoice),
@@ -191,6 +194,7 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
         "customer": customer_value,
         "due_date": unix(invoice.due_date),
         "invoice_pdf": pdf,
+        "invoice_xml": xml,
         "paid": invoice.status in (InvoiceStatus.PAID, InvoiceStatus.REFUND),
         "paid_out_of_band": invoice.paid_out_of_band,
         "period_start": unix(invoice.period_start),

@@ -17,6 +17,7 @@ customer their addresses, while a duplicate receipt costs nothing. docs/operatio
 """
 
 import logging
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -26,6 +27,8 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from billing.invoices.links import pay_url
 from billing.invoices.models import Invoice, InvoiceStatus
@@ -37,6 +40,7 @@ from contracts.models import (
     Customer,
     LeaseContract,
 )
+from core import l10n
 from core.audit import audit_record
 from core.models import AuditEntry
 
@@ -110,6 +114,12 @@ def _mail_staff(subject: str, body: str, *, message_id: str) -> None:
     ).send()
 
 
+def _language(customer: Customer) -> str:
+    """Customers read their e-mails in their document language."""
+    code = customer.document_language
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def _contract_context(contract: LeaseContract | None) -> dict:
     if contract is None:
         return {"contract": None, "blocks": []}
@@ -120,6 +130,29 @@ def _contract_context(contract: LeaseContract | None) -> dict:
 
 
 def _send_once(
+    *,
+    kind: str,
+    target: models.Model,
+    customer: Customer,
+    subject: Callable[[], str],
+    template: str,
+    context: dict,
+    language: str | None = None,
+) -> bool:
+    """Claim, render in the customer's language (or `language`) and send. `subject` is a
+    callable so it is written in that language too."""
+    with translation.override(language or _language(customer)):
+        return _send_in_language(
+            kind=kind,
+            target=target,
+            customer=customer,
+            subject=subject(),
+            template=template,
+            context=context,
+        )
+
+
+def _send_in_language(
     *,
     kind: str,
     target: models.Model,
@@ -175,11 +208,13 @@ def notify_payment_failed(*, payment_id: int) -> bool:
         return False
     if invoice.status != InvoiceStatus.OPEN:
         return False
-    subject = (
-        f"Please confirm the payment for invoice {invoice.number}"
-        if needs_customer
-        else f"Payment for invoice {invoice.number} failed"
-    )
+    number = {"number": invoice.number}
+
+    def subject() -> str:
+        if needs_customer:
+            return _("Please confirm the payment for invoice %(number)s") % number
+        return _("Payment for invoice %(number)s failed") % number
+
     return _send_once(
         kind=PAYMENT_FAILED,
         target=payment,
@@ -207,7 +242,7 @@ def notify_invoice_overdue(*, invoice_id: int) -> bool:
         kind=INVOICE_OVERDUE,
         target=invoice,
         customer=invoice.customer,
-        subject=f"Invoice {invoice.number} is overdue",
+        subject=lambda: _("Invoice %(number)s is overdue") % {"number": invoice.number},
         template="invoice_overdue",
         context={
             "invoice": invoice,
@@ -233,9 +268,16 @@ def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
         kind=cancellation_warning_kind(days),
         target=invoice,
         customer=invoice.customer,
-        subject=(
-            f"Contract {contract.reference} will be cancelled on "
-            f"{cancellation_date:%d %B %Y} unless invoice {invoice.number} is paid"
+        subject=lambda: (
+            _(
+                "Contract %(reference)s will be cancelled on %(day)s "
+                "unless invoice %(number)s is paid"
+            )
+            % {
+                "reference": contract.reference,
+                "day": l10n.date(cancellation_date, length="long"),
+                "number": invoice.number,
+            }
         ),
         template="cancellation_warning",
         context={
@@ -260,7 +302,10 @@ def notify_contract_cancelled(*, contract_id: int) -> bool:
         kind=CONTRACT_CANCELLED,
         target=contract,
         customer=contract.customer,
-        subject=f"Contract {contract.reference} has been cancelled for non-payment",
+        subject=lambda: (
+            _("Contract %(reference)s has been cancelled for non-payment")
+            % {"reference": contract.reference}
+        ),
         template="contract_cancelled",
         context={"unpaid": unpaid, **_contract_context(contract)},
     )
@@ -276,7 +321,7 @@ def notify_invoice_paid(*, invoice_id: int) -> bool:
         kind=RECEIPT,
         target=invoice,
         customer=invoice.customer,
-        subject=f"Receipt for invoice {invoice.number}",
+        subject=lambda: _("Receipt for invoice %(number)s") % {"number": invoice.number},
         template="receipt",
         context={"invoice": invoice, **_contract_context(invoice.contract)},
     )
@@ -369,18 +414,21 @@ def notify_report(*, report_id: int) -> bool:
     if report.resolved_at is None:
         _alert_staff_of_report(report)
     kind = REPORT_KINDS[report.status]
+    # Issue 14's report e-mails are not translated yet: subject and body stay English.
     subject = {
         "report_received": f"We are reviewing invoice {invoice.number}",
         "report_rejected": f"Your report on invoice {invoice.number}: the invoice stands",
         "report_corrected": f"Your report on invoice {invoice.number}: corrected",
     }[kind]
+
     still_due = invoice.is_payable
     return _send_once(
         kind=kind,
         target=report,
         customer=invoice.customer,
-        subject=subject,
+        subject=lambda: subject,
         template=kind,
+        language="en",
         context={
             "invoice": invoice,
             "report": report,

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from contracts.models import Customer, IPBlock, LeaseContract
 from core.money import ZERO
@@ -13,12 +14,12 @@ DRAFT_REF_PREFIX = "draft-"
 
 
 class InvoiceStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    OPEN = "open", "Open"
-    PAID = "paid", "Paid"
-    VOID = "void", "Void"
-    REFUND = "refund", "Refund"
-    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+    DRAFT = "draft", _("Draft")
+    OPEN = "open", _("Open")
+    PAID = "paid", _("Paid")
+    VOID = "void", _("Void")
+    REFUND = "refund", _("Refund")
+    UNCOLLECTIBLE = "uncollectible", _("Uncollectible")
 
 
 # The only place that says which invoice status may follow which.
@@ -134,9 +135,15 @@ class Invoice(models.Model):
     bill_to_country = models.CharField(max_length=2, blank=True)
     bill_to_tax_id = models.CharField(max_length=32, blank=True)
     bill_to_email = models.EmailField(blank=True)
-    # BT-13 and BT-10 of an e-invoice; copied from the customer when issued.
-    purchase_order_reference = models.CharField(max_length=100, blank=True)
+    # The address in parts, as e-invoices need it (EN 16931 BG-8); bill_to_address is how
+    # the document prints it.
+    bill_to_line1 = models.CharField(max_length=200, blank=True)
+    bill_to_line2 = models.CharField(max_length=200, blank=True)
+    bill_to_postal_code = models.CharField(max_length=20, blank=True)
+    bill_to_city = models.CharField(max_length=100, blank=True)
+    bill_to_state = models.CharField(max_length=100, blank=True)
     buyer_reference = models.CharField(max_length=100, blank=True)
+    purchase_order_reference = models.CharField(max_length=100, blank=True)
     document_language = models.CharField(max_length=2, blank=True)
     tax_note = models.CharField(max_length=300, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -205,6 +212,11 @@ class Invoice(models.Model):
         if self.status in PAYABLE_STATUSES or self.status == InvoiceStatus.DRAFT:
             return self.total - self.amount_paid
         return ZERO
+
+    @property
+    def has_einvoice(self) -> bool:
+        """Issued and not void: drafts are no invoices, and a void one must not be booked."""
+        return bool(self.number) and self.status not in (InvoiceStatus.DRAFT, InvoiceStatus.VOID)
 
     @property
     def is_payable(self) -> bool:

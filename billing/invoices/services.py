@@ -314,8 +314,16 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
     invoice.bill_to_country = customer.country
     invoice.bill_to_tax_id = customer.tax_id
     invoice.bill_to_email = customer.email
-    invoice.purchase_order_reference = customer.purchase_order_reference
-    invoice.buyer_reference = customer.buyer_reference
+    invoice.bill_to_line1 = customer.address_line1
+    invoice.bill_to_line2 = customer.address_line2
+    invoice.bill_to_postal_code = customer.postal_code
+    invoice.bill_to_city = customer.city
+    invoice.bill_to_state = customer.state
+    contract = invoice.contract
+    invoice.buyer_reference = (contract and contract.buyer_reference) or customer.buyer_reference
+    invoice.purchase_order_reference = (
+        contract and contract.purchase_order_reference
+    ) or customer.purchase_order_reference
     invoice.document_language = customer.document_language
     set_invoice_status(
         invoice,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from billing.invoices.models import TaxRate
 from contracts.models import EU_COUNTRIES, Customer
@@ -25,11 +26,14 @@ from contracts.taxids import country_name, is_valid_eu_vat
 from core.errors import DomainError
 from core.money import ZERO, quantize
 
-REVERSE_CHARGE_NOTE = (
+# Stored on invoices in English; documents translate them when they print them.
+REVERSE_CHARGE_NOTE = gettext_noop(
     "Reverse charge: VAT to be accounted for by the recipient "
     "(Art. 196 Council Directive 2006/112/EC)."
 )
-OUTSIDE_EU_NOTE = "Not subject to VAT: place of supply is outside the EU."
+OUTSIDE_EU_NOTE = gettext_noop("Not subject to VAT: place of supply is outside the EU.")
+# Tax names are data (TaxRate.name); the ones in use are translated on documents.
+TAX_NAMES = (gettext_noop("VAT"), gettext_noop("IGST"))
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,29 @@ class TaxDecision:
     name: str
     rate: Decimal
     note: str = ""
+
+
+@dataclass(frozen=True)
+class VatCategory:
+    """The EN 16931 VAT category (UNCL 5305) of a supply and, for an exempt one, its reason."""
+
+    code: str
+    exemption_code: str = ""  # VATEX code list
+    exemption_reason: str = ""
+
+
+STANDARD_RATED = VatCategory("S")
+REVERSE_CHARGE = VatCategory("AE", "VATEX-EU-AE", REVERSE_CHARGE_NOTE)
+NOT_SUBJECT = VatCategory("O", "VATEX-EU-O", OUTSIDE_EU_NOTE)
+
+
+def vat_category_of(tax_note: str) -> VatCategory:
+    """The category of an issued invoice, from the rule tax_for applied to it (its note):
+    an e-invoice says what the invoice charged, never what today's data would decide.
+    India's IGST is charged at its rate, so it is S in EN 16931 terms (docs/decisions.md)."""
+    return {REVERSE_CHARGE_NOTE: REVERSE_CHARGE, OUTSIDE_EU_NOTE: NOT_SUBJECT}.get(
+        tax_note, STANDARD_RATED
+    )
 
 
 def _rate_in(country: str, on: datetime.date) -> TaxRate:

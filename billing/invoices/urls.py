@@ -18,4 +18,5 @@ urlpatterns = [
         document_views.invoice_pdf_for_link,
         name="invoice-pdf-for-link",
     ),
+    path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),
 ]

@@ -116,6 +116,9 @@ LOGIN_REDIRECT_URL = "/invoices/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en"
+# Documents and e-mails go out in a customer's document language; pages follow the browser.
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -144,15 +147,38 @@ PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF", "INR")
+# The seller as documents print it. SELLER_ADDRESS is the street and town lines without the
+# country: documents add the country in words, in the document's language.
 SELLER = {
     "name": env("SELLER_NAME", default="IPv4 Lease Networks GmbH"),
-    "address_lines": env.list(
-        "SELLER_ADDRESS", default=["Friedrichstraße 123", "10117 Berlin", "Germany"]
-    ),
+    "address_lines": env.list("SELLER_ADDRESS", default=["Friedrichstraße 123", "10117 Berlin"]),
+    # Structured parts of the address for e-invoices (EN 16931 BT-35, BT-37, BT-38).
+    "street": env("SELLER_STREET", default="Friedrichstraße 123"),
+    "postal_code": env("SELLER_POSTAL_CODE", default="10117"),
+    "city": env("SELLER_CITY", default="Berlin"),
     "country": env("SELLER_COUNTRY", default="DE"),
     "vat_id": env("SELLER_VAT_ID", default="DE811111111"),
+    # Steuernummer: printed and sent when an invoice must not carry the VAT id (BR-O-02).
+    "tax_number": env("SELLER_TAX_NUMBER", default="37/123/45678"),
     "email": env("SELLER_EMAIL", default="billing@example.com"),
+    "phone": env("SELLER_PHONE", default="+49 30 1234567"),
+    "contact_name": env("SELLER_CONTACT_NAME", default="Billing department"),
+    # Particulars a GmbH must print on business letters (§ 35a GmbHG).
+    "legal_form": env("SELLER_LEGAL_FORM", default="GmbH"),
+    "seat": env("SELLER_SEAT", default="Berlin"),
+    "register_court": env("SELLER_REGISTER_COURT", default="Amtsgericht Charlottenburg"),
+    "register_number": env("SELLER_REGISTER_NUMBER", default="HRB 123456 B"),
+    "managing_directors": env.list(
+        "SELLER_MANAGING_DIRECTORS", default=["Erika Mustermann", "Max Mustermann"]
+    ),
+    # Where transfers go; the demo IBAN is a valid test number of a made-up account.
+    "bank_name": env("SELLER_BANK_NAME", default="Demo Bank Berlin"),
+    "iban": env("SELLER_IBAN", default="DE89370400440532013000"),
+    "bic": env("SELLER_BIC", default="COBADEFFXXX"),
 }
+# Indian GST invoices print a SAC code per line; every line the portal bills is the lease
+# of IPv4 address space (docs/decisions.md, issue 15).
+INDIA_SAC_CODE = env("INDIA_SAC_CODE", default="997339")
 
 # --- Payments ----------------------------------------------------------------
 PAYMENT_PROVIDER = env("PAYMENT_PROVIDER", default="sandbox")

@@ -100,6 +100,10 @@ def test_invoice_list_flow(browser, live_server, account):
     assert pdf_href == f"/invoices/{number}/pdf/"
     page.keyboard.press("ArrowDown")
     assert page.evaluate("document.activeElement.textContent.trim()") == "Pay online"
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Download XML (XRechnung)"
+    xml_href = page.evaluate("document.activeElement.getAttribute('href')")
+    assert xml_href == f"/invoices/{number}/xml/"
     page.keyboard.press("Escape")
     sync_api.expect(summary).to_have_attribute("aria-expanded", "false")
     assert page.evaluate("document.activeElement.tagName") == "SUMMARY"

@@ -68,6 +68,12 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: "%PDF",
     ),
+    "invoices:invoice-xml": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/xml/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
+        secret=lambda w: "CrossIndustryInvoice",
+    ),
     "payments:invoice-pay": Row(
         "post",
         lambda w: f"/invoices/{w.invoice.number}/pay/",

@@ -23,16 +23,21 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db.models import Prefetch, QuerySet
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 from weasyprint import HTML
 from weasyprint.urls import default_url_fetcher
 
 from billing.invoices.links import pay_url
 from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 
+from . import content as doc
+from . import einvoice
+
 logger = logging.getLogger(__name__)
 
 # Bump when the template changes in a way that must replace already stored documents.
-TEMPLATE_REVISION = "r1"
+TEMPLATE_REVISION = "r2"
 _PDF_HEADER = b"%PDF-"
 _PDF_TRAILER = b"%%EOF"
 
@@ -92,49 +97,51 @@ def _with_lines(invoice: Invoice) -> Invoice:
     return with_document_data(Invoice.objects.all()).get(pk=invoice.pk)
 
 
-def _bill_to(invoice: Invoice) -> dict:
-    """The issued snapshot; a draft has none yet, so it shows the customer as they are now."""
-    if invoice.status != InvoiceStatus.DRAFT or invoice.bill_to_name:
-        return {
-            "name": invoice.bill_to_name,
-            "address_lines": [ln for ln in invoice.bill_to_address.splitlines() if ln.strip()],
-            "tax_id": invoice.bill_to_tax_id,
-            "email": invoice.bill_to_email,
-            "purchase_order_reference": invoice.purchase_order_reference,
-            "buyer_reference": invoice.buyer_reference,
-        }
-    customer = invoice.customer
-    return {
-        "name": customer.name,
-        "address_lines": customer.address_lines,
-        "tax_id": customer.tax_id,
-        "email": customer.email,
-        "purchase_order_reference": customer.purchase_order_reference,
-        "buyer_reference": customer.buyer_reference,
-    }
-
-
 def _status_mark(invoice: Invoice) -> dict | None:
     if invoice.status == InvoiceStatus.PAID:
-        return {"label": "PAID", "css": "paid", "date": invoice.paid_at}
+        return {"label": _("PAID"), "css": "paid", "date": invoice.paid_at}
     if invoice.status == InvoiceStatus.VOID:
-        return {"label": "VOID", "css": "void", "date": invoice.voided_at}
+        return {"label": _("VOID"), "css": "void", "date": invoice.voided_at}
     if invoice.status == InvoiceStatus.REFUND:
-        return {"label": "REFUNDED", "css": "refunded", "date": invoice.refunded_at}
+        return {"label": _("REFUNDED"), "css": "refunded", "date": invoice.refunded_at}
     if invoice.status == InvoiceStatus.DRAFT:
-        return {"label": "DRAFT", "css": "draft", "date": None}
+        return {"label": _("DRAFT"), "css": "draft", "date": None}
     return None
 
 
+def _with_text(line: InvoiceLine) -> InvoiceLine:
+    line.text = doc.line_description(line)
+    return line
+
+
+def _grouped_iban(iban: str) -> str:
+    compact = iban.replace(" ", "")
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
 def render_invoice_html(invoice: Invoice) -> str:
-    """The document's HTML. `invoice` must come with lines and tax lines prefetched."""
+    """The document's HTML, in the invoice's document language.
+
+    `invoice` must come with lines and tax lines prefetched.
+    """
+    language = doc.language(invoice)
+    with translation.override(language):
+        return _render_html(invoice, language)
+
+
+def _render_html(invoice: Invoice, language: str) -> str:
     tax_lines = list(invoice.tax_lines.all())
     line_notes = {t.note for t in tax_lines if t.note}
+    buyer = doc.buyer(invoice)
     context = {
+        "language": language,
         "invoice": invoice,
         "seller": settings.SELLER,
-        "bill_to": _bill_to(invoice),
-        "lines": list(invoice.lines.all()),
+        "iban": _grouped_iban(settings.SELLER["iban"]),
+        "bill_to": buyer,
+        "references": doc.references(invoice),
+        "contract_reference": invoice.contract.reference if invoice.contract_id else "",
+        "lines": [_with_text(line) for line in invoice.lines.all()],
         "tax_lines": tax_lines,
         "tax_note": invoice.tax_note if invoice.tax_note not in line_notes else "",
         "is_draft": invoice.status == InvoiceStatus.DRAFT,
@@ -142,11 +149,17 @@ def render_invoice_html(invoice: Invoice) -> str:
         "pay_url": pay_url(invoice) if invoice.number and invoice.is_payable else "",
         "amount_due": invoice.amount_remaining,
         "payment_terms_days": settings.PAYMENT_TERMS_DAYS,
+        # Indian GST invoices name the service's SAC code on every line.
+        "show_sac": buyer.country == "IN",
+        "sac_code": settings.INDIA_SAC_CODE,
+        # CSS strings cannot hold template tags; the page footer's words come in here.
+        "page_label": _("Page"),
+        "of_label": _("of"),
     }
     return render_to_string("billing/pdf/invoice.html", context)
 
 
-def html_to_pdf(html: str) -> bytes:
+def html_to_pdf(html: str, *, variant: str | None = None) -> bytes:
     """WeasyPrint with the documents' rules: nothing fetched, templates/billing/pdf as base.
     Receipts (billing.payments) render through here too, so every document looks alike."""
     document = HTML(
@@ -154,11 +167,22 @@ def html_to_pdf(html: str) -> bytes:
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
         url_fetcher=_no_network_fetcher,
     )
-    return document.write_pdf()
+    return document.write_pdf(pdf_variant=variant) if variant else document.write_pdf()
 
 
 def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
-    return html_to_pdf(render_invoice_html(invoice))
+    """PDF/A-3b; an issued invoice carries its Factur-X (EN 16931) XML as factur-x.xml."""
+    pdf = html_to_pdf(render_invoice_html(invoice), variant="pdf/a-3b")
+    if not einvoice.has_einvoice(invoice):
+        return pdf
+    language = doc.language(invoice)
+    with translation.override(language):
+        return einvoice.embed_in_pdf(pdf, einvoice.build_xml(invoice), invoice, lang=language)
+
+
+def invoice_xrechnung(invoice: Invoice) -> bytes:
+    """The XRechnung (CII) XML of an issued invoice; raises ValueError for one without."""
+    return einvoice.build_xml(_with_lines(invoice), guideline=einvoice.XRECHNUNG_CII)
 
 
 def _looks_complete(content: bytes) -> bool:

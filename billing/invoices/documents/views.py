@@ -14,7 +14,7 @@ from billing.invoices.models import DRAFT_REF_PREFIX
 from billing.invoices.selectors import invoice_for_customer_or_404, invoices_by_numbers
 from contracts.context import member_required
 
-from .pdf import cached_etag, invoice_pdf_document, with_document_data
+from .pdf import cached_etag, invoice_pdf_document, invoice_xrechnung, with_document_data
 from .zipstream import stream_invoice_zip
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,36 @@ def _pdf_response(request: HttpRequest, invoice) -> HttpResponse:
     response["ETag"] = document.etag
     response["Content-Disposition"] = f'attachment; filename="{document.filename}"'
     # Private: the document belongs to one customer; no-cache: revalidate with the ETag.
+    response["Cache-Control"] = "private, no-cache"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+@member_required()
+def invoice_xml(request: HttpRequest, number: str) -> HttpResponse:
+    """The XRechnung (EN 16931, CII syntax) e-invoice beside the PDF, for any member."""
+    invoice = invoice_for_customer_or_404(request.customer, number, light=True)
+    if not invoice.has_einvoice:
+        return _refuse(
+            request,
+            f"{invoice.ref} has no e-invoice: drafts are not invoices yet, and a void "
+            "invoice must not be booked.",
+            status=404,
+        )
+    try:
+        xml = invoice_xrechnung(invoice)
+    except Exception:  # the person gets a clear message, never a 500 page
+        logger.exception("e-invoice of invoice %s could not be produced", invoice.pk)
+        return _refuse(
+            request,
+            f"The e-invoice of {invoice.ref} could not be produced just now. "
+            "Please try again in a minute; if it keeps failing, contact billing support.",
+            status=503,
+        )
+    response = HttpResponse(xml, content_type="application/xml; charset=utf-8")
+    response["Content-Length"] = str(len(xml))
+    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.xml"'
     response["Cache-Control"] = "private, no-cache"
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -81,6 +81,7 @@ def test_detail_matches_the_seed_shape(api, customer, token, assert_invoice_sche
     assert body["customer"] == f"cus_{customer.pk}"
     assert body["subscription"] == f"sub_{invoice.contract_id}"
     assert body["invoice_pdf"] == f"http://testserver/invoices/{invoice.number}/pdf/"
+    assert body["invoice_xml"] == f"http://testserver/invoices/{invoice.number}/xml/"
     assert body["due_date"] == int(
         datetime.datetime.combine(
             invoice.due_date, datetime.time(), tzinfo=datetime.UTC

@@ -129,3 +129,34 @@ def test_sweep_catches_up_a_receipt_whose_queuing_failed(invoice, monkeypatch):
         send_reminders()
         send_reminders()
     assert [m.subject for m in mail.outbox] == [f"Receipt for invoice {invoice.number}"]
+
+
+def test_a_german_customer_gets_german_e_mails_with_german_money_and_dates(
+    invoice, django_capture_on_commit_callbacks
+):
+    customer = invoice.customer
+    customer.document_language = "de"
+    customer.save()
+    with _at(16):
+        (overdue,) = _remind_twice(django_capture_on_commit_callbacks)
+    assert overdue.subject == f"Rechnung {invoice.number} ist überfällig"
+    assert overdue.body.startswith(f"Guten Tag {customer.name},")
+    amount = "238,00\xa0€"  # two blocks at 100.00 EUR plus 19 % VAT
+    assert f"Rechnung {invoice.number} über {amount} war am 15. Januar 2026 fällig" in overdue.body
+    assert "am 22. Januar 2026 gekündigt" in overdue.body
+    assert "Online bezahlen: " + pay_url(invoice).rsplit(":", 2)[0] in overdue.body
+    html = overdue.alternatives[0][0]
+    assert '<html lang="de">' in html and "Online bezahlen" in html
+    with _at(19):
+        (warning,) = _remind_twice(django_capture_on_commit_callbacks)
+    assert warning.subject == (
+        f"Vertrag {invoice.contract.reference} wird am 22. Januar 2026 gekündigt, "
+        f"wenn Rechnung {invoice.number} nicht bezahlt wird"
+    )
+
+
+def test_english_e_mails_write_money_the_english_way(invoice, django_capture_on_commit_callbacks):
+    with _at(16):
+        (overdue,) = _remind_twice(django_capture_on_commit_callbacks)
+    assert f"invoice {invoice.number} over €238.00 was due on 15 January 2026" in overdue.body
+    assert '<html lang="en">' in overdue.alternatives[0][0]

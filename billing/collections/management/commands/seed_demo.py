@@ -75,8 +75,10 @@ class Command(BaseCommand):
             # Real-format ids with valid check digits (python-stdnum's own examples).
             tax_id="DE136695976",
             billing_cc_emails=["accounts-payable@demo-networks.example"],
-            purchase_order_reference="PO-2026-0042",
             default_currency="EUR",
+            # A German customer reads German invoices and quotes its own order number.
+            document_language="de",
+            purchase_order_reference="PO-2026-4711",
         )
         other_co = Customer.objects.create(
             name="Other Hosting Sp. z o.o.",
