@@ -13,6 +13,11 @@ urlpatterns = [
     path("invoices/download.zip", document_views.invoice_download_zip, name="invoice-download-zip"),
     path("invoices/<str:number>/", views.invoice_detail, name="invoice-detail"),
     path("invoices/<str:number>/pdf/", document_views.invoice_pdf, name="invoice-pdf"),
+    path(
+        "invoices/<str:number>/pay/pdf/",
+        document_views.invoice_pdf_for_link,
+        name="invoice-pdf-for-link",
+    ),
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", document_views.credit_note_pdf, name="credit-note-pdf"),
     path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),

@@ -20,7 +20,22 @@ urlpatterns = [
         views.payment_confirmed,
         name="payment-confirmed",
     ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/receipt/",
+        views.payment_receipt,
+        name="payment-receipt",
+    ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/receipt.pdf",
+        views.payment_receipt_pdf,
+        name="payment-receipt-pdf",
+    ),
     path("payment-methods/", views.payment_methods, name="payment-methods"),
+    path(
+        "payment-methods/<int:method_id>/remove/",
+        views.payment_method_remove,
+        name="payment-method-remove",
+    ),
     path("statements/", statement_views.statement_page, name="statement"),
     path("statements/statement.pdf", statement_views.statement_download_pdf, name="statement-pdf"),
     path("statements/statement.csv", statement_views.statement_download_csv, name="statement-csv"),

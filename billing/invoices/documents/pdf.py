@@ -171,23 +171,20 @@ def _render_html(invoice: Invoice, language: str) -> str:
     return render_to_string("billing/pdf/invoice.html", context)
 
 
-def html_to_pdf(html: str) -> bytes:
-    """Any of our document templates (they embed everything; nothing is fetched) as PDF."""
-    return HTML(
+def html_to_pdf(html: str, *, variant: str | None = None) -> bytes:
+    """WeasyPrint with the documents' rules: nothing fetched, templates/billing/pdf as base.
+    Receipts (billing.payments) render through here too, so every document looks alike."""
+    document = HTML(
         string=html,
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
         url_fetcher=_no_network_fetcher,
-    ).write_pdf()
+    )
+    return document.write_pdf(pdf_variant=variant) if variant else document.write_pdf()
 
 
 def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
     """PDF/A-3b; an issued invoice carries its Factur-X (EN 16931) XML as factur-x.xml."""
-    html = HTML(
-        string=render_invoice_html(invoice),
-        base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
-        url_fetcher=_no_network_fetcher,
-    )
-    pdf = html.write_pdf(pdf_variant="pdf/a-3b")
+    pdf = html_to_pdf(render_invoice_html(invoice), variant="pdf/a-3b")
     if not einvoice.has_einvoice(invoice):
         return pdf
     language = doc.language(invoice)
