@@ -81,10 +81,10 @@ def _pdf_response(request: HttpRequest, invoice) -> HttpResponse:
             "Please try again in a minute; if it keeps failing, contact billing support.",
             status=503,
         )
-    return _pdf_response(request, document)
+    return _document_response(request, document)
 
 
-def _pdf_response(request: HttpRequest, document: InvoiceDocument) -> HttpResponse:
+def _document_response(request: HttpRequest, document: InvoiceDocument) -> HttpResponse:
     if _etag_matches(request, document.etag):
         return _not_modified(document.etag)
     response = HttpResponse(document.content, content_type="application/pdf")
@@ -115,7 +115,7 @@ def credit_note_pdf(request: HttpRequest, number: str) -> HttpResponse:
             "Please try again in a minute; if it keeps failing, contact billing support.",
             status=503,
         )
-    return _pdf_response(request, document)
+    return _document_response(request, document)
 
 
 @require_GET
