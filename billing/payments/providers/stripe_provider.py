@@ -572,7 +572,11 @@ def construct_event(payload: bytes, signature: str) -> dict:
         )
     except stripe.SignatureVerificationError as exc:
         raise ValueError(str(exc)) from exc
-    event = json.loads(text)
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
-        raise ValueError("not a Stripe event")
+    try:
+        event = json.loads(text)
+    except RecursionError:
+        # Signed, but nested deeper than any Stripe object: refuse it like a bad body.
+        raise ValueError("event body nested too deeply") from None
+    if not isinstance(event, dict):
+        raise ValueError("event body is not a JSON object")
     return event
