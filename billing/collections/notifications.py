@@ -225,6 +225,8 @@ def notify_payment_failed(*, payment_id: int) -> bool:
             "invoice": invoice,
             "payment": payment,
             "pay_url": pay_url(invoice),
+            # After a bank debit failed late this is the fresh grace window it gave.
+            "cancellation_date": invoice.cancellation_date if invoice.contract_id else None,
             **_contract_context(invoice.contract),
         },
     )
