@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures are imported from the neighbouring module
 """A bank debit processing through the billing calendar: nothing charges, reminds, marks past
 due or cancels for its invoice; a debit that fails days later re-opens collection with a
 fresh, announced grace window, after which the contract is cancelled as usual."""

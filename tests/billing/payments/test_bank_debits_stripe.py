@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures are imported from the neighbouring module
 """SEPA Direct Debit / ACH through Stripe's events: processing first, the outcome days later,
 a returned debit afterwards; every event delivered twice and shuffled."""
 
