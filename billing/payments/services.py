@@ -391,6 +391,8 @@ def payment_record_processing(
     actor: Actor,
     event_created: datetime.datetime | None = None,
     provider_payment_id: str | None = None,
+    brand: str = "",
+    last4: str = "",
 ) -> Payment:
     """A bank debit was submitted: the money arrives, or not, days later (up to 14 business
     days for SEPA). The invoice stays Open and credits nothing yet, but while it holds no
@@ -418,6 +420,8 @@ def payment_record_processing(
         ):
             return payment
         payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
+        payment.method_brand = brand or payment.method_brand
+        payment.method_last4 = last4 or payment.method_last4
         payment_set_status(
             payment,
             PaymentStatus.PROCESSING,
@@ -1971,6 +1975,8 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
                 if created
                 else None,
                 provider_payment_id=event.provider_payment_id or None,
+                brand=event.brand,
+                last4=event.last4,
             )
         elif event.kind in (EventKind.PAYMENT_FAILED, EventKind.PAYMENT_REQUIRES_ACTION):
             payment_record_failure(

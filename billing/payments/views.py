@@ -384,7 +384,7 @@ def _sandbox_debit(
     if payment.currency not in sandbox_provider.DEBIT_CURRENCIES or iban is None:
         context["error"] = "Use one of the test IBANs listed below (EUR invoices only)."
         return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
-    event = sandbox_provider.processing_event(payment.pk, payment.provider_checkout_id or "")
+    event = sandbox_provider.processing_event(payment.pk, iban, payment.provider_checkout_id or "")
     payments.provider_event_apply(event, actor="sandbox")
     payment.refresh_from_db()
     if payment.status != PaymentStatus.PROCESSING:

@@ -72,6 +72,8 @@ TEST_IBANS = {
         TestIban("DE62370400440532013001", "debit_fails", "Processing, then fails"),
     )
 }
+# How a debit's method reads on the invoice's payments (method_brand holds 20 characters).
+SEPA_BRAND = "SEPA Direct Debit"
 # A debit is offered for the currencies SEPA (EUR) collects in.
 DEBIT_CURRENCIES = frozenset({"EUR"})
 
@@ -80,13 +82,15 @@ def iban_for(value: str) -> TestIban | None:
     return TEST_IBANS.get("".join(value.split()).upper())
 
 
-def processing_event(payment_id: int, checkout_id: str = "") -> ProviderEvent:
+def processing_event(payment_id: int, iban: TestIban, checkout_id: str = "") -> ProviderEvent:
     pi, _ = payment_ids(payment_id)
     return ProviderEvent(
         kind=EventKind.PAYMENT_PROCESSING,
         payment_id=payment_id,
         checkout_id=checkout_id,
         provider_payment_id=pi,
+        brand=SEPA_BRAND,
+        last4=iban.last4,
     )
 
 
@@ -98,7 +102,7 @@ def debit_outcome_event(payment_id: int, iban: TestIban) -> ProviderEvent:
             code="insufficient_funds",
             message="The bank returned the direct debit (insufficient funds).",
         )
-    return success_event(payment_id, TestCard(iban.iban, "sepa_debit", iban.last4, "", ""))
+    return success_event(payment_id, TestCard(iban.iban, SEPA_BRAND, iban.last4, "", ""))
 
 
 def sandbox_allowed() -> bool:

@@ -53,6 +53,7 @@ def test_a_test_iban_processes_then_the_worker_pays_the_invoice(logged_in, custo
     assert done.status_code == 303
     payment = invoice.payments.get()
     assert payment.status == PaymentStatus.PROCESSING
+    assert (payment.method_brand, payment.method_last4) == ("SEPA Direct Debit", "3000")
     assert queued == [((payment.pk, "DE89370400440532013000"), 45)]
     page = logged_in.get(invoice.get_absolute_url()).content.decode()
     assert "Payment processing" in page
@@ -63,7 +64,7 @@ def test_a_test_iban_processes_then_the_worker_pays_the_invoice(logged_in, custo
     for _ in range(2):  # the worker's delivery may repeat
         tasks.sandbox_settle_debit(*queued[0][0])
     payment.refresh_from_db()
-    assert payment.status == PaymentStatus.SUCCEEDED and payment.method_brand == "sepa_debit"
+    assert payment.status == PaymentStatus.SUCCEEDED and payment.method_brand == "SEPA Direct Debit"
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid == invoice.total
 
