@@ -188,6 +188,15 @@ def _metadata(payment, invoice) -> dict[str, str]:
     }
 
 
+# What Pay online offers by invoice currency: a card, or the bank debit that currency's
+# customers use (SEPA Direct Debit for EUR, ACH for USD). Debits are asynchronous: the session
+# completes "unpaid" and the outcome follows days later (checkout.session.async_payment_*).
+CHECKOUT_METHOD_TYPES = {
+    "EUR": ["card", "sepa_debit"],
+    "USD": ["card", "us_bank_account"],
+}
+
+
 class StripeProvider(PaymentProvider):
     name = "stripe"
 
@@ -215,6 +224,7 @@ class StripeProvider(PaymentProvider):
 
     def checkout_create(self, *, payment, invoice, customer_ref, success_url, cancel_url):
         metadata = _metadata(payment, invoice)
+        methods = CHECKOUT_METHOD_TYPES.get(payment.currency.upper(), ["card"])
         expires = timezone.now() + CHECKOUT_LIFETIME
         session = _call(
             lambda: self.client.v1.checkout.sessions.create(
@@ -233,6 +243,7 @@ class StripeProvider(PaymentProvider):
                         }
                     ],
                     "metadata": metadata,
+                    "payment_method_types": methods,
                     "payment_intent_data": {
                         "metadata": metadata,
                         "description": f"Invoice {invoice.number}",
