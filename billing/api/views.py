@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -98,6 +99,10 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return exc.response()
+            except RequestDataTooBig:
+                # config.middleware.RequestGuardMiddleware answers first when it is
+                # installed; this keeps the answer a 413 without it.
+                return _too_large().response()
             except Exception:
                 logger.exception("API error on %s", request.path)
                 return ApiError(
@@ -107,6 +112,20 @@ def api_view(*, methods: tuple[str, ...], scope: str | None) -> Callable:
         return wrapped
 
     return decorator
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        code="request_too_large",
+    )
+
+
+def _clean_text(value: str) -> bool:
+    """Printable text PostgreSQL can store: no NUL or other control character, no lone
+    surrogate (JSON's "\\ud800" decodes to one, and UTF-8 cannot encode it)."""
+    return value.isprintable()
 
 
 def _token_failures() -> FailureCounter:
@@ -131,8 +150,9 @@ def _locked(seconds: int) -> ApiError:
 def _authenticate(request: HttpRequest) -> ApiToken:
     """The token of the request; an address that sends many unknown tokens is locked out.
 
-    Only guesses count: a missing header is a plain 401, and a revoked or expired token
-    is a known one (an integration to fix), not an attempt to find a secret.
+    Only guesses count, and only guesses are refused by the lock: a missing header is a
+    plain 401, a revoked or expired token is a known one (an integration to fix), and a
+    valid token is served whatever its address did.
     """
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
@@ -144,13 +164,15 @@ def _authenticate(request: HttpRequest) -> ApiToken:
             code="missing_token",
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
-    failures = _token_failures()
-    address = client_ip(request)
-    left = failures.locked_for(address)
-    if left is not None:
-        raise _locked(left)
+    # The token first: a valid one works even from an address that is locked out (an
+    # integration behind the same NAT as a guesser); only guesses meet the lock.
     token, why = token_authenticate(raw.strip())
     if token is None:
+        failures = _token_failures()
+        address = client_ip(request)
+        left = failures.locked_for(address) if why == UNKNOWN_TOKEN else None
+        if left is not None:
+            raise _locked(left)
         started = failures.fail(address) if why == UNKNOWN_TOKEN else None
         if started is not None:
             raise _locked(started)
@@ -311,6 +333,8 @@ def _pay_body(request: HttpRequest) -> dict:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
         raise invalid("The request body must be a JSON object.", code="body_invalid") from None
+    except RecursionError:
+        raise invalid("The request body is nested too deeply.", code="body_invalid") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", code="body_invalid")
     unknown = sorted(set(body) - {"payment_method", "off_session", "expand"})
@@ -325,7 +349,12 @@ def _pay_body(request: HttpRequest) -> dict:
             param="payment_method",
             code="parameter_missing",
         )
-    if not isinstance(method, str) or not method.strip():
+    if (
+        not isinstance(method, str)
+        or not method.strip()
+        or len(method) > 255
+        or not _clean_text(method)
+    ):
         raise invalid("payment_method must be a payment method id string.", param="payment_method")
     off_session = body.get("off_session", False)
     if not isinstance(off_session, bool):
@@ -413,11 +442,24 @@ REPORT_FIELDS = {"reason", "description", "expected_correction"}
 REPORT_TEXT_LIMITS = {"description": 4000, "expected_correction": 2000}
 
 
+def _storable_text(value: str) -> bool:
+    """Free text PostgreSQL can store (line breaks allowed): no NUL, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _report_body(request: HttpRequest) -> dict:
     try:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise invalid("The request body must be a JSON object.", code="body_invalid") from None
+    except RecursionError:
+        raise invalid("The request body is nested too deeply.", code="body_invalid") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", code="body_invalid")
     unknown = sorted(set(body) - REPORT_FIELDS)
@@ -434,8 +476,8 @@ def _report_body(request: HttpRequest) -> dict:
     clean = {"reason": reason}
     for name, limit in REPORT_TEXT_LIMITS.items():
         value = body.get(name, "")
-        if not isinstance(value, str):
-            raise invalid(f"{name} must be a string.", param=name)
+        if not isinstance(value, str) or not _storable_text(value):
+            raise invalid(f"{name} must be a string of text.", param=name)
         if len(value) > limit:
             raise invalid(f"{name} has at most {limit} characters.", param=name)
         clean[name] = value.strip()
