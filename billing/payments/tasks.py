@@ -33,3 +33,17 @@ def expire_stale_checkout_sessions() -> int:
     """The periodic sweep behind expire_checkout_sessions (config.celery): Pay online
     sessions still open for invoices that can no longer be paid."""
     return services.checkout_sessions_expire_unpayable(actor=CALENDAR)
+
+
+@shared_task(base=PortalTask, name="payments.sandbox_settle_debit")
+def sandbox_settle_debit(payment_id: int, iban: str) -> str:
+    """The sandbox bank's answer to a test-IBAN debit, queued with a countdown when it was
+    submitted: applied through the same services as a Stripe event (idempotent)."""
+    from .providers import sandbox
+
+    test_iban = sandbox.iban_for(iban)
+    if test_iban is None:
+        return "unknown iban"
+    return services.provider_event_apply(
+        sandbox.debit_outcome_event(payment_id, test_iban), actor="sandbox"
+    )
