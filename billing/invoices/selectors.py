@@ -26,11 +26,11 @@ from django.http import Http404
 
 from billing.invoices.models import (
     DRAFT_REF_PREFIX,
-    PAYABLE_STATUSES,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
     overdue_q,
+    payment_processing_flag,
     under_review_flag,
 )
 from config.release import code_fingerprint
@@ -110,8 +110,11 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows, and whether each is under review."""
-    return qs.annotate(under_review=under_review_flag()).only(
+    """Only the columns a list row shows, whether each is under review, and whether a bank
+    debit for it is processing."""
+    return qs.annotate(
+        under_review=under_review_flag(), payment_processing=payment_processing_flag()
+    ).only(
         "id",
         "number",
         "customer_id",
@@ -216,6 +219,7 @@ class CurrencyTotals:
     paid: Decimal
     pending: Decimal
     overdue: Decimal
+    written_off: Decimal = ZERO
 
 
 def invoice_summary(
@@ -227,8 +231,10 @@ def invoice_summary(
 ) -> list[CurrencyTotals]:
     """Total Paid / Pending / Overdue per currency for invoices issued in the range (one query).
 
-    Pending is what is still owed on Open and Uncollectible invoices; Overdue is the part
-    of it on Open invoices past their due date.
+    Each card is what the list shows under one status filter, so the customer can add it up:
+    Paid sums the Paid filter, Pending what is still owed on the Open filter's invoices,
+    Overdue the part of it past the due date (the Overdue filter). What staff wrote off
+    (Uncollectible) is still owed but is not pending: it has a card of its own, written_off.
     """
     return cached_for_customer(
         customer.pk,
@@ -257,8 +263,9 @@ def _invoice_summary(
         .values("currency")
         .annotate(
             paid=Coalesce(Sum("amount_paid", filter=Q(status=InvoiceStatus.PAID)), zero),
-            pending=Coalesce(Sum(owed, filter=Q(status__in=PAYABLE_STATUSES)), zero),
+            pending=Coalesce(Sum(owed, filter=Q(status=InvoiceStatus.OPEN)), zero),
             overdue=Coalesce(Sum(owed, filter=overdue_q(today)), zero),
+            written_off=Coalesce(Sum(owed, filter=Q(status=InvoiceStatus.UNCOLLECTIBLE)), zero),
         )
         .order_by("currency")
     )
@@ -282,6 +289,7 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         "reports",
     )
     invoice.under_review = any(r.resolved_at is None for r in invoice.reports.all())
+    invoice.payment_processing = any(p.status == "processing" for p in invoice.payments.all())
     if invoice.contract_id:
         prefetch_related_objects([invoice.contract], "blocks")
     return invoice
