@@ -47,3 +47,20 @@ def sandbox_settle_debit(payment_id: int, iban: str) -> str:
     return services.provider_event_apply(
         sandbox.debit_outcome_event(payment_id, test_iban), actor="sandbox"
     )
+
+
+@shared_task(base=PortalTask, name="payments.apply_webhook_event")
+def apply_webhook_event(event_pk: int) -> str:
+    """Queued by the webhook endpoint on commit; idempotent (see webhook_event_process)."""
+    from .webhooks import webhook_event_process
+
+    return webhook_event_process(event_pk=event_pk)
+
+
+@shared_task(base=PortalTask, name="payments.sweep_webhook_events")
+def sweep_webhook_events() -> int:
+    """The periodic sweep behind apply_webhook_event (config.celery): stored events never
+    picked up, and failed ones, retried with a pause and a limit."""
+    from .webhooks import webhook_events_sweep
+
+    return webhook_events_sweep()

@@ -2,6 +2,7 @@
 imports `stripe`. Amounts go out in minor units; every create carries an idempotency key."""
 
 import datetime
+import json
 import logging
 from collections.abc import Callable
 from decimal import Decimal
@@ -581,20 +582,23 @@ def setup_intent_method(setup_id: str) -> MethodInfo | None:
 
 
 def construct_event(payload: bytes, signature: str) -> dict:
-    """Verify signature and timestamp tolerance; raises ValueError when either is wrong."""
+    """Verify signature and timestamp tolerance; raises ValueError when either is wrong.
+
+    stripe.Webhook.construct_event's check, without turning the payload into StripeObjects
+    only to turn it back into a dict (half the intake's Python time).
+    """
+    text = payload.decode("utf-8", errors="replace")
     try:
-        event = stripe.Webhook.construct_event(
-            payload,
-            signature,
-            settings.STRIPE_WEBHOOK_SECRET,
-            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
+        stripe.WebhookSignature.verify_header(
+            text, signature, settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_WEBHOOK_TOLERANCE
         )
-        return event.to_dict()
     except stripe.SignatureVerificationError as exc:
         raise ValueError(str(exc)) from exc
+    try:
+        event = json.loads(text)
     except RecursionError:
         # Signed, but nested deeper than any Stripe object: refuse it like a bad body.
         raise ValueError("event body nested too deeply") from None
-    except (AttributeError, TypeError):
-        # Signed, but not a JSON object (stripe-python assumes one).
-        raise ValueError("event body is not a JSON object") from None
+    if not isinstance(event, dict):
+        raise ValueError("event body is not a JSON object")
+    return event
