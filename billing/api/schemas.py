@@ -17,6 +17,9 @@ from .serializers import EXPANDABLE, STATUS_FOR_API, parse_invoice_api_id, repor
 MAX_LIMIT = 100
 MAX_UNIX_TIME = 32503680000  # 3000-01-01
 API_STATUSES = tuple(sorted(set(STATUS_FOR_API.values())))
+CURSOR = {"pattern": "^in_[0-9]{1,17}$"}
+UNIX_TIME = {"minimum": 0, "maximum": MAX_UNIX_TIME}
+EXPAND_ITEMS = {"items": {"type": "string", "enum": list(EXPANDABLE)}}
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -167,13 +170,19 @@ class InvoiceListQuery(Schema):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    limit: int = Field(10, description=f"1 to {MAX_LIMIT}.")
-    starting_after: str | None = Field(None, examples=["in_42"])
-    ending_before: str | None = Field(None, examples=["in_42"])
-    status: str | None = Field(None, description=f"One of {', '.join(API_STATUSES)}.")
-    created_gte: int | None = Field(None, alias="created[gte]", description="Unix seconds.")
-    created_lte: int | None = Field(None, alias="created[lte]", description="Unix seconds.")
-    expand_list: list[str] = Field([], alias="expand[]", description=", ".join(EXPANDABLE))
+    # The bounds are in the document (json_schema_extra) and checked by the validators
+    # below, which word the errors the way the API always has.
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(None, examples=["in_42"], json_schema_extra=CURSOR)
+    ending_before: str | None = Field(None, examples=["in_42"], json_schema_extra=CURSOR)
+    status: str | None = Field(None, json_schema_extra={"enum": list(API_STATUSES)})
+    created_gte: int | None = Field(
+        None, alias="created[gte]", description="Unix seconds.", json_schema_extra=UNIX_TIME
+    )
+    created_lte: int | None = Field(
+        None, alias="created[lte]", description="Unix seconds.", json_schema_extra=UNIX_TIME
+    )
+    expand_list: list[str] = Field([], alias="expand[]", json_schema_extra=EXPAND_ITEMS)
 
     @field_validator("limit")
     @classmethod
@@ -213,7 +222,7 @@ class InvoiceListQuery(Schema):
 
 
 class ExpandQuery(Schema):
-    expand_list: list[str] = Field([], alias="expand[]", description=", ".join(EXPANDABLE))
+    expand_list: list[str] = Field([], alias="expand[]", json_schema_extra=EXPAND_ITEMS)
 
     @field_validator("expand_list")
     @classmethod
@@ -231,7 +240,7 @@ class PayRequest(Schema):
         examples=["pm_card_visa"],
     )
     off_session: StrictBool = False
-    expand: list[StrictStr] = Field([], description=", ".join(EXPANDABLE))
+    expand: list[StrictStr] = Field([], json_schema_extra=EXPAND_ITEMS)
 
     @field_validator("payment_method")
     @classmethod
@@ -253,7 +262,10 @@ class ReportRequest(Schema):
     model_config = ConfigDict(extra="forbid")
 
     reason: StrictStr = Field(
-        description="billing.collections' report reasons.", examples=["wrong_amount"]
+        description="Why the invoice is wrong.",
+        examples=["wrong_tax"],
+        # The reasons are billing.collections' choices, read when the document is built.
+        json_schema_extra=lambda schema: schema.update(enum=report_reasons()),
     )
     description: StrictStr = Field(max_length=REPORT_TEXT_LIMITS["description"])
     expected_correction: StrictStr = Field("", max_length=REPORT_TEXT_LIMITS["expected_correction"])

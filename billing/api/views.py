@@ -121,7 +121,7 @@ class LocalSwagger(Swagger):
     template without CDN links is the one used), pointed at our schema URL."""
 
     def get_openapi_url(self, api: NinjaAPI, path_params: dict) -> str:
-        return reverse("api:schema")
+        return reverse("api:schema").rstrip("/") + "/"
 
 
 api = NinjaAPI(
@@ -138,7 +138,6 @@ api = NinjaAPI(
     docs_url="/docs/",
     docs=LocalSwagger(),
     urls_namespace="api",
-    servers=[{"url": settings.SITE_URL}],
 )
 
 
@@ -429,8 +428,8 @@ def invoice_pay(request: HttpRequest, id: str, payload: Body[PayRequest]) -> Htt
             "content": {
                 "application/json": {
                     "example": {
-                        "reason": "wrong_amount",
-                        "description": "We lease two blocks, not three.",
+                        "reason": "wrong_tax",
+                        "description": "Reverse charge missing.",
                     }
                 }
             }
@@ -593,7 +592,15 @@ def schema(request: HttpRequest) -> HttpResponse:
     """The OpenAPI 3.1 document generated from the operations above; public."""
     if request.method != "GET":
         return _method_not_allowed(request, "GET")
-    return JsonResponse(api.get_openapi_schema(path_prefix="/api/"))
+    return JsonResponse(openapi_document())
+
+
+def openapi_document() -> dict:
+    """The generated document; its server is the site's URL of the moment (settings)."""
+    return {
+        **api.get_openapi_schema(path_prefix="/api/"),
+        "servers": [{"url": settings.SITE_URL}],
+    }
 
 
 @csrf_exempt

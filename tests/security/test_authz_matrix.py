@@ -224,6 +224,7 @@ EXCLUDED = {
     "admin": "staff only: test_admin_refuses_customers below",
     "stripe-webhook": "no session; Stripe signature (billing/payments/test_webhooks_stripe.py)",
     "api:schema": "public OpenAPI document without customer data",
+    "api:docs": "public Swagger UI of that document, no customer data",
     # django.contrib.auth.urls: the person's own account, no customer objects.
     "login": "public log-in form (tests/security/test_login_throttle.py)",
     "logout": "ends the own session (POST + CSRF, tests/security/test_csrf.py)",

@@ -1,12 +1,12 @@
 import pytest
 from jsonschema_rs import Draft202012Validator
 
-from billing.api.views import api as ninja_api
+from billing.api.views import openapi_document
 
 
 def _validator(name: str) -> Draft202012Validator:
     # The document ninja generates from the code, the one /api/schema/ serves.
-    doc = ninja_api.get_openapi_schema(path_prefix="/api/")
+    doc = openapi_document()
     schema = {**doc["components"]["schemas"][name], "components": doc["components"]}
     # $refs in the document point at #/components/...; resolve them against the same root.
     return Draft202012Validator(schema)
