@@ -3,7 +3,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from billing.payments.webhooks import stripe_webhook
-from contracts.auth import ThrottledAdminAuthenticationForm, ThrottledLoginView
+from contracts.auth import (
+    ThrottledAdminAuthenticationForm,
+    ThrottledLoginView,
+    ThrottledPasswordResetView,
+)
 
 # Staff log in through the admin's own view: the same lockout applies there.
 admin.site.login_form = ThrottledAdminAuthenticationForm
@@ -12,6 +16,11 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/invoices/", permanent=False)),
     # Before django.contrib.auth.urls so that its "login" name resolves to the throttled view.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    path(
+        "accounts/password_reset/",
+        ThrottledPasswordResetView.as_view(),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("", include("billing.api.urls")),

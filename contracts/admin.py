@@ -5,13 +5,15 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
+from django.utils import timezone
 
-from core.admin import audit_list, audit_trail, report
+from core.admin import ReadOnlyAdmin, ReadOnlyObjectPageMixin, audit_list, audit_trail, report
 from core.errors import DomainError
 from core.models import AuditEntry
 from core.queue import enqueue
 
 from . import services
+from .auth import lockout_clear
 from .forms import EmailListField
 from .models import (
     AssignmentRequest,
@@ -20,6 +22,7 @@ from .models import (
     Customer,
     IPBlock,
     LeaseContract,
+    Lockout,
     Membership,
     RdnsDelegation,
 )
@@ -375,7 +378,13 @@ class LeaseContractAdmin(admin.ModelAdmin):
     def audit(self, obj):
         return audit_trail(obj)
 
-    @admin.action(description="Cancel the selected contracts (blocks deactivated)")
+    def has_cancel_permission(self, request):
+        """Cancelling deactivates the customer's blocks: a permission of its own."""
+        return request.user.has_perm("contracts.cancel_contract")
+
+    @admin.action(
+        description="Cancel the selected contracts (blocks deactivated)", permissions=["cancel"]
+    )
     def cancel_contracts(self, request, queryset):
         done = []
         for contract in queryset.exclude(status=ContractStatus.CANCELLED):
@@ -408,7 +417,7 @@ class ResourceCreateForm(forms.ModelForm):
         return data
 
 
-class ResourceAdmin(admin.ModelAdmin):
+class ResourceAdmin(ReadOnlyObjectPageMixin, admin.ModelAdmin):
     """Staff add assignments and rDNS delegations; afterwards they are history, changed
     only by contract cancellation (which marks them removed)."""
 
@@ -450,3 +459,42 @@ class RdnsDelegationAdmin(ResourceAdmin):
     search_fields = ["zone", "block__prefix"]
     fields = ["contract", "block", "zone", "nameservers", "status", "removed_at", "created_at"]
     create_service = staticmethod(services.rdns_create)
+
+
+class LockoutActiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Locked now"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(locked_until__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(locked_until__lte=now)
+        return queryset
+
+
+@admin.register(Lockout)
+class LockoutAdmin(ReadOnlyAdmin):
+    """Who is locked out of log-in or the API right now; staff lift a lock here."""
+
+    list_display = ["identity", "kind", "failures", "locked_until", "is_active", "created_at"]
+    list_filter = [LockoutActiveFilter, "kind"]
+    search_fields = ["identity"]
+    actions = ["clear"]
+
+    @admin.display(boolean=True, description="Locked now")
+    def is_active(self, obj):
+        return obj.locked_until > timezone.now()
+
+    @admin.action(description="Lift the selected lockouts", permissions=["change"])
+    def clear(self, request, queryset):
+        done = [
+            str(lockout)
+            for lockout in queryset
+            if lockout_clear(lockout_id=lockout.pk, actor=request.user)
+        ]
+        report(request, done, [] if done else ["Nothing to lift."])

@@ -275,6 +275,8 @@ class LeaseContract(models.Model):
 
     class Meta:
         ordering = ["-started_on", "-id"]
+        # Cancelling deactivates the customer's blocks: a permission of its own.
+        permissions = [("cancel_contract", "Can cancel contracts (blocks deactivated)")]
         indexes = [
             models.Index(fields=["status", "next_billing_date"], name="contract_billing_due"),
             models.Index(fields=["customer", "status"]),
@@ -344,3 +346,36 @@ class RdnsDelegation(models.Model):
 
     def __str__(self) -> str:
         return self.zone
+
+
+class LockoutKind(models.TextChoices):
+    LOGIN = "login", "Log-in (username and address)"
+    API_TOKEN = "api-token", "API bearer tokens (address)"
+    PASSWORD_RESET_ADDRESS = "password-reset-address", "Password reset e-mails (address)"
+    PASSWORD_RESET_EMAIL = "password-reset-email", "Password reset e-mails (e-mail)"
+
+
+class Lockout(models.Model):
+    """A lockout that started, so staff can see and lift it (contracts.auth).
+
+    The counters and the lock itself live in the cache, keyed by a hash of the identity
+    that cannot be listed; a row is written only when a lock starts, which is rare.
+    """
+
+    kind = models.CharField(max_length=24, choices=LockoutKind.choices)
+    identity = models.CharField(
+        max_length=400,
+        help_text="username|address for log-ins, else the address or the e-mail address.",
+    )
+    failures = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-locked_until"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "identity"], name="lockout_unique_identity")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.identity}"

@@ -4,7 +4,7 @@ customer to act for."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -50,7 +50,8 @@ def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _safe_next(request: HttpRequest) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(
+    # A path on this site: "0" or "draft-²" would be resolved relative to this page.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
@@ -65,12 +66,14 @@ def customer_switch(request: HttpRequest) -> HttpResponse:
         return redirect("contracts:no-customer")
     if request.method == "POST":
         raw = request.POST.get("customer", "")
-        chosen = choose_customer(request, int(raw)) if raw.isdigit() else None
+        valid = raw.isascii() and raw.isdigit() and len(raw) <= 18  # not "²" or "٣"
+        chosen = choose_customer(request, int(raw)) if valid else None
         if chosen is None:
             messages.error(request, "Choose one of the customers listed.")
         else:
             messages.success(request, f"You are now acting for {chosen.customer.name}.")
-            return redirect(_safe_next(request))
+            # Not redirect(): it would try a bare word such as "0" as a URL name (a 500).
+            return HttpResponseRedirect(_safe_next(request))
     current = active_membership(request)
     return render(
         request,

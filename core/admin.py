@@ -7,13 +7,25 @@ from django.utils.html import format_html, format_html_join
 from .models import AuditEntry
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money records are written by services only; staff read them here."""
+class ReadOnlyObjectPageMixin:
+    """The object's own page is read-only, so it shows no Save buttons and refuses a POST.
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    Without an object (the change list, its actions) the model's change permission still
+    counts: actions declared with ``permissions=["change"]`` stay available to staff who
+    hold it, and only to them.
+    """
 
     def has_change_permission(self, request, obj=None):
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+
+class ReadOnlyAdmin(ReadOnlyObjectPageMixin, admin.ModelAdmin):
+    """Money records are written by services only; staff read them here (and run actions,
+    which go through the services, with the model's change permission)."""
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

@@ -37,7 +37,8 @@ def staff(db):
 
 @pytest.fixture(autouse=True)
 def _tax_rates_after_flush(request):
-    """Transactional tests flush every table, data migrations included: put the rates back."""
+    """Transactional tests flush every table, data migrations included: put the rates and the
+    staff groups back."""
     marker = request.node.get_closest_marker("django_db")
     if not (marker and marker.kwargs.get("transaction")):
         return
@@ -45,6 +46,10 @@ def _tax_rates_after_flush(request):
     from django.apps import apps
 
     importlib.import_module("billing.invoices.migrations.0002_tax_rates").add_rates(apps, None)
+    importlib.import_module("billing.payments.migrations.0003_staff_groups").add_groups(apps)
+    importlib.import_module(
+        "billing.collections.migrations.0002_staff_group_permissions"
+    ).add_permissions(apps)
 
 
 @pytest.fixture

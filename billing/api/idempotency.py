@@ -29,9 +29,11 @@ def fingerprint(path: str, body: dict) -> str:
 
 def claim(token: ApiToken, key: str, print_: str) -> JsonResponse | IdempotencyRecord:
     """Start a keyed request: a record to complete, or the response to send instead."""
-    if not key or len(key) > 255:
+    if not key or len(key) > 255 or not key.isprintable():
         raise ApiError(
-            400, "Idempotency-Key must be 1 to 255 characters.", code="idempotency_key_invalid"
+            400,
+            "Idempotency-Key must be 1 to 255 printable characters.",
+            code="idempotency_key_invalid",
         )
     IdempotencyRecord.objects.filter(
         token=token, key=key, created_at__lt=timezone.now() - TTL

@@ -34,6 +34,17 @@ def check_expand(values: list[str], *, param: str = "expand") -> list[str]:
     return values
 
 
+def _storable_text(value: str) -> bool:
+    """Free text PostgreSQL can store (line breaks allowed): no NUL, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Address(Schema):
     city: str | None
     country: str | None = Field(description="Two-letter country code (ISO 3166-1 alpha-2).")
@@ -237,6 +248,7 @@ class PayRequest(Schema):
 
     payment_method: StrictStr = Field(
         description="Id of a payment method saved for the customer.",
+        json_schema_extra={"minLength": 1, "maxLength": 255},
         examples=["pm_card_visa"],
     )
     off_session: StrictBool = False
@@ -245,7 +257,7 @@ class PayRequest(Schema):
     @field_validator("payment_method")
     @classmethod
     def _method(cls, value: str) -> str:
-        if not value.strip():
+        if not value.strip() or len(value) > 255 or not value.isprintable():
             raise _invalid("payment_method must be a payment method id string.")
         return value
 
@@ -267,22 +279,32 @@ class ReportRequest(Schema):
         # The reasons are billing.collections' choices, read when the document is built.
         json_schema_extra=lambda schema: schema.update(enum=report_reasons()),
     )
-    description: StrictStr = Field(max_length=REPORT_TEXT_LIMITS["description"])
-    expected_correction: StrictStr = Field("", max_length=REPORT_TEXT_LIMITS["expected_correction"])
+    # Lengths are checked in _text, which words the error as the API always has.
+    description: StrictStr = Field(
+        json_schema_extra={"maxLength": REPORT_TEXT_LIMITS["description"]}
+    )
+    expected_correction: StrictStr = Field(
+        "", json_schema_extra={"maxLength": REPORT_TEXT_LIMITS["expected_correction"]}
+    )
 
-    @field_validator("reason")
+    @field_validator("reason", mode="before")
     @classmethod
-    def _reason(cls, value: str) -> str:
+    def _reason(cls, value: object) -> object:
         reasons = report_reasons()
-        if value not in reasons:
+        if not isinstance(value, str) or value not in reasons:
             raise _invalid(f"reason must be one of: {', '.join(reasons)}.")
         return value
 
     @field_validator("description", "expected_correction")
     @classmethod
-    def _strip(cls, value: str, info) -> str:
+    def _text(cls, value: str, info) -> str:
+        name = info.field_name
+        if not _storable_text(value):
+            raise _invalid(f"{name} must be a string of text.")
+        if len(value) > REPORT_TEXT_LIMITS[name]:
+            raise _invalid(f"{name} has at most {REPORT_TEXT_LIMITS[name]} characters.")
         value = value.strip()
-        if info.field_name == "description" and not value:
+        if name == "description" and not value:
             raise PydanticCustomError(
                 "missing", "Missing required param: description (what is wrong with the invoice)."
             )

@@ -61,10 +61,10 @@ def invoice_api_id(invoice: Invoice) -> str:
 
 
 def parse_invoice_api_id(value: str) -> int | None:
+    """The pk in "in_123"; None for anything else ("in_²" included: ASCII digits only)."""
     digits = value.removeprefix("in_")
-    return (
-        int(digits) if value.startswith("in_") and digits.isdigit() and len(digits) < 18 else None
-    )
+    valid = value.startswith("in_") and digits.isascii() and digits.isdigit() and len(digits) < 18
+    return int(digits) if valid else None
 
 
 def unix(value: datetime.date | datetime.datetime | None) -> int | None:

@@ -71,10 +71,6 @@ class InvoiceReportAdmin(ReadOnlyAdmin):
     actions = ["start_review", "reject", "correct"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        # Staff may open the page and decide (actions); every field is read-only.
-        return request.user.has_perm("collections.change_invoicereport")
-
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in InvoiceReport._meta.fields] + ["age", "audit"]
 

@@ -4,7 +4,13 @@ from django.utils import timezone
 
 from contracts.admin import LeaseContractAdmin
 from contracts.models import LeaseContract
-from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
+from core.admin import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    ReadOnlyObjectPageMixin,
+    audit_trail,
+    report,
+)
 from core.errors import DomainError
 
 from . import services
@@ -64,10 +70,6 @@ class InvoiceAdmin(ReadOnlyAdmin):
     readonly_fields = ["audit"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        # Staff may open the page (and run actions); every field on it is read-only.
-        return request.user.has_perm("invoices.change_invoice")
-
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Invoice._meta.fields] + [
             "amount_remaining",
@@ -79,15 +81,15 @@ class InvoiceAdmin(ReadOnlyAdmin):
     def audit(self, obj):
         return audit_trail(obj)
 
-    @admin.action(description="Finalise (number, taxes, open)")
+    @admin.action(description="Finalise (number, taxes, open)", permissions=["change"])
     def finalize(self, request, queryset):
         run_on_each(request, queryset, services.invoice_finalize)
 
-    @admin.action(description="Void (do not pay)")
+    @admin.action(description="Void (do not pay)", permissions=["change"])
     def void(self, request, queryset):
         run_on_each(request, queryset, services.invoice_void, reason="voided by staff")
 
-    @admin.action(description="Mark uncollectible (write off)")
+    @admin.action(description="Mark uncollectible (write off)", permissions=["change"])
     def mark_uncollectible(self, request, queryset):
         run_on_each(
             request, queryset, services.invoice_mark_uncollectible, reason="written off by staff"
@@ -95,7 +97,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
+class TaxRateAdmin(ReadOnlyObjectPageMixin, admin.ModelAdmin):
     list_display = ["country", "name", "rate", "valid_from"]
     list_filter = ["name"]
     search_fields = ["country"]
@@ -118,7 +120,10 @@ admin.site.unregister(LeaseContract)
 class LeaseContractBillingAdmin(LeaseContractAdmin):
     actions = [*LeaseContractAdmin.actions, "run_billing"]
 
-    @admin.action(description="Run billing for the selected contracts (due periods only)")
+    @admin.action(
+        description="Run billing for the selected contracts (due periods only)",
+        permissions=["change"],
+    )
     def run_billing(self, request, queryset):
         done, errors = [], []
         for contract in queryset:

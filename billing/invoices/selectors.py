@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from .filters import SORT_FIELDS, InvoiceQuery, invoice_filter_queryset
 
 logger = logging.getLogger(__name__)
 
+_DRAFT_ID = re.compile(r"[0-9]{1,18}\Z")
+
 
 def invoices_of(customer: Customer) -> QuerySet[Invoice]:
     return Invoice.objects.filter(customer=customer)
@@ -59,7 +62,8 @@ def invoice_for_customer_or_404(customer: Customer, ref: str, *, light: bool = F
         qs = qs.select_related("customer", "contract")
     if ref.startswith(DRAFT_REF_PREFIX):
         pk = ref.removeprefix(DRAFT_REF_PREFIX)
-        found = qs.filter(pk=int(pk), number__isnull=True)[:1] if pk.isdigit() else []
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        found = qs.filter(pk=int(pk), number__isnull=True)[:1] if _DRAFT_ID.match(pk) else []
     else:
         found = qs.filter(number=ref)[:1]
     for invoice in found:

@@ -73,15 +73,16 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_select_related = ["invoice"]
     readonly_fields = ["audit"]
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("payments.change_payment")
-
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Payment._meta.fields] + ["audit"]
 
     actions = ["refund_full", "refund_partial", "refund_held"]
 
-    @admin.action(description="Refund held payments to the payer", permissions=["change"])
+    def has_refund_permission(self, request):
+        """Money leaves through the provider: a permission of its own (Billing staff)."""
+        return request.user.has_perm("payments.refund_payment")
+
+    @admin.action(description="Refund held payments to the payer", permissions=["refund"])
     def refund_held(self, request, queryset):
         held = queryset.filter(status=PaymentStatus.HELD)
         skipped = [f"Payment {p.pk}: not held" for p in queryset.exclude(pk__in=held)]
@@ -89,11 +90,13 @@ class PaymentAdmin(ReadOnlyAdmin):
             report(request, [], skipped)
         _refund_each(request, held, amount=None, reason="held payment returned by staff")
 
-    @admin.action(description="Refund in full through the provider")
+    @admin.action(description="Refund in full through the provider", permissions=["refund"])
     def refund_full(self, request, queryset):
         _refund_each(request, queryset, amount=None, reason="refunded by staff")
 
-    @admin.action(description="Refund part of the payment through the provider")
+    @admin.action(
+        description="Refund part of the payment through the provider", permissions=["refund"]
+    )
     def refund_partial(self, request, queryset):
         if request.POST.get("apply"):
             try:
@@ -157,7 +160,9 @@ class InvoicePaymentsAdmin(InvoiceAdmin):
     inlines = [*InvoiceAdmin.inlines, PaymentInline]
     actions = [*InvoiceAdmin.actions, "record_bank_transfer"]
 
-    @admin.action(description="Record a bank transfer for the full amount remaining")
+    @admin.action(
+        description="Record a bank transfer for the full amount remaining", permissions=["change"]
+    )
     def record_bank_transfer(self, request, queryset):
         run_on_each(
             request, queryset, services.invoice_record_out_of_band_payment, note="bank transfer"

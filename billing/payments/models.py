@@ -111,6 +111,8 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Money leaving the company is its own permission, apart from changing records.
+        permissions = [("refund_payment", "Can refund payments through the provider")]
         indexes = [
             models.Index(fields=["invoice", "created_at"], name="payment_invoice_created"),
             models.Index(fields=["status", "created_at"], name="payment_status_created"),

@@ -20,7 +20,7 @@ from billing.invoices.models import Invoice, InvoiceStatus
 from billing.invoices.selectors import invoice_for_customer_or_404
 from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
-from contracts.context import active_membership, member_required
+from contracts.context import active_membership, member_required, memberships_of
 from core.errors import DomainError
 
 from .providers import PaymentError, ProviderUnavailable
@@ -30,6 +30,20 @@ from .providers.base import AuthenticationRequired
 
 class _Redirect303(HttpResponseRedirect):
     status_code = 303
+
+
+# The card-setup pages this session started (newest last): a setup link works only in
+# the session that asked for it, not for whoever else sees the URL.
+SETUP_SESSION_KEY = "card_setup_urls"
+SETUP_SESSION_KEEP = 5
+
+
+def _may_use_saved_methods(request: HttpRequest, customer_id: int) -> bool:
+    """Saved cards are for a logged-in owner or billing member of the customer, never for
+    the holder of a pay link (the link in the PDF pays with new payment details only)."""
+    if not request.user.is_authenticated:
+        return False
+    return any(m.customer_id == customer_id and m.can_pay for m in memberships_of(request.user))
 
 
 def _pay_context(request: HttpRequest, number: str) -> tuple[Invoice, str, bool]:
@@ -90,6 +104,10 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "billing/payments/pay.html", context)
     if request.POST.get("payment_method") and may_use_saved:
+        chosen = request.POST["payment_method"]
+        if len(chosen) > 255 or not chosen.isprintable():
+            context["error"] = "Choose one of your saved cards."
+            return render(request, "billing/payments/pay.html", context, status=400)
         return _pay_with_saved_method(request, invoice, context)
     success = reverse("payments:checkout-success", args=[invoice.number])
     cancel = reverse("payments:checkout-cancel", args=[invoice.number])
@@ -256,6 +274,8 @@ def payment_methods(request: HttpRequest) -> HttpResponse:
                     success_url=f"{here}?added=1",
                     cancel_url=here,
                 )
+                started = request.session.get(SETUP_SESSION_KEY, [])
+                request.session[SETUP_SESSION_KEY] = [*started, url][-SETUP_SESSION_KEEP:]
                 return _Redirect303(url)
             method_id = int(request.POST.get("method", "0") or 0)
             if action == "default":
@@ -304,14 +324,16 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     )
     if payment is None:
         raise Http404("No such checkout.")
+    customer_id = payment.invoice.customer_id
+    saved = PaymentMethod.objects.none()
+    if _may_use_saved_methods(request, customer_id):
+        saved = PaymentMethod.objects.filter(customer_id=customer_id, provider="sandbox")
     context = {
         "payment": payment,
         "invoice": payment.invoice,
         "cancel_url": data["c"],
         "cards": sandbox_provider.TEST_CARDS.values(),
-        "saved": PaymentMethod.objects.filter(
-            customer_id=payment.invoice.customer_id, provider="sandbox"
-        ),
+        "saved": saved,
         "error": "",
         "stage": "card",
     }
@@ -329,8 +351,11 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     if action in ("approve", "deny"):
         card = sandbox_provider.card_for_last4("3184")
     elif request.POST.get("saved"):
-        saved = context["saved"].filter(pk=request.POST["saved"]).first()
-        card = sandbox_provider.card_for_last4(saved.last4) if saved else None
+        chosen = request.POST["saved"]
+        method = (
+            saved.filter(pk=int(chosen)).first() if chosen.isascii() and chosen.isdigit() else None
+        )
+        card = sandbox_provider.card_for_last4(method.last4) if method else None
     else:
         card = sandbox_provider.card_for_number(request.POST.get("card", ""))
     if card is None:
@@ -409,8 +434,22 @@ def sandbox_confirm(request: HttpRequest, token: str) -> HttpResponse:
 def sandbox_setup(request: HttpRequest, token: str) -> HttpResponse:
     """TEST MODE: save a test card (Stripe Checkout in setup mode)."""
     _sandbox_or_404()
-    data = sandbox_provider.checkout_token_loads(token)
-    if not data or "cust" not in data:
+    try:
+        data = sandbox_provider.setup_token_loads(token)
+    except sandbox_provider.SetupLinkExpired:
+        return render(
+            request,
+            "billing/payments/sandbox_setup.html",
+            {
+                "expired": True,
+                "error": "This link to save a card has expired. Start again from Payment methods.",
+                "methods_url": reverse("payments:payment-methods"),
+            },
+            status=410,
+        )
+    # Only the session that started the setup, still a paying member of the customer.
+    started = request.session.get(SETUP_SESSION_KEY, [])
+    if not data or request.path not in started or not _may_use_saved_methods(request, data["cust"]):
         raise Http404("No such checkout.")
     context = {"cards": sandbox_provider.TEST_CARDS.values(), "cancel_url": data["c"], "error": ""}
     if request.method == "POST":

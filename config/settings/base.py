@@ -40,11 +40,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
+    "config.middleware.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.PrivateCacheMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -113,7 +115,17 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Proxies in front of the portal that append the client's address to X-Forwarded-For
+# (1 behind one TLS proxy). 0 trusts no header: the address is REMOTE_ADDR. Lockouts and
+# rate limits count per client address (contracts.auth.client_ip).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 LOGIN_REDIRECT_URL = "/invoices/"
+# Password-reset e-mails: per e-mail address and per client address within the window
+# (seconds); past it the form answers as usual but sends nothing (per e-mail) or says to
+# wait (per client address). See contracts.auth.ThrottledPasswordResetView.
+PASSWORD_RESET_LIMIT_PER_EMAIL = env.int("PASSWORD_RESET_LIMIT_PER_EMAIL", default=3)
+PASSWORD_RESET_LIMIT_PER_ADDRESS = env.int("PASSWORD_RESET_LIMIT_PER_ADDRESS", default=10)
+PASSWORD_RESET_WINDOW = env.int("PASSWORD_RESET_WINDOW", default=60 * 60)
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en"
@@ -188,6 +200,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+# Requests to /stripe/ that fail the signature check, per client address and minute,
+# before the address gets 429; one sample per address and minute is stored.
+STRIPE_WEBHOOK_INVALID_PER_MINUTE = env.int("STRIPE_WEBHOOK_INVALID_PER_MINUTE", default=60)
 # Two budgets for calls to Stripe: seconds to connect, seconds to wait for the answer,
 # retries. A web request (Pay online, a saved card, the admin's refund) makes at most two
 # calls (the customer the first time, then the session or charge): 2 x (2 tries x (2 s +
@@ -216,6 +231,10 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=100)
 # Invalid bearer tokens per client address within LOGIN_FAILURE_WINDOW before the
 # address is locked out of the API for LOGIN_LOCKOUT_SECONDS.
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
+
+# Error e-mails and pages show settings and request data: passwords inside URLs
+# (REDIS_URL, CELERY_BROKER_URL, DATABASE_URL in the environment) are masked too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.reporting.CredentialHidingReporterFilter"
 
 LOGGING = {
     "version": 1,

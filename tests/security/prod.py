@@ -18,19 +18,22 @@ PRODUCTION_ENV = {
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
     "SITE_URL": "https://portal.example.com",
     "PAYMENT_PROVIDER": "stripe",
+    "STRIPE_SECRET_KEY": "sk_live_test-only-not-a-key",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test-only-not-a-secret",
+    "TRUSTED_PROXY_HOPS": "1",
 }
 
 
-def production_env() -> dict[str, str]:
+def production_env(**overrides: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    return {**keep, **PRODUCTION_ENV}
+    return {**keep, **PRODUCTION_ENV, **overrides}
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
-        env=production_env(),
+        env=production_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=120,

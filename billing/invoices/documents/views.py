@@ -141,8 +141,11 @@ def invoice_download_zip(request: HttpRequest) -> HttpResponse:
             status=400,
             refs=drafts,
         )
+    # A ref with a NUL or other control character names no invoice (and PostgreSQL would
+    # refuse it in a query): it is reported as unknown below.
+    askable = [ref for ref in refs if ref.isprintable()]
     invoices = list(
-        with_document_data(invoices_by_numbers(request.customer, refs)).order_by("number")
+        with_document_data(invoices_by_numbers(request.customer, askable)).order_by("number")
     )
     unknown = sorted(set(refs) - {inv.number for inv in invoices})
     if unknown:

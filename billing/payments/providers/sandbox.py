@@ -28,6 +28,8 @@ from .base import (
 
 _SALT = "billing.sandbox-checkout.v1"
 CUSTOMER_PREFIX = "sandbox_cus_"
+# A card-setup link lives as long as a short Stripe Checkout session would, not forever.
+SETUP_MAX_AGE = 60 * 60
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,21 @@ def checkout_token_loads(token: str) -> dict | None:
     except signing.BadSignature:
         return None
     return data if isinstance(data, dict) else None
+
+
+class SetupLinkExpired(Exception):
+    pass
+
+
+def setup_token_loads(token: str) -> dict | None:
+    """The card-setup page's token: {"cust", "s", "c"}; SetupLinkExpired past SETUP_MAX_AGE."""
+    try:
+        data = signing.loads(token, salt=_SALT, max_age=SETUP_MAX_AGE)
+    except signing.SignatureExpired:
+        raise SetupLinkExpired from None
+    except signing.BadSignature:
+        return None
+    return data if isinstance(data, dict) and "cust" in data else None
 
 
 def payment_ids(payment_id: int) -> tuple[str, str]:

@@ -567,6 +567,12 @@ def construct_event(payload: bytes, signature: str) -> dict:
             settings.STRIPE_WEBHOOK_SECRET,
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
         )
+        return event.to_dict()
     except stripe.SignatureVerificationError as exc:
         raise ValueError(str(exc)) from exc
-    return event.to_dict()
+    except RecursionError:
+        # Signed, but nested deeper than any Stripe object: refuse it like a bad body.
+        raise ValueError("event body nested too deeply") from None
+    except (AttributeError, TypeError):
+        # Signed, but not a JSON object (stripe-python assumes one).
+        raise ValueError("event body is not a JSON object") from None
