@@ -127,7 +127,14 @@ class LocalSwagger(Swagger):
         return reverse("api:schema").rstrip("/") + "/"
 
 
-api = NinjaAPI(
+class BillingAPI(NinjaAPI):
+    def get_content_type(self) -> str:
+        # JSON is UTF-8 by definition (RFC 8259); the API has always answered plain
+        # `application/json`, errors and successes alike, and clients compare it.
+        return "application/json"
+
+
+api = BillingAPI(
     title="IPv4 lease billing API",
     version="1.0.0",
     description=(

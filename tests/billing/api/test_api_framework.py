@@ -92,3 +92,10 @@ def test_an_unexpected_error_is_a_500_envelope(api, customer, token, monkeypatch
     response = api("get", f"/api/invoices/in_{invoice.pk}", token)
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "api_error"
+
+
+def test_successes_and_errors_share_one_content_type(api, customer, token):
+    make_invoice(customer=customer)
+    ok = api("get", "/api/invoices/", token)
+    error = api("get", "/api/invoices/?limit=0", token)
+    assert ok["Content-Type"] == error["Content-Type"] == "application/json"
