@@ -10,6 +10,8 @@ class ApiScope(models.TextChoices):
     READ_INVOICES = "read:invoices", "Read invoices"
     PAY_INVOICES = "pay:invoices:pay", "Pay invoices"
     DISPUTE_INVOICES = "invoices:dispute", "Report a problem with an invoice"
+    READ_BILLING_DETAILS = "billing_details:read", "Read billing details"
+    WRITE_BILLING_DETAILS = "billing_details:write", "Read and change billing details"
 
 
 class ApiToken(models.Model):

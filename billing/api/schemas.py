@@ -12,6 +12,8 @@ from ninja import Field, Schema
 from pydantic import ConfigDict, StrictBool, StrictStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from contracts.models import Customer as CustomerModel
+
 from .serializers import EXPANDABLE, STATUS_FOR_API, parse_invoice_api_id, report_reasons
 
 MAX_LIMIT = 100
@@ -308,4 +310,59 @@ class ReportRequest(Schema):
             raise PydanticCustomError(
                 "missing", "Missing required param: description (what is wrong with the invoice)."
             )
+        return value
+
+
+class BillingDetails(Schema):
+    """What invoices are made out to: contracts.Customer's billing details."""
+
+    id: str = Field(examples=["cus_12"])
+    object: Literal["billing_details"]
+    name: str
+    email: str
+    billing_cc_emails: list[str]
+    address_line1: str
+    address_line2: str
+    postal_code: str
+    city: str
+    state: str
+    country: str = Field(examples=["DE"])
+    tax_id: str = Field(examples=["DE811907980"])
+    purchase_order_reference: str
+    buyer_reference: str = Field(description="E.g. a Leitweg-ID (EN 16931 BT-10).")
+    document_language: str = Field(examples=["en"])
+
+
+class BillingDetailsUpdate(Schema):
+    """Any subset of the billing details; each is validated as on /account/billing/."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Absent means unchanged; null is refused (a default of None is not validated).
+    name: StrictStr = Field(None)
+    email: StrictStr = Field(None)
+    billing_cc_emails: list[StrictStr] = Field(None, json_schema_extra={"maxItems": 10})
+    address_line1: StrictStr = Field(None)
+    address_line2: StrictStr = Field(None)
+    postal_code: StrictStr = Field(None)
+    city: StrictStr = Field(None)
+    state: StrictStr = Field(None)
+    country: StrictStr = Field(None)
+    tax_id: StrictStr = Field(None)
+    purchase_order_reference: StrictStr = Field(None)
+    buyer_reference: StrictStr = Field(None)
+    document_language: StrictStr = Field(None, json_schema_extra={"enum": ["en", "de"]})
+
+    @field_validator("*")
+    @classmethod
+    def _text(cls, value, info):
+        name = info.field_name
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and not _storable_text(t) for t in texts):
+            raise _invalid(f"{name} must be a string of text.")
+        # The service validates meaning, the column its length: refuse here what
+        # PostgreSQL would refuse with an error.
+        limit = getattr(CustomerModel._meta.get_field(name), "max_length", None) or 254
+        if any(isinstance(t, str) and len(t) > limit for t in texts):
+            raise _invalid(f"{name} has at most {limit} characters.")
         return value

@@ -14,12 +14,13 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from ninja import Body, NinjaAPI, Query
+from ninja import Body, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
 from ninja.security import HttpBearer
@@ -30,12 +31,16 @@ from billing.invoices import signals as invoice_signals
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
+from contracts.models import Customer
+from contracts.services import BILLING_DETAIL_FIELDS, customer_update
 from core.errors import DomainError
 
 from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
 from .schemas import (
+    BillingDetails,
+    BillingDetailsUpdate,
     Error,
     ExpandQuery,
     InvoiceListQuery,
@@ -80,6 +85,8 @@ SCOPE_DOCS = {
     ApiScope.READ_INVOICES: "list and read the customer's invoices",
     ApiScope.PAY_INVOICES: "pay an invoice with a payment method saved for the customer",
     ApiScope.DISPUTE_INVOICES: "report a problem with an invoice (puts it under review)",
+    ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
+    ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
 }
 
 
@@ -90,13 +97,13 @@ class ScopedBearer(HttpBearer):
     header is our 401 with WWW-Authenticate, not ninja's bare AuthenticationError.
     """
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: str, *also: str) -> None:
         super().__init__()
-        self.scope = scope
+        self.scope, self.also = scope, also
 
     def __call__(self, request: HttpRequest) -> ApiToken:
         token = _authenticate(request)
-        if not token.has_scope(self.scope):
+        if not any(token.has_scope(s) for s in (self.scope, *self.also)):
             raise ApiError(
                 403,
                 f"This token lacks the scope {self.scope!r}.",
@@ -234,10 +241,15 @@ def _errors(*statuses: int) -> dict:
     return {status: Error for status in statuses}
 
 
+class NoQuery(Schema):
+    pass
+
+
 def _reject_unknown(request: HttpRequest, known: type) -> None:
     """Stripe answers an unknown query parameter with an error; so do we."""
     allowed = {f.alias or name for name, f in known.model_fields.items()} | set(known.model_fields)
-    allowed.add("expand")
+    if "expand_list" in known.model_fields:
+        allowed.add("expand")
     unknown = sorted(set(request.GET) - allowed)
     if unknown:
         raise invalid(
@@ -480,6 +492,82 @@ def invoice_report(request: HttpRequest, id: str, payload: Body[ReportRequest]) 
     token = request.api_token
     body = payload.model_dump()
     return _keyed(request, token, body, lambda: _report(token, id, body))
+
+
+BILLING_DETAILS_SCOPES = (ApiScope.READ_BILLING_DETAILS, ApiScope.WRITE_BILLING_DETAILS)
+
+
+@api.get(
+    "/billing_details",
+    response={200: BillingDetails, **_errors(401, 403, 429)},
+    auth=ScopedBearer(*BILLING_DETAILS_SCOPES),
+    summary="Read billing details",
+    description="Scope `billing_details:read` or `billing_details:write`.",
+    tags=["billing details"],
+    url_name="billing-details",
+)
+@api.get(
+    "/billing_details/",
+    include_in_schema=False,
+    auth=ScopedBearer(*BILLING_DETAILS_SCOPES),
+    url_name="billing-details",
+)
+def billing_details(request: HttpRequest) -> dict:
+    _reject_unknown(request, NoQuery)
+    return billing_details_object(Customer.objects.get(pk=request.api_token.customer_id))
+
+
+@api.post(
+    "/billing_details",
+    response={200: BillingDetails, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.WRITE_BILLING_DETAILS),
+    summary="Change billing details",
+    description=(
+        "Scope `billing_details:write`. Send only what changes; the details are validated "
+        "as on the billing details page (tax id for the country, e-mail addresses) and the "
+        "change is on the customer's record. Issued invoices keep the details they had."
+    ),
+    tags=["billing details"],
+    url_name="billing-details-update",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "purchase_order_reference": "PO-2026-17",
+                        "billing_cc_emails": ["ap@example.com"],
+                    }
+                }
+            }
+        }
+    },
+)
+@api.post(
+    "/billing_details/",
+    include_in_schema=False,
+    auth=ScopedBearer(ApiScope.WRITE_BILLING_DETAILS),
+    url_name="billing-details-update",
+)
+def billing_details_update(request: HttpRequest, payload: Body[BillingDetailsUpdate]) -> dict:
+    token = request.api_token
+    changes = payload.model_dump(exclude_unset=True)
+    try:
+        customer = customer_update(customer_id=token.customer_id, changes=changes, actor=token.user)
+    except DjangoValidationError as exc:
+        errors = exc.message_dict
+        param = next(iter(errors))
+        raise invalid(errors[param][0], param=param) from None
+    except DomainError as exc:
+        raise invalid(exc.message) from None
+    return billing_details_object(customer)
+
+
+def billing_details_object(customer: Customer) -> dict:
+    return {
+        "id": f"cus_{customer.pk}",
+        "object": "billing_details",
+        **{name: getattr(customer, name) for name in BILLING_DETAIL_FIELDS},
+    }
 
 
 def _keyed(request: HttpRequest, token: ApiToken, body: dict, work) -> HttpResponse:

@@ -209,6 +209,19 @@ MATRIX: dict[str, Row] = {
         data=lambda w: {"reason": "other", "description": "Wrong."},
         api=True,
     ),
+    "api:billing-details": Row(
+        "get",
+        lambda w: "/api/billing_details",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        api=True,
+    ),
+    "api:billing-details-update": Row(
+        "post",
+        lambda w: "/api/billing_details",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        data=lambda w: {"purchase_order_reference": "PO-1"},
+        api=True,
+    ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
     r"^api/(?P<rest>.*)$": Row(
         "get",

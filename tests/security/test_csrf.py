@@ -20,6 +20,8 @@ CSRF_EXEMPT = {
     "api:invoice-detail": "bearer token, no cookies",
     "api:invoice-pay": "bearer token, no cookies",
     "api:invoice-report": "bearer token, no cookies",
+    "api:billing-details": "bearer token, no cookies",
+    "api:billing-details-update": "bearer token, no cookies",
     "api:schema": "read-only document",
     "api:docs": "read-only page",
     r"^api/(?P<rest>.*)$": "JSON 404",
