@@ -26,7 +26,7 @@ from ninja.openapi.docs import Swagger
 from ninja.security import HttpBearer
 from pydantic_core import PydanticCustomError
 
-from billing.api.models import ApiScope, ApiToken
+from billing.api.models import SCOPE_ALLOWS, ApiScope, ApiToken
 from billing.invoices import signals as invoice_signals
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import PaymentMethod
@@ -81,13 +81,6 @@ TYPE_MESSAGES = {
     "expand[]": "expand must be an array of strings.",
 }
 BODY_INVALID = "The request body must be a JSON object."
-SCOPE_DOCS = {
-    ApiScope.READ_INVOICES: "list and read the customer's invoices",
-    ApiScope.PAY_INVOICES: "pay an invoice with a payment method saved for the customer",
-    ApiScope.DISPUTE_INVOICES: "report a problem with an invoice (puts it under review)",
-    ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
-    ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
-}
 
 
 class ScopedBearer(HttpBearer):
@@ -147,7 +140,7 @@ api = BillingAPI(
     description=(
         "Read and pay invoices. Authenticate with `Authorization: Bearer <token>`; create "
         "tokens at /settings/tokens/ with the scopes "
-        + "; ".join(f"`{scope}` ({what})" for scope, what in SCOPE_DOCS.items())
+        + "; ".join(f"`{scope}` ({what})" for scope, what in SCOPE_ALLOWS.items())
         + ". Amounts are integers in minor units; times are Unix seconds. Errors are "
         '`{"error": {"type", "code", "message", "param"}}`.'
     ),
