@@ -4,6 +4,8 @@ from django.views.generic import RedirectView
 
 from billing.payments.webhooks import stripe_webhook
 from contracts.auth import (
+    ConfirmingLogoutView,
+    EmailPasswordResetForm,
     ThrottledAdminAuthenticationForm,
     ThrottledLoginView,
     ThrottledPasswordResetView,
@@ -16,9 +18,10 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/invoices/", permanent=False)),
     # Before django.contrib.auth.urls so that its "login" name resolves to the throttled view.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    path("accounts/logout/", ConfirmingLogoutView.as_view(), name="logout"),
     path(
         "accounts/password_reset/",
-        ThrottledPasswordResetView.as_view(),
+        ThrottledPasswordResetView.as_view(form_class=EmailPasswordResetForm),
         name="password_reset",
     ),
     path("accounts/", include("django.contrib.auth.urls")),

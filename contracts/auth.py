@@ -21,9 +21,10 @@ import time
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView, PasswordResetView
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.contrib.auth.views import LoginView, LogoutView, PasswordResetView
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -221,7 +222,37 @@ class ThrottleMixin:
 
 
 class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
-    pass
+    """The customers' log-in form: customers are known by their e-mail address, so the
+    field says so (Django would name it after the model field, "Username")."""
+
+    error_messages = {
+        **ThrottleMixin.error_messages,
+        "invalid_login": "Please enter a correct e-mail address and password. "
+        "The password is case-sensitive.",
+    }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.label = "E-mail"
+        field.widget.attrs.update({"autocomplete": "username", "inputmode": "email"})
+
+
+class EmailPasswordResetForm(PasswordResetForm):
+    """Django's reset form with the field named as on the log-in form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "E-mail"
+
+
+class ConfirmingLogoutView(LogoutView):
+    """Django's LogoutView that says it worked: the log-in page it leads to tells so."""
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.success(request, "You are logged out.")
+        return response
 
 
 class ThrottledAdminAuthenticationForm(ThrottleMixin, AdminAuthenticationForm):

@@ -156,6 +156,11 @@ _LABELS = {
 }
 
 
+def details_field_label(field_name: str) -> str:
+    """How the Billing details page names a customer field (the activity page too)."""
+    return _label(field_name)
+
+
 def _label(field_name: str) -> str:
     if field_name in _LABELS:
         return _LABELS[field_name]

@@ -1,9 +1,11 @@
 """The customer's IP-Blocks (lease contracts), billing details and the choice of which
 customer to act for."""
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -11,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from contracts import selectors, services
+from core import activity
 
 from .context import active_membership, choose_customer, member_required, memberships_of
 from .forms import BillingDetailsForm
@@ -93,6 +96,59 @@ def no_customer(request: HttpRequest) -> HttpResponse:
     if active_membership(request) is not None:
         return redirect("invoices:invoice-list")
     return render(request, "contracts/no_customer.html")
+
+
+class ActivityFilterForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[("", "Everything"), *activity.KINDS.items()], required=False, label="Show"
+    )
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            raise forms.ValidationError("“From” is after “To”: swap the dates.")
+        return cleaned
+
+
+ACTIVITY_PAGE_SIZE = 25
+
+
+@require_GET
+@member_required()
+def activity_list(request: HttpRequest) -> HttpResponse:
+    """/account/activity/: what happened on the customer's account, in plain words.
+
+    Every member may read it (it shows what their invoices already show). A filter that
+    does not parse is named and ignored: the page then shows everything."""
+    form = ActivityFilterForm(request.GET or None)
+    chosen = form.cleaned_data if form.is_valid() else {}
+    entries = activity.customer_activity(
+        request.customer.pk,
+        kind=chosen.get("kind") or "",
+        date_from=chosen.get("date_from"),
+        date_to=chosen.get("date_to"),
+    )
+    page = Paginator(entries, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    keep = request.GET.copy()
+    keep.pop("page", None)
+    return render(
+        request,
+        "contracts/activity.html",
+        {
+            "form": form,
+            "page": page,
+            "items": activity.describe(page.object_list),
+            "page_query": keep.urlencode(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 SAVED = (

@@ -46,6 +46,32 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+def _shown(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_shown(v)}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def audit_changes(before: dict, after: dict) -> list[str]:
+    """Each field an entry records, as "name: before → after" (or just its value when it
+    only has one side), in the order the entry lists them."""
+    before, after = before or {}, after or {}
+    lines = []
+    for name in dict.fromkeys([*before, *after]):
+        if name in before and name in after:
+            old, new = _shown(before[name]), _shown(after[name])
+            lines.append(f"{name}: {new}" if old == new else f"{name}: {old} → {new}")
+        elif name in after:
+            lines.append(f"{name}: {_shown(after[name])}")
+        else:
+            lines.append(f"{name}: {_shown(before[name])} → —")
+    return lines
+
+
 def audit_trail(obj) -> str:
     """Read-only HTML list of an object's audit entries, newest first."""
     if not obj or not obj.pk:
@@ -60,25 +86,27 @@ def audit_trail(obj) -> str:
 
 
 def audit_list(entries, limit: int = 50) -> str:
-    """Read-only HTML list of audit entries (who, when, before → after), newest first."""
-    entries = list(entries[:limit])
-    rows = format_html_join(
-        "",
-        "<li>{} · {} · <strong>{}</strong> {} {} → {} {}</li>",
-        (
-            (
+    """Read-only HTML list of audit entries, newest first: who, when, what, and each field
+    it changed on a line of its own as "name: before → after"."""
+    items = []
+    for e in list(entries[:limit]):
+        changes = format_html_join(
+            "", "<li>{}</li>", ((line,) for line in audit_changes(e.before, e.after))
+        )
+        items.append(
+            format_html(
+                '<li class="audit-entry">{} · {} · <strong>{}</strong>{}{}{}</li>',
                 f"{e.created_at:%Y-%m-%d %H:%M}",
                 e.actor_label,
                 e.action,
-                e.object_repr if e.action.startswith("membership.") else "",
-                e.before or "",
-                e.after or "",
-                e.note,
+                f" {e.object_repr}" if e.action.startswith("membership.") else "",
+                format_html("<ul>{}</ul>", changes) if changes else "",
+                format_html("<div><em>Note:</em> {}</div>", e.note) if e.note else "",
             )
-            for e in entries
-        ),
-    )
-    return format_html("<ul>{}</ul>", rows) if entries else "No entries yet."
+        )
+    if not items:
+        return "No entries yet."
+    return format_html("<ul>{}</ul>", format_html_join("", "{}", ((i,) for i in items)))
 
 
 def report(request, done: list[str], errors: list[str]) -> None:

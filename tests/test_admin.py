@@ -172,3 +172,39 @@ def test_staff_add_assignments_through_the_service(staff_client):
         reverse("admin:contracts_assignmentrequest_change", args=[created.pk])
     )
     assert 'name="reference"' not in change.content.decode(), "history is read-only"
+
+
+def test_read_only_invoice_and_payment_pages_offer_no_save_button(staff_client):
+    from tests.billing.invoices.pages_support import pay
+
+    invoice = pay(make_invoice())
+    for url in (
+        reverse("admin:invoices_invoice_change", args=[invoice.pk]),
+        reverse("admin:payments_payment_change", args=[invoice.payments.get().pk]),
+    ):
+        body = staff_client.get(url).content.decode()
+        assert 'name="_save"' not in body and 'name="_continue"' not in body, url
+        assert 'name="_addanother"' not in body, url
+
+
+def test_the_audit_trail_reads_as_name_before_after_not_python_dicts(staff_client):
+    from tests.billing.invoices.pages_support import pay
+
+    invoice = pay(make_invoice())
+    body = staff_client.get(
+        reverse("admin:invoices_invoice_change", args=[invoice.pk])
+    ).content.decode()
+    assert "{&#x27;" not in body and "{'" not in body, "no raw dicts"
+    assert "status: open → paid" in body
+    assert f"amount_paid: 0.00 → {invoice.total}" in body
+
+
+def test_the_paid_entry_records_the_amount_paid_before_and_after_the_payment():
+    from tests.billing.invoices.pages_support import pay
+
+    invoice = pay(make_invoice())
+    entry = AuditEntry.objects.get(action="invoice.paid", object_id=str(invoice.pk))
+    assert entry.before["status"] == "open" and entry.before["amount_paid"] == "0.00"
+    assert entry.after["amount_paid"] == str(invoice.total)
+    assert entry.after["status"] == "paid"
+    assert entry.after["method"] == "Visa •••• 4242"

@@ -8,4 +8,4 @@ class CollectionsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the signal receivers (charges, e-mails).
-        from . import receivers  # noqa: F401
+        from . import activity, receivers  # noqa: F401

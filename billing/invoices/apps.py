@@ -8,4 +8,4 @@ class InvoicesConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the signal receivers (PDF rendering).
-        from . import receivers  # noqa: F401
+        from . import activity, receivers  # noqa: F401

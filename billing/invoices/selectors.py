@@ -26,7 +26,6 @@ from django.http import Http404
 
 from billing.invoices.models import (
     DRAFT_REF_PREFIX,
-    PAYABLE_STATUSES,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -216,6 +215,7 @@ class CurrencyTotals:
     paid: Decimal
     pending: Decimal
     overdue: Decimal
+    written_off: Decimal = ZERO
 
 
 def invoice_summary(
@@ -227,8 +227,10 @@ def invoice_summary(
 ) -> list[CurrencyTotals]:
     """Total Paid / Pending / Overdue per currency for invoices issued in the range (one query).
 
-    Pending is what is still owed on Open and Uncollectible invoices; Overdue is the part
-    of it on Open invoices past their due date.
+    Each card is what the list shows under one status filter, so the customer can add it up:
+    Paid sums the Paid filter, Pending what is still owed on the Open filter's invoices,
+    Overdue the part of it past the due date (the Overdue filter). What staff wrote off
+    (Uncollectible) is still owed but is not pending: it has a card of its own, written_off.
     """
     return cached_for_customer(
         customer.pk,
@@ -257,8 +259,9 @@ def _invoice_summary(
         .values("currency")
         .annotate(
             paid=Coalesce(Sum("amount_paid", filter=Q(status=InvoiceStatus.PAID)), zero),
-            pending=Coalesce(Sum(owed, filter=Q(status__in=PAYABLE_STATUSES)), zero),
+            pending=Coalesce(Sum(owed, filter=Q(status=InvoiceStatus.OPEN)), zero),
             overdue=Coalesce(Sum(owed, filter=overdue_q(today)), zero),
+            written_off=Coalesce(Sum(owed, filter=Q(status=InvoiceStatus.UNCOLLECTIBLE)), zero),
         )
         .order_by("currency")
     )

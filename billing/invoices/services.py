@@ -8,8 +8,10 @@ an audit entry. Domain events go out through billing.invoices.signals after comm
 
 import datetime
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -95,13 +97,23 @@ def set_invoice_status(
     now: datetime.datetime | None = None,
     note: str = "",
     extra: dict | None = None,
+    changes: Mapping[str, Any] | None = None,
 ) -> None:
-    """The one place an invoice's status is written. Caller holds the row lock."""
+    """The one place an invoice's status is written. Caller holds the row lock.
+
+    `changes` are the other fields that move with the status (amount_paid when a payment
+    settles the invoice, amount_refunded, ...): pass them here rather than setting them on
+    the instance first, so that the audit entry records each one's value before and after.
+    """
     check_transition(
         INVOICE_TRANSITIONS, label=f"Invoice {invoice}", current=invoice.status, target=target
     )
-    before = {"status": invoice.status, "amount_paid": invoice.amount_paid}
+    changes = dict(changes or {})
+    recorded = ["amount_paid", *(name for name in changes if name != "amount_paid")]
+    before = {"status": invoice.status, **{name: getattr(invoice, name) for name in recorded}}
     old = invoice.status
+    for name, value in changes.items():
+        setattr(invoice, name, value)
     invoice.status = target
     stamp = _STATUS_TIMESTAMPS.get(target)
     if stamp:
@@ -115,7 +127,11 @@ def set_invoice_status(
         target=invoice,
         customer=invoice.customer,
         before=before,
-        after={"status": target, "amount_paid": invoice.amount_paid, **(extra or {})},
+        after={
+            "status": target,
+            **{name: getattr(invoice, name) for name in recorded},
+            **(extra or {}),
+        },
         note=note,
     )
     emit_after_commit(
@@ -313,12 +329,22 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         invoice,
         InvoiceStatus.OPEN,
         actor=actor,
-        extra={"number": invoice.number, "total": invoice.total, "due_date": invoice.due_date},
+        extra={
+            "number": invoice.number,
+            "total": invoice.total,
+            "currency": invoice.currency,
+            "due_date": invoice.due_date,
+        },
     )
     if invoice.total == ZERO:
         # Nothing to collect: settle at once, as Stripe does with zero-amount invoices.
-        invoice.paid_out_of_band = True
-        set_invoice_status(invoice, InvoiceStatus.PAID, actor=actor, note="zero total")
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            note="zero total",
+            changes={"paid_out_of_band": True},
+        )
     emit_after_commit(signals.invoice_finalized, invoice_id=invoice.pk)
     return invoice
 

@@ -13,5 +13,10 @@ urlpatterns = [
     path("invoices/download.zip", document_views.invoice_download_zip, name="invoice-download-zip"),
     path("invoices/<str:number>/", views.invoice_detail, name="invoice-detail"),
     path("invoices/<str:number>/pdf/", document_views.invoice_pdf, name="invoice-pdf"),
+    path(
+        "invoices/<str:number>/pay/pdf/",
+        document_views.invoice_pdf_for_link,
+        name="invoice-pdf-for-link",
+    ),
     path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),
 ]

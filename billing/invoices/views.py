@@ -108,6 +108,10 @@ def _invoice_list_body(customer, query, *, today, can_pay: bool) -> str:
             "page_sizes": PAGE_SIZES,
             "sort_headers": _sort_headers(query),
             "page_query": urlencode(keep),
+            # The cards link to the filter that lists what each one adds up.
+            "summary_query": "".join(
+                f"{urlencode({k: params[k]})}&" for k in ("date_from", "date_to") if params.get(k)
+            ),
             "export_query": urlencode({**params, "sort": query.sort}),
             "can_pay": can_pay,
         },

@@ -8,4 +8,4 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the automatic refund of excess money and the invoice receivers.
-        from . import receivers, services  # noqa: F401
+        from . import activity, receivers, services  # noqa: F401

@@ -215,6 +215,15 @@ def lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
     return invoice, Payment.objects.select_for_update().get(pk=payment_id)
 
 
+def _method_of(payment: Payment) -> dict[str, str]:
+    """How it was paid, for the audit entry the customer's activity page reads."""
+    if not payment.method_last4:
+        return {}
+    return {
+        "method": f"{(payment.method_brand or 'card').capitalize()} •••• {payment.method_last4}"
+    }
+
+
 def payment_set_status(payment: Payment, target: str, *, actor: Actor, customer, note="") -> None:
     """The one place a payment's status is written: transition table, save, audit entry.
     The caller holds the locks (lock_payment)."""
@@ -348,14 +357,21 @@ def payment_record_success(
         payment.is_duplicate = applied == ZERO
         payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
-            invoice.amount_paid += applied
-            if invoice.amount_paid == invoice.total:
-                invoice.paid_out_of_band = payment.kind == PaymentKind.OUT_OF_BAND
+            if invoice.amount_paid + applied == invoice.total:
                 set_invoice_status(
-                    invoice, InvoiceStatus.PAID, actor=actor, now=now, extra={"payment": payment.pk}
+                    invoice,
+                    InvoiceStatus.PAID,
+                    actor=actor,
+                    now=now,
+                    changes={
+                        "amount_paid": invoice.amount_paid + applied,
+                        "paid_out_of_band": payment.kind == PaymentKind.OUT_OF_BAND,
+                    },
+                    extra={"payment": payment.pk, **_method_of(payment)},
                 )
                 restore_standing_if_settled(invoice, actor=actor, today=now.date())
             else:
+                invoice.amount_paid += applied
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
                 mark_invoice_list_changed(invoice)
@@ -578,24 +594,25 @@ def _refund_undo_locked(
                 refund.pk,
                 invoice,
             )
-        invoice.amount_paid += credit
-        if invoice.amount_paid == invoice.total:
+        if invoice.amount_paid + credit == invoice.total:
             set_invoice_status(
                 invoice,
                 InvoiceStatus.PAID,
                 actor=actor,
                 now=now,
                 note="a refund failed at the processor",
+                changes={"amount_paid": invoice.amount_paid + credit},
                 extra={"refund": refund.pk},
             )
             restore_standing_if_settled(invoice, actor=actor, today=now.date())
         else:
+            invoice.amount_paid += credit
             invoice.state_version += 1
             invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
             mark_invoice_list_changed(invoice)
         return
-    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
-    if invoice.status == InvoiceStatus.REFUND and invoice.amount_refunded < invoice.amount_paid:
+    refunded = max(ZERO, invoice.amount_refunded - refund.amount)
+    if invoice.status == InvoiceStatus.REFUND and refunded < invoice.amount_paid:
         # Paid again from the day it was first paid: the payment never went anywhere.
         set_invoice_status(
             invoice,
@@ -603,9 +620,11 @@ def _refund_undo_locked(
             actor=actor,
             now=invoice.paid_at or now,
             note="a refund failed at the processor",
-            extra={"amount_refunded": invoice.amount_refunded, "refund": refund.pk},
+            changes={"amount_refunded": refunded},
+            extra={"refund": refund.pk},
         )
     else:
+        invoice.amount_refunded = refunded
         invoice.state_version += 1
         invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
         mark_invoice_list_changed(invoice)
@@ -693,15 +712,18 @@ def payment_record_refund(
             invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
             mark_invoice_list_changed(invoice)
         elif credited:
-            invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
-            if (
-                invoice.status == InvoiceStatus.PAID
-                and invoice.amount_refunded == invoice.amount_paid
-            ):
+            refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
+            if invoice.status == InvoiceStatus.PAID and refunded == invoice.amount_paid:
                 set_invoice_status(
-                    invoice, InvoiceStatus.REFUND, actor=actor, now=now, note=refund.reason
+                    invoice,
+                    InvoiceStatus.REFUND,
+                    actor=actor,
+                    now=now,
+                    note=refund.reason,
+                    changes={"amount_refunded": refunded},
                 )
             else:
+                invoice.amount_refunded = refunded
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
                 mark_invoice_list_changed(invoice)

@@ -20,7 +20,22 @@ urlpatterns = [
         views.payment_confirmed,
         name="payment-confirmed",
     ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/receipt/",
+        views.payment_receipt,
+        name="payment-receipt",
+    ),
+    path(
+        "invoices/<str:number>/payments/<int:payment_id>/receipt.pdf",
+        views.payment_receipt_pdf,
+        name="payment-receipt-pdf",
+    ),
     path("payment-methods/", views.payment_methods, name="payment-methods"),
+    path(
+        "payment-methods/<int:method_id>/remove/",
+        views.payment_method_remove,
+        name="payment-method-remove",
+    ),
     path("sandbox/checkout/<str:token>/", views.sandbox_checkout, name="sandbox-checkout"),
     path("sandbox/setup/<str:token>/", views.sandbox_setup, name="sandbox-setup"),
     path("sandbox/confirm/<str:token>/", views.sandbox_confirm, name="sandbox-confirm"),

@@ -5,27 +5,34 @@ money state themselves.
 """
 
 import contextlib
+import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.invoices.links import invoice_for_pay_token
-from billing.invoices.models import Invoice, InvoiceStatus
+from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.invoices.selectors import invoice_for_customer_or_404
 from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
 from contracts.context import active_membership, member_required, memberships_of
 from core.errors import DomainError
+from core.money import format_money
 
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
 from .providers.base import AuthenticationRequired
+from .receipts import invoice_receipts, receipt_or_404, receipt_pdf_bytes
+
+logger = logging.getLogger(__name__)
 
 
 class _Redirect303(HttpResponseRedirect):
@@ -73,6 +80,55 @@ def _with_token(url: str, token: str) -> str:
     return f"{url}?{urlencode({'token': token})}" if token else url
 
 
+def _hosted_invoice_context(invoice: Invoice, token: str, *, is_member: bool) -> dict:
+    """What the hosted invoice page shows (Stripe's hosted invoice page is the model): the
+    seller, the invoice with its lines and taxes, the PDF and the receipts so far. Reachable
+    by the signed link in the PDF without a login, so every link on it carries the token."""
+    prefetch_related_objects(
+        [invoice],
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related("block")),
+        "tax_lines",
+        "payments",
+    )
+    if is_member and not token:
+        pdf_url = reverse("invoices:invoice-pdf", args=[invoice.number])
+    else:
+        pdf_url = _with_token(
+            reverse("invoices:invoice-pdf-for-link", args=[invoice.number]), token
+        )
+    customer = invoice.customer
+    return {
+        "invoice": invoice,
+        "token": token,
+        "is_member": is_member,
+        "today": timezone.localdate(),
+        "seller": settings.SELLER,
+        "bill_to_name": invoice.bill_to_name or customer.name,
+        "bill_to_lines": [
+            line for line in (invoice.bill_to_address or "").splitlines() if line.strip()
+        ]
+        or customer.address_lines,
+        "lines": list(invoice.lines.all()),
+        "tax_lines": list(invoice.tax_lines.all()),
+        "pdf_url": pdf_url,
+        "receipts": _receipt_links(invoice, list(invoice.payments.all()), token),
+    }
+
+
+def _receipt_links(invoice: Invoice, payments_list: list[Payment], token: str) -> list[dict]:
+    links = []
+    for receipt in invoice_receipts(invoice, payments_list):
+        args = [invoice.number, receipt.payment.pk]
+        links.append(
+            {
+                "receipt": receipt,
+                "url": _with_token(reverse("payments:payment-receipt", args=args), token),
+                "pdf_url": _with_token(reverse("payments:payment-receipt-pdf", args=args), token),
+            }
+        )
+    return links
+
+
 @require_http_methods(["GET", "POST"])
 def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     """GET: what is due and a button; POST: 303 to the checkout (Stripe or the sandbox)."""
@@ -84,13 +140,13 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
         raise PermissionDenied("Your role can view invoices but not pay them.")
     may_use_saved = is_member and request.membership.can_pay
     context = {
-        "invoice": invoice,
-        "token": token,
-        "is_member": is_member,
+        **_hosted_invoice_context(invoice, token, is_member=is_member),
         "error": "",
         "saved": (
-            PaymentMethod.objects.filter(
-                customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
+            list(
+                PaymentMethod.objects.filter(
+                    customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
+                )
             )
             if may_use_saved
             else []
@@ -163,7 +219,8 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         # Less arrived than was due, or the payment waits for our staff: say what is still open.
         messages.info(
             request,
-            f"Thank you. {after.amount_remaining} {after.currency} of invoice {invoice.number} "
+            f"Thank you. {format_money(after.amount_remaining, after.currency)} of invoice "
+            f"{invoice.number} "
             "is still open.",
         )
     return _Redirect303(invoice.get_absolute_url())
@@ -174,18 +231,76 @@ def _result_page(request: HttpRequest, number: str, template: str) -> HttpRespon
         invoice, token, is_member = _pay_context(request, number)
     except _LoginNeeded:
         return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
-    latest = invoice.payments.exclude(status=PaymentStatus.CANCELLED).first()
+    context = _hosted_invoice_context(invoice, token, is_member=is_member)
+    # Newest first (the model's order); a cancelled checkout says nothing about the money.
+    payments_list = sorted(invoice.payments.all(), key=lambda p: (p.created_at, p.pk), reverse=True)
+    latest = next((p for p in payments_list if p.status != PaymentStatus.CANCELLED), None)
+    receipts = context["receipts"]
     return render(
         request,
         template,
         {
-            "invoice": invoice,
-            "token": token,
-            "is_member": is_member,
+            **context,
             "latest": latest,
+            "latest_receipt": receipts[-1] if receipts else None,
             "pay_url": _with_token(reverse("payments:invoice-pay", args=[invoice.number]), token),
         },
     )
+
+
+def _receipt_context(request: HttpRequest, number: str, payment_id: int):
+    """(receipt, context) for a member of the invoice's customer or the holder of its link."""
+    invoice, token, is_member = _pay_context(request, number)
+    receipt = receipt_or_404(invoice, payment_id)
+    args = [invoice.number, payment_id]
+    if is_member and not token:
+        invoice_url = invoice.get_absolute_url()
+    else:
+        invoice_url = _with_token(reverse("payments:invoice-pay", args=[invoice.number]), token)
+    return receipt, {
+        "receipt": receipt,
+        "invoice": invoice,
+        "seller": settings.SELLER,
+        "is_member": is_member,
+        "invoice_url": invoice_url,
+        "pdf_url": _with_token(reverse("payments:payment-receipt-pdf", args=args), token),
+    }
+
+
+@require_GET
+def payment_receipt(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    """The receipt of one payment: any member of the customer, or whoever has the pay link."""
+    try:
+        _receipt, context = _receipt_context(request, number, payment_id)
+    except _LoginNeeded:
+        return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
+    return render(request, "billing/payments/receipt.html", context)
+
+
+@require_GET
+def payment_receipt_pdf(request: HttpRequest, number: str, payment_id: int) -> HttpResponse:
+    try:
+        receipt, _context = _receipt_context(request, number, payment_id)
+    except _LoginNeeded:
+        return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
+    try:
+        content = receipt_pdf_bytes(receipt)
+    except Exception:  # a clear message, never a 500 page
+        logger.exception("receipt PDF of payment %s could not be produced", payment_id)
+        return render(
+            request,
+            "billing/pdf/download_refused.html",
+            {
+                "message": "The receipt PDF could not be produced just now. Please try again "
+                "in a minute; if it keeps failing, contact billing support."
+            },
+            status=503,
+        )
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{receipt.filename}"'
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def checkout_success(request: HttpRequest, number: str) -> HttpResponse:
@@ -304,6 +419,20 @@ def payment_methods(request: HttpRequest) -> HttpResponse:
     )
 
 
+@member_required(paying=True)
+@require_GET
+def payment_method_remove(request: HttpRequest, method_id: int) -> HttpResponse:
+    """Remove asks first: this page says what removing the card changes, then posts."""
+    methods = list(PaymentMethod.objects.filter(customer=request.customer))
+    method = next((m for m in methods if m.pk == method_id), None)
+    if method is None:
+        raise Http404("No such payment method.")
+    others = [m for m in methods if m.pk != method_id]
+    return render(
+        request, "billing/payments/method_remove.html", {"method": method, "others": others}
+    )
+
+
 # --- Sandbox (test mode) ------------------------------------------------------------
 
 
@@ -331,6 +460,7 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     context = {
         "payment": payment,
         "invoice": payment.invoice,
+        "seller": settings.SELLER,
         "cancel_url": data["c"],
         "cards": sandbox_provider.TEST_CARDS.values(),
         "saved": saved,

@@ -34,12 +34,14 @@ def test_owner_edits_details_and_the_next_invoice_shows_them(
     contract, issued = owner_with_contract
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{live_server.url}/invoices/")
-    page.get_by_label("Username").fill("details@example.com")
+    page.get_by_label("E-mail").fill("details@example.com")
     page.get_by_label("Password").fill("browser-password")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/invoices/")
 
-    page.get_by_role("link", name="Billing details").click()
+    # Billing details is in the account menu (issue 18).
+    page.locator(".account-menu summary").click()
+    page.get_by_role("menuitem", name="Billing details").click()
     sync_api.expect(page.get_by_role("heading", name="Billing details")).to_be_visible()
     sync_api.expect(page.get_by_text("Invoices already issued keep")).to_be_visible()
 

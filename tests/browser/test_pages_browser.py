@@ -56,7 +56,7 @@ def account(db):
 
 def _login(page, live_server):
     page.goto(f"{live_server.url}/invoices/")
-    page.get_by_label("Username").fill("dana@example.com")
+    page.get_by_label("E-mail").fill("dana@example.com")
     page.get_by_label("Password").fill("browser-password")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/invoices/")

@@ -120,6 +120,33 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 200, "viewer": 403},
         secret=lambda w: w.method.last4,
     ),
+    # Receipts: members of the invoice's customer (any role) or the pay link's holder.
+    # Payment 1 is no receipt of this open invoice: the viewer, let in, finds none.
+    "payments:payment-receipt": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/payments/1/receipt/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 404},
+        secret=lambda w: w.customer.name,
+    ),
+    "payments:payment-receipt-pdf": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/payments/1/receipt.pdf",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 404},
+        secret=lambda w: "%PDF",
+    ),
+    "payments:payment-method-remove": Row(
+        "get",
+        lambda w: f"/payment-methods/{w.method.pk}/remove/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        secret=lambda w: w.method.last4,
+    ),
+    # The PDF of the pay link's invoice: the signed token is the credential.
+    "invoices:invoice-pdf-for-link": Row(
+        "get",
+        lambda w: f"/invoices/{w.invoice.number}/pay/pdf/?token=forged",
+        {"anonymous": 404, "other_owner": 404, "viewer": 404},
+        secret=lambda w: "%PDF",
+    ),
     # Capability URLs: the signed token is the credential (like Stripe's checkout URL).
     # A forged token is refused to everybody.
     "payments:sandbox-checkout": Row(
@@ -155,6 +182,11 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 400, "viewer": 302},
         data=lambda w: {"customer": str(w.customer.pk), "next": "/invoices/"},
         secret=lambda w: w.customer.name,
+    ),
+    "contracts:activity": Row(
+        "get",
+        lambda w: "/account/activity/",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
     ),
     # Acting for their own customer: B's owner sees B's details, never A's. A viewer's
     # POST is refused (tests/contracts/test_billing_details.py).

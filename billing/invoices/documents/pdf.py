@@ -159,14 +159,20 @@ def _render_html(invoice: Invoice, language: str) -> str:
     return render_to_string("billing/pdf/invoice.html", context)
 
 
-def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
-    """PDF/A-3b; an issued invoice carries its Factur-X (EN 16931) XML as factur-x.xml."""
-    html = HTML(
-        string=render_invoice_html(invoice),
+def html_to_pdf(html: str, *, variant: str | None = None) -> bytes:
+    """WeasyPrint with the documents' rules: nothing fetched, templates/billing/pdf as base.
+    Receipts (billing.payments) render through here too, so every document looks alike."""
+    document = HTML(
+        string=html,
         base_url=str(settings.BASE_DIR / "templates" / "billing" / "pdf") + "/",
         url_fetcher=_no_network_fetcher,
     )
-    pdf = html.write_pdf(pdf_variant="pdf/a-3b")
+    return document.write_pdf(pdf_variant=variant) if variant else document.write_pdf()
+
+
+def render_invoice_pdf_bytes(invoice: Invoice) -> bytes:
+    """PDF/A-3b; an issued invoice carries its Factur-X (EN 16931) XML as factur-x.xml."""
+    pdf = html_to_pdf(render_invoice_html(invoice), variant="pdf/a-3b")
     if not einvoice.has_einvoice(invoice):
         return pdf
     language = doc.language(invoice)

@@ -3,12 +3,13 @@
 import logging
 import re
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET, require_POST
 
+from billing.invoices.links import invoice_for_pay_token
 from billing.invoices.models import DRAFT_REF_PREFIX
 from billing.invoices.selectors import invoice_for_customer_or_404, invoices_by_numbers
 from contracts.context import member_required
@@ -41,7 +42,20 @@ def _not_modified(etag: str) -> HttpResponse:
 @member_required()
 def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
     """Any member may download their customer's invoice; drafts come marked DRAFT."""
-    invoice = invoice_for_customer_or_404(request.customer, number, light=True)
+    return _pdf_response(request, invoice_for_customer_or_404(request.customer, number, light=True))
+
+
+@require_GET
+def invoice_pdf_for_link(request: HttpRequest, number: str) -> HttpResponse:
+    """The invoice's PDF for whoever holds its signed Pay online link (no login): the hosted
+    invoice page's "Download PDF". The link names one issued invoice and nothing else."""
+    invoice = invoice_for_pay_token(request.GET.get("token", ""), number=number)
+    if invoice is None:
+        raise Http404("No such invoice.")
+    return _pdf_response(request, invoice)
+
+
+def _pdf_response(request: HttpRequest, invoice) -> HttpResponse:
     etag = cached_etag(invoice)
     if _etag_matches(request, etag):
         return _not_modified(etag)

@@ -152,7 +152,8 @@ def test_summary_cards_per_currency_for_the_date_range(client_owner, invoices):
     assert set(summary) == {"EUR", "USD"}
     eur, usd = summary["EUR"], summary["USD"]
     assert eur.paid == invoices["paid"].total
-    assert eur.pending == invoices["open"].total + invoices["uncollectible"].total
+    assert eur.pending == invoices["open"].total
+    assert eur.written_off == invoices["uncollectible"].total
     assert eur.overdue == 0
     assert usd.pending == usd.overdue == invoices["overdue"].total
     assert usd.paid == 0
@@ -161,6 +162,30 @@ def test_summary_cards_per_currency_for_the_date_range(client_owner, invoices):
     narrowed = client_owner.get(LIST, {"date_from": "2026-04-01", "date_to": "2026-04-30"})
     (only,) = narrowed.context["summary"]
     assert (only.currency, only.paid, only.pending) == ("EUR", invoices["paid"].total, 0)
+
+
+@pytest.mark.parametrize(
+    "card,status",
+    [
+        ("paid", "paid"),
+        ("pending", "open"),
+        ("overdue", "overdue"),
+        ("written_off", "uncollectible"),
+    ],
+)
+def test_each_summary_card_adds_up_what_its_filter_lists(client_owner, invoices, card, status):
+    """The customer can reconcile a card: it is the sum of the rows its link lists."""
+    page = client_owner.get(LIST)
+    body = page.content.decode()
+    assert f'href="?status={status}"' in body
+    listed = client_owner.get(LIST, {"status": status, "per_page": 100}).context["invoices"]
+    for row in page.context["summary"]:
+        owed = sum(
+            (i.total if card == "paid" else i.total - i.amount_paid)
+            for i in listed
+            if i.currency == row.currency
+        )
+        assert getattr(row, card) == owed, (row.currency, card)
 
 
 # --- Sorting and pages ---------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""Every customer page in Chromium at desktop (1280x800) and phone (390x844) width.
+
+On each page: no template syntax in the visible text, no sideways scrolling of the page,
+no serious or critical axe-core violation, and on the phone every visible control a
+finger can hit (≥ 44 px). A full-page screenshot of each lands in var/screenshots/<width>/
+(CI keeps that directory as an artefact); people look at them, the test cannot.
+
+axe-core is vendored (tests/browser/vendor/axe.min.js, see AXE_VERSION) so the suite runs
+offline and every run uses the same rules.
+"""
+
+import datetime
+import os
+import pathlib
+import re
+
+import pytest
+import time_machine
+
+from tests.browser.test_pages_browser import CHROMIUM_ARGS
+from tests.customer_pages import LONELY, OWNER, PASSWORD, VIEWER, build_world, template_syntax_in
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "var" / "screenshots"
+AXE = pathlib.Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+AXE_VERSION = "4.14.1"
+WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
+TOUCH_MIN = 44
+
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations
+    .filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => `${v.id} (${v.impact}): `
+      + v.nodes.slice(0, 4).map(n => n.target.join(" ")).join(" | "));
+}"""
+
+# Controls a finger must be able to hit on a phone; inline links inside sentences are exempt
+# (WCAG 2.5.8's inline exception), so only stand-alone controls are measured.
+_SMALL_TARGETS = """(min) => {
+  const selector = "button, .button, summary, input[type=checkbox], input[type=radio], select, "
+    + "input[type=text], input[type=search], input[type=email], input[type=password], "
+    + "input[type=date], .site-nav a, .pagination a, [role=menuitem], .hosted__back, "
+    + ".result__links a, .account__customer";
+  const small = [];
+  for (const el of document.querySelectorAll(selector)) {
+    const box = el.getBoundingClientRect();
+    if (!box.width || !box.height || getComputedStyle(el).visibility === "hidden") continue;
+    if (el.closest("details:not([open]) > :not(summary)")) continue;
+    // A checkbox or radio counts with its label, as a finger hits either.
+    let h = box.height, w = box.width;
+    if (el.type === "checkbox" || el.type === "radio") {
+      const cell = el.closest("td, .radio, label") || el;
+      const c = cell.getBoundingClientRect();
+      h = Math.max(h, c.height);
+      w = Math.max(w, c.width);
+    }
+    if (h < min - 0.5 || w < min - 0.5) {
+      const label = (el.innerText || el.value || el.name || "").trim().slice(0, 30);
+      small.push(`${el.tagName.toLowerCase()} "${label}" ${Math.round(w)}x${Math.round(h)}`);
+    }
+  }
+  return small.slice(0, 8);
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not pathlib.Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def world(settings, live_server):
+    settings.SITE_URL = live_server.url
+    settings.PAYMENT_PROVIDER = "sandbox"
+    settings.SANDBOX_ALLOWED = True
+    # The data's calendar (tests.billing.invoices.pages_support): June 2026.
+    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=True):
+        yield build_world()
+
+
+class Checker:
+    """Runs the checks on each page and collects every problem, so one run lists them all."""
+
+    def __init__(self, width_name: str):
+        self.width_name = width_name
+        self.problems: list[str] = []
+        self.seen: list[str] = []
+        self.dir = SCREENSHOTS / width_name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.axe = AXE.read_text()
+
+    def check(self, page, name: str) -> None:
+        page.wait_for_load_state("load")
+        self.seen.append(name)
+        where = f"[{self.width_name}] {name} ({page.url})"
+        text = page.evaluate("document.body.innerText")
+        found = template_syntax_in(text)
+        if found:
+            self.problems.append(f"{where}: template syntax {found} in the visible text")
+        wide = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+        if wide[0] > wide[1]:
+            self.problems.append(f"{where}: the page scrolls sideways ({wide[0]} > {wide[1]} px)")
+        # Evaluated, not injected as a <script>: the portal's CSP forbids inline scripts.
+        page.evaluate(self.axe + "\n;0")
+        for violation in page.evaluate(_AXE_RUN):
+            self.problems.append(f"{where}: axe {violation}")
+        if self.width_name == "phone":
+            for small in page.evaluate(_SMALL_TARGETS, TOUCH_MIN):
+                self.problems.append(f"{where}: touch target under {TOUCH_MIN}px: {small}")
+        page.screenshot(path=str(self.dir / f"{name}.png"), full_page=True)
+
+    def visit(self, page, base: str, name: str, path: str) -> None:
+        page.goto(f"{base}{path}")
+        self.check(page, name)
+
+
+def _login(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("E-mail").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+
+
+def _logout(page) -> None:
+    page.locator(".account-menu summary").click()
+    with page.expect_navigation():
+        page.get_by_role("menuitem", name="Log out").click()
+
+
+@pytest.mark.parametrize("width_name", list(WIDTHS))
+def test_every_customer_page(browser, live_server, world, width_name):
+    width, height = WIDTHS[width_name]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    base = live_server.url
+    checker = Checker(width_name)
+
+    for name, path in world.public_pages + world.link_pages:
+        checker.visit(page, base, name, path)
+
+    _login(page, base, OWNER)
+    for name, path in world.member_pages:
+        checker.visit(page, base, name, path)
+
+    # The list's row menu, opened: its items must be on screen, not cut off.
+    page.goto(f"{base}/invoices/?status=open")
+    row = page.locator("tbody tr[data-invoice]").first
+    for part in ("td.col-number", "td.col-amount", "td.col-status", "summary"):
+        box = row.locator(part).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (width_name, part)
+    row.locator("summary").click()
+    checker.check(page, "invoice-list-menu-open")
+    for item in row.get_by_role("menuitem").all():
+        box = item.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (width_name, box)
+
+    page.keyboard.press("Escape")
+    page.locator(".account-menu summary").click()
+    checker.check(page, "account-menu-open")
+    page.keyboard.press("Escape")
+
+    # The sandbox's checkout, reached as a customer reaches it.
+    page.goto(f"{base}/invoices/{world.invoices['big'].number}/pay/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Continue to payment").click()
+    checker.check(page, "sandbox-checkout")
+    page.get_by_label("Card number").fill("4000 0000 0000 0002")
+    page.get_by_role("button", name=re.compile(r"^Pay ")).first.click()
+    page.get_by_role("alert").wait_for()
+    checker.check(page, "sandbox-checkout-declined")
+    page.goto(f"{base}/payment-methods/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add a card").click()
+    checker.check(page, "sandbox-save-card")
+
+    page.goto(f"{base}/invoices/")
+    _logout(page)
+    sync_api.expect(page.get_by_role("status")).to_contain_text("You are logged out")
+    checker.check(page, "logged-out")
+
+    _login(page, base, VIEWER)
+    for name, path in world.viewer_pages:
+        checker.visit(page, base, name, path)
+    _logout(page)
+    _login(page, base, LONELY)
+    for name, path in world.lonely_pages:
+        checker.visit(page, base, name, path)
+    context.close()
+
+    assert not checker.problems, "\n".join(checker.problems)
+    assert len(checker.seen) >= 36, checker.seen

@@ -1,0 +1,183 @@
+"""Every page a customer can see, with the data that makes each one show what it can.
+
+Used by tests/test_customer_pages.py (rendered by Django's test client) and by
+tests/browser/test_every_page_browser.py (Chromium at desktop and phone width): when a
+customer page is added, add it here and both suites check it.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+from billing.api.models import ApiScope
+from billing.api.tokens import token_create
+from billing.collections.services import invoice_report_open
+from billing.invoices.links import pay_token
+from billing.invoices.models import Invoice
+from contracts.models import Membership, Role
+from tests.billing.invoices.pages_support import every_status, invoice_on, pay
+from tests.factories import MembershipFactory, PaymentMethodFactory, UserFactory
+
+PASSWORD = "pages-password"
+OWNER = "dana@example.com"
+VIEWER = "vic@example.com"
+LONELY = "nobody@example.com"
+
+
+@dataclass
+class World:
+    owner: object
+    viewer: object
+    lonely: object
+    membership: Membership
+    invoices: dict[str, Invoice]
+    method: object
+    # (name, path) the owner sees, the anonymous holder of a pay link sees, and so on.
+    member_pages: list[tuple[str, str]] = field(default_factory=list)
+    link_pages: list[tuple[str, str]] = field(default_factory=list)
+    public_pages: list[tuple[str, str]] = field(default_factory=list)
+    viewer_pages: list[tuple[str, str]] = field(default_factory=list)
+    lonely_pages: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _user(username: str):
+    user = UserFactory(username=username)
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+def build_world() -> World:
+    owner = _user(OWNER)
+    membership = MembershipFactory(user=owner, customer__name="Dana Networks GmbH")
+    customer = membership.customer
+    viewer = _user(VIEWER)
+    MembershipFactory(user=viewer, customer=customer, role=Role.VIEWER)
+    lonely = _user(LONELY)
+
+    invoices = every_status(customer)
+    # Four-digit amounts with several lines and blocks: thousands separators, wrapping.
+    invoices["big"] = invoice_on(
+        customer, datetime.date(2026, 6, 2), price="4500.00", blocks=3, currency="EUR"
+    )
+    invoices["big_paid"] = pay(
+        invoice_on(customer, datetime.date(2026, 5, 20), price="1250.50", blocks=2)
+    )
+    invoices["reported"] = invoice_on(customer, datetime.date(2026, 5, 25), price="90.00")
+    invoice_report_open(
+        invoice_id=invoices["reported"].pk,
+        reason="wrong_amount",
+        description="We returned one block in May.",
+        expected_correction="Credit for the returned block",
+        reported_by=owner,
+        actor=owner,
+    )
+    method = PaymentMethodFactory(customer=customer)
+    PaymentMethodFactory(customer=customer, last4="4444", brand="mastercard", is_default=False)
+    token_create(
+        membership=membership,
+        name="ERP sync",
+        scopes=[ApiScope.READ_INVOICES],
+        expires_at=None,
+        actor=owner,
+    )
+
+    open_ = invoices["open"]
+    paid = invoices["big_paid"]
+    receipt = paid.payments.get()
+    contract_id = open_.contract_id
+    world = World(owner, viewer, lonely, membership, invoices, method)
+    world.member_pages = [
+        ("invoice-list", "/invoices/"),
+        ("invoice-list-open", "/invoices/?status=open"),
+        ("invoice-open", f"/invoices/{open_.number}/"),
+        ("invoice-overdue", f"/invoices/{invoices['overdue'].number}/"),
+        ("invoice-big", f"/invoices/{invoices['big'].number}/"),
+        ("invoice-paid", f"/invoices/{paid.number}/"),
+        ("invoice-refund", f"/invoices/{invoices['refund'].number}/"),
+        ("invoice-void", f"/invoices/{invoices['void'].number}/"),
+        ("invoice-draft", f"/invoices/{invoices['draft'].ref}/"),
+        ("invoice-under-review", f"/invoices/{invoices['reported'].number}/"),
+        ("invoice-report", f"/invoices/{open_.number}/report/"),
+        ("contract-list", "/contracts/"),
+        ("contract-detail", f"/contracts/{contract_id}/"),
+        ("customer-switch", "/account/customer/"),
+        ("activity", "/account/activity/"),
+        ("billing-details", "/account/billing/"),
+        ("activity-invoices", "/account/activity/?kind=invoices"),
+        ("payment-methods", "/payment-methods/"),
+        ("payment-method-remove", f"/payment-methods/{method.pk}/remove/"),
+        ("api-tokens", "/settings/tokens/"),
+        ("pay-member", f"/invoices/{invoices['big'].number}/pay/"),
+        ("pay-member-paid", f"/invoices/{paid.number}/pay/"),
+        ("paid-return", f"/invoices/{paid.number}/pay/done/"),
+        ("pay-cancelled", f"/invoices/{open_.number}/pay/cancelled/"),
+        ("receipt", f"/invoices/{paid.number}/payments/{receipt.pk}/receipt/"),
+        ("not-found", "/invoices/INV-2099-999999/"),
+    ]
+    big_token = pay_token(invoices["big"])
+    paid_token = pay_token(paid)
+    world.link_pages = [
+        ("hosted-invoice", f"/invoices/{invoices['big'].number}/pay/?token={big_token}"),
+        ("hosted-invoice-paid", f"/invoices/{paid.number}/pay/?token={paid_token}"),
+        ("hosted-paid-return", f"/invoices/{paid.number}/pay/done/?token={paid_token}"),
+        (
+            "hosted-cancelled",
+            f"/invoices/{invoices['big'].number}/pay/cancelled/?token={big_token}",
+        ),
+        (
+            "hosted-receipt",
+            f"/invoices/{paid.number}/payments/{receipt.pk}/receipt/?token={paid_token}",
+        ),
+    ]
+    world.public_pages = [
+        ("login", "/accounts/login/"),
+        ("password-reset", "/accounts/password_reset/"),
+        ("password-reset-sent", "/accounts/password_reset/done/"),
+        ("password-reset-bad-link", "/accounts/reset/MQ/not-a-token/"),
+        ("password-reset-complete", "/accounts/reset/done/"),
+    ]
+    world.viewer_pages = [
+        ("viewer-invoice-list", "/invoices/"),
+        ("viewer-forbidden", "/payment-methods/"),
+        ("viewer-billing-details", "/account/billing/"),
+    ]
+    world.lonely_pages = [("no-customer", "/account/no-customer/")]
+    return world
+
+
+class _VisibleText(HTMLParser):
+    """The text a person reads: text nodes outside <script>/<style>, plus the <title>."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        found = dict(attrs)
+        if tag in ("input", "textarea") and found.get("type") != "hidden":
+            self.parts += [found[n] for n in ("placeholder", "value") if found.get(n)]
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    return " ".join(parser.parts)
+
+
+TEMPLATE_SYNTAX = ("{#", "#}", "{%", "%}", "{{", "}}")
+
+
+def template_syntax_in(text: str) -> list[str]:
+    return [s for s in TEMPLATE_SYNTAX if s in text]
