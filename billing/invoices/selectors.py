@@ -30,6 +30,7 @@ from billing.invoices.models import (
     InvoiceLine,
     InvoiceStatus,
     overdue_q,
+    payment_processing_flag,
     under_review_flag,
 )
 from config.release import code_fingerprint
@@ -109,8 +110,11 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows, and whether each is under review."""
-    return qs.annotate(under_review=under_review_flag()).only(
+    """Only the columns a list row shows, whether each is under review, and whether a bank
+    debit for it is processing."""
+    return qs.annotate(
+        under_review=under_review_flag(), payment_processing=payment_processing_flag()
+    ).only(
         "id",
         "number",
         "customer_id",
@@ -285,6 +289,7 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         "reports",
     )
     invoice.under_review = any(r.resolved_at is None for r in invoice.reports.all())
+    invoice.payment_processing = any(p.status == "processing" for p in invoice.payments.all())
     if invoice.contract_id:
         prefetch_related_objects([invoice.contract], "blocks")
     return invoice

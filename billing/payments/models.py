@@ -211,12 +211,18 @@ class WebhookEventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"
     IGNORED = "ignored", "Ignored"
-    FAILED = "failed", "Failed (will be retried)"
+    FAILED = "failed", "Failed (retried by the sweep)"
     INVALID = "invalid", "Invalid signature"
 
 
 class WebhookEvent(models.Model):
-    """A provider event as it arrived: stored raw, once per event id, before it is acted on."""
+    """A provider event as it arrived: stored raw, once per event id, before it is acted on.
+
+    The endpoint only stores it (status received); a worker applies it
+    (billing.payments.webhooks.webhook_event_process) and a periodic sweep retries what
+    failed or was never picked up, so `attempts` and `attempted_at` show staff an event
+    that keeps failing.
+    """
 
     provider = models.CharField(max_length=16, default="stripe")
     event_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
@@ -230,6 +236,8 @@ class WebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -33,6 +33,7 @@ from billing.invoices.services import (
     set_invoice_status,
 )
 from contracts.models import ContractStatus, Customer, LeaseContract
+from contracts.services import contract_extend_grace
 from core.audit import Actor, audit_record
 from core.errors import DomainError, InvalidTransition, check_transition
 from core.money import ZERO, quantize, to_minor_units
@@ -174,8 +175,12 @@ def payment_start_saved_method_charge(
         # contract may have been cancelled, since the caller looked. Nothing is charged
         # unasked unless the invoice is Open.
         invoice_check_payable_online(invoice, open_only=kind == PaymentKind.AUTOMATIC)
+        # A bank debit submitted by any route (Pay online too) blocks a second charge.
         under_way = (
-            invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+            invoice.payments.filter(
+                Q(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+                | Q(status=PaymentStatus.PROCESSING)
+            )
             .order_by("-created_at")
             .first()
         )
@@ -396,6 +401,82 @@ def payment_record_success(
     return payment
 
 
+def payment_record_processing(
+    *,
+    payment_id: int,
+    actor: Actor,
+    event_created: datetime.datetime | None = None,
+    provider_payment_id: str | None = None,
+    brand: str = "",
+    last4: str = "",
+) -> Payment:
+    """A bank debit was submitted: the money arrives, or not, days later (up to 14 business
+    days for SEPA). The invoice stays Open and credits nothing yet, but while it holds no
+    second charge starts and billing.collections neither reminds nor cancels for it.
+
+    Quietly ignored when the payment is already processing or has an outcome (succeeded,
+    refunded, held, cancelled). A failed payment goes back to processing only when the
+    event was made after the failure was recorded: the provider may retry a failed
+    intent, but a "processing" delivered late, after the failure it preceded, must not
+    hide that failure (reconciliation, which reads the live state, passes no time).
+    """
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if payment.status not in (
+            PaymentStatus.PENDING,
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.FAILED,
+        ):
+            return payment
+        if (
+            payment.status == PaymentStatus.FAILED
+            and event_created is not None
+            and payment.failed_at is not None
+            and event_created <= payment.failed_at
+        ):
+            return payment
+        payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
+        payment.method_brand = brand or payment.method_brand
+        payment.method_last4 = last4 or payment.method_last4
+        payment_set_status(
+            payment,
+            PaymentStatus.PROCESSING,
+            actor=actor,
+            customer=invoice.customer,
+            note="submitted to the bank; the outcome follows in days",
+        )
+        mark_invoice_list_changed(invoice)
+    return payment
+
+
+def _fresh_grace_after_late_failure(invoice: Invoice, payment: Payment, *, actor: Actor) -> None:
+    """A debit failed after it had been processing: collection resumes with a full grace
+    window from today, announced in the payment_failed e-mail (which names the contract's
+    cancellation date). Never shortens a window; nothing when the invoice no longer owes.
+    The caller holds the invoice lock; the contract is locked after it (the one order)."""
+    if invoice.status != InvoiceStatus.OPEN or invoice.contract_id is None:
+        return
+    # Read again under the invoice lock: enforcement cancels while holding it.
+    invoice.contract = LeaseContract.objects.get(pk=invoice.contract_id)
+    if invoice.contract.status == ContractStatus.CANCELLED:
+        return
+    until = timezone.localdate() + datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
+    current = invoice.cancellation_date
+    if current is not None and current >= until:
+        return
+    try:
+        contract_extend_grace(
+            contract_id=invoice.contract_id,
+            until=until,
+            actor=actor,
+            note=f"Fresh grace window: the bank debit (payment {payment.pk}) for "
+            f"{invoice.number} failed after it had been processing.",
+        )
+    except DomainError as exc:
+        # Cancelled by staff meanwhile: the failure is still recorded; nothing to extend.
+        logger.warning("no fresh grace for %s: %s", invoice.number, exc.message)
+
+
 def payment_record_failure(
     *,
     payment_id: int,
@@ -407,6 +488,9 @@ def payment_record_failure(
 ) -> Payment:
     """The attempt failed (or needs the customer). The invoice stays Open.
 
+    A bank debit that fails after it was processing (days later) also gives the contract a
+    fresh grace window from today (_fresh_grace_after_late_failure).
+
     Quietly ignored when the payment already reached a final state: a late failure
     event never undoes a success.
     """
@@ -415,10 +499,14 @@ def payment_record_failure(
         invoice, payment = lock_payment(payment_id)
         if payment.status == target or target not in PAYMENT_TRANSITIONS[payment.status]:
             return payment
+        was_processing = payment.status == PaymentStatus.PROCESSING
         payment.failure_code = code[:64]
         payment.failure_message = message[:300]
         payment.failed_at = now or timezone.now()
         payment_set_status(payment, target, actor=actor, customer=invoice.customer, note=message)
+        if was_processing:
+            mark_invoice_list_changed(invoice)
+            _fresh_grace_after_late_failure(invoice, payment, actor=actor)
         emit_after_commit(signals.payment_failed, payment_id=payment.pk)
     return payment
 
@@ -872,6 +960,12 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
+        if invoice.payments.filter(status=PaymentStatus.PROCESSING).exists():
+            raise DomainError(
+                f"A payment for invoice {invoice} is processing at the bank; "
+                "please wait for its outcome before paying again.",
+                code="payment_processing",
+            )
         reusable = _reusable_checkout(
             invoice, provider, success_url=success_url, cancel_url=cancel_url
         )
@@ -1093,6 +1187,7 @@ def _apply_outcome(
         "failed": EventKind.PAYMENT_FAILED,
         "requires_action": EventKind.PAYMENT_REQUIRES_ACTION,
         "cancelled": EventKind.CHECKOUT_EXPIRED,
+        "processing": EventKind.PAYMENT_PROCESSING,
     }.get(outcome.status)
     if event_kind is None:
         _remember_provider_ids(
@@ -1893,6 +1988,18 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
     try:
         if event.kind == EventKind.PAYMENT_SUCCEEDED:
             _succeed(payment, event, actor=actor)
+        elif event.kind == EventKind.PAYMENT_PROCESSING:
+            created = event.extra.get("created")
+            payment_record_processing(
+                payment_id=payment.pk,
+                actor=actor,
+                event_created=datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
+                if created
+                else None,
+                provider_payment_id=event.provider_payment_id or None,
+                brand=event.brand,
+                last4=event.last4,
+            )
         elif event.kind in (EventKind.PAYMENT_FAILED, EventKind.PAYMENT_REQUIRES_ACTION):
             payment_record_failure(
                 payment_id=payment.pk,
@@ -1951,7 +2058,9 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         except PaymentError as exc:
             logger.warning("reconcile: payment %s not read: %s", payment.pk, exc.message)
             continue
-        if outcome is None or outcome.status in ("pending", "processing"):
+        if outcome is None or outcome.status == "pending":
+            continue
+        if outcome.status == "processing" and payment.status == PaymentStatus.PROCESSING:
             continue
         if outcome.status == "failed" and payment.status == PaymentStatus.FAILED:
             continue
