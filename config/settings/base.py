@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_filters",
+    # django-ninja: its templates and static files serve /api/docs/ without a CDN.
+    "ninja",
     "core",
     "contracts",
     "billing.invoices",

@@ -20,7 +20,10 @@ CSRF_EXEMPT = {
     "api:invoice-detail": "bearer token, no cookies",
     "api:invoice-pay": "bearer token, no cookies",
     "api:invoice-report": "bearer token, no cookies",
+    "api:billing-details": "bearer token, no cookies",
+    "api:billing-details-update": "bearer token, no cookies",
     "api:schema": "read-only document",
+    "api:docs": "read-only page",
     r"^api/(?P<rest>.*)$": "JSON 404",
     "stripe-webhook": "Stripe signature",
 }
@@ -36,6 +39,7 @@ EXTRA_URLS = {
     "password_reset_complete": "/accounts/reset/done/",
     "admin": "/admin/login/",
     "api:schema": "/api/schema/",
+    "api:docs": "/api/docs/",
     "stripe-webhook": "/stripe/",
 }
 
