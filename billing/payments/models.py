@@ -101,6 +101,9 @@ class Payment(models.Model):
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     amount_refunded = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    # What of this payment its invoice holds now: credited, less the refunds taken off the
+    # invoice. The rest of what is left with us (an excess, a duplicate) was never the invoice's.
+    amount_credited = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     # Set when the payment arrived for an invoice that was already settled and was sent back.
     is_duplicate = models.BooleanField(default=False)
     dispute_status = models.CharField(max_length=24, blank=True)
@@ -130,6 +133,14 @@ class Payment(models.Model):
                 ),
                 name="payment_refund_within_collected",
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    amount_credited__gte=0,
+                    amount_credited__lte=Coalesce(F("amount_received"), F("amount"))
+                    - F("amount_refunded"),
+                ),
+                name="payment_credited_within_left",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -158,6 +169,8 @@ class Refund(models.Model):
     idempotency_key = models.CharField(max_length=100, unique=True)
     # What the processor said when the refund failed (Stripe's failure_reason), if it did.
     failure_reason = models.CharField(max_length=100, blank=True)
+    # The part of this refund taken off the invoice; the rest returned money it never held.
+    invoice_share = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     created_at = models.DateTimeField(auto_now_add=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)

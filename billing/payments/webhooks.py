@@ -32,7 +32,7 @@ from core.queue import enqueue_on_commit
 from . import tasks
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
-from .services import find_payment, provider_event_apply
+from .services import EventOutOfOrder, find_payment, provider_event_apply
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,10 @@ PICKUP_GRACE = datetime.timedelta(minutes=2)
 RETRY_AFTER = datetime.timedelta(minutes=5)
 MAX_ATTEMPTS = 12
 UNFINISHED = (WebhookEventStatus.RECEIVED, WebhookEventStatus.FAILED)
+# The note of an event that can only be applied after another one for its payment (a refund
+# success after a refund failure still on its way): replayed once an event has been applied
+# to that payment (_retry_unmatched), besides the sweep's retries.
+OUT_OF_ORDER_NOTE = "out of order: "
 
 
 def webhook_event_process(*, event_pk: int) -> str:
@@ -118,7 +122,9 @@ def webhook_event_process(*, event_pk: int) -> str:
     Idempotent: an event already processed or ignored is left alone. The row is claimed with
     SELECT ... FOR UPDATE SKIP LOCKED, so a second worker (a redelivery's task, the sweep)
     skips an event that one is applying instead of queueing behind it ("claimed"). A failure
-    rolls the apply back and marks the event failed with the reason, for the sweep to retry.
+    rolls the apply back and marks the event failed with the reason, for the sweep to retry;
+    an event out of order (EventOutOfOrder) is marked failed the same way, and replayed too
+    after the next event applied to its payment.
     """
     try:
         with transaction.atomic():
@@ -149,19 +155,28 @@ def webhook_event_process(*, event_pk: int) -> str:
             stored.save(
                 update_fields=["status", "note", "processed_at", "attempted_at", "attempts"]
             )
+    except EventOutOfOrder as exc:
+        # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
+        logger.info("webhook event %s out of order: %s", event_pk, exc)
+        _mark_failed(event_pk, f"{OUT_OF_ORDER_NOTE}{exc}")
+        return WebhookEventStatus.FAILED
     except Exception as exc:
         note = exc.message if isinstance(exc, PaymentError) else repr(exc)
         logger.exception("webhook event %s failed", event_pk)
-        WebhookEvent.objects.filter(pk=event_pk).update(
-            status=WebhookEventStatus.FAILED,
-            note=note[:1000],
-            attempts=F("attempts") + 1,
-            attempted_at=timezone.now(),
-        )
+        _mark_failed(event_pk, note)
         return WebhookEventStatus.FAILED
     if result == "applied":
         _retry_unmatched(domain_event)
     return status
+
+
+def _mark_failed(event_pk: int, note: str) -> None:
+    WebhookEvent.objects.filter(pk=event_pk).update(
+        status=WebhookEventStatus.FAILED,
+        note=note[:1000],
+        attempts=F("attempts") + 1,
+        attempted_at=timezone.now(),
+    )
 
 
 def webhook_events_sweep(*, limit: int = 500) -> int:
@@ -191,12 +206,18 @@ def webhook_events_sweep(*, limit: int = 500) -> int:
 
 
 def _retry_unmatched(domain_event) -> None:
-    """Events that named a payment before we knew its provider ids get another go now."""
+    """Events that named a payment before we knew its provider ids, and events that came
+    before the one they wait for (OUT_OF_ORDER_NOTE), get another go now that an event has
+    been applied to the payment; one that still does not fit keeps waiting."""
     payment = find_payment(domain_event)
     if payment is None:
         return
     refs = [r for r in (payment.provider_payment_id, payment.provider_charge_id) if r]
-    waiting = WebhookEvent.objects.filter(note=UNKNOWN_PAYMENT_NOTE)
+    # In the order they came: a refund's failure before the dispute that closed after it.
+    waiting = WebhookEvent.objects.filter(
+        Q(note=UNKNOWN_PAYMENT_NOTE)
+        | Q(status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE)
+    ).order_by("received_at", "pk")
     for ref in refs:
         for pk in waiting.filter(body__contains=f'"{ref}"').values_list("pk", flat=True):
             WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
