@@ -20,9 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.scratch import use_scratch  # noqa: E402
+from bench.scratch import PREFIX, use_scratch  # noqa: E402
 
-use_scratch("portal_bench_pdf")  # its throw-away test database is test_portal_bench_pdf
+use_scratch("portal_bench_pdf")  # its throw-away database is portal_bench_pdf_test
 
 RUNS = 20
 RENDER_RUNS_LONG = int(os.environ.get("PDF_BENCH_LONG_RUNS", RUNS))
@@ -92,7 +92,13 @@ def main() -> None:
     from django.test.utils import setup_test_environment
 
     setup_test_environment()
+    # Django would name it test_<name>, outside the portal_bench* guard (bench/scratch.py).
+    scratch = f"{connection.settings_dict['NAME']}_test"
+    if not scratch.startswith(PREFIX):
+        sys.exit(f"refusing to create {scratch!r}: scratch databases start with {PREFIX!r}")
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = scratch
     db_name = connection.creation.create_test_db(verbosity=0, keepdb=False)
+    assert db_name == scratch, db_name
     try:
         _bench(db_name, settings, Client, media)
     finally:

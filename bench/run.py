@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each in its own process, outputs one after another.
 
-    .venv/bin/python bench/run.py [--only core,list,pdf,load] [--skip load]
+    .venv/bin/python bench/run.py [--only core,list,pdf,load,webhooks] [--skip load]
 
 Each benchmark uses its own scratch PostgreSQL database on 127.0.0.1:5432; see
 docs/benchmarks-core.md. Not part of the test suite.
@@ -18,6 +18,7 @@ BENCHES = {
     "list": "bench/list_page.py",
     "pdf": "bench/pdf_bench.py",
     "load": "bench/load_run.py",
+    "webhooks": "bench/webhook_intake.py",
 }
 
 

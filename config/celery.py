@@ -53,6 +53,12 @@ app.conf.beat_schedule = {
         "task": "payments.expire_stale_checkout_sessions",
         "schedule": crontab(minute="7-59/15"),
     },
+    # Stripe events are applied by workers as they arrive; this picks up the ones whose
+    # message was lost and retries failed ones (webhooks.RETRY_AFTER, MAX_ATTEMPTS).
+    "webhook-events-sweep-minutely": {
+        "task": "payments.sweep_webhook_events",
+        "schedule": crontab(),
+    },
     "vies-recheck-daily": {
         "task": "contracts.vies_recheck",
         "schedule": crontab(minute=50, hour=4),

@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError as BrokerError
 logger = logging.getLogger(__name__)
 
 
-def enqueue(task: Task, *args) -> bool:
+def enqueue(task: Task, *args, countdown: float | None = None) -> bool:
     """Queue `task` now; if the broker is down, log it and return False.
 
     Every piece of work queued here is also found by a periodic job's query, so a
@@ -17,7 +17,10 @@ def enqueue(task: Task, *args) -> bool:
     and the web request that triggered it still succeeds.
     """
     try:
-        task.delay(*args)
+        if countdown is None:
+            task.delay(*args)
+        else:
+            task.apply_async(args, countdown=countdown)
     except (BrokerError, OSError) as exc:
         logger.warning(
             "could not queue %s%r (%s); the next beat tick picks it up", task.name, args, exc

@@ -10,6 +10,18 @@ class ApiScope(models.TextChoices):
     READ_INVOICES = "read:invoices", "Read invoices"
     PAY_INVOICES = "pay:invoices:pay", "Pay invoices"
     DISPUTE_INVOICES = "invoices:dispute", "Report a problem with an invoice"
+    READ_BILLING_DETAILS = "billing_details:read", "Read billing details"
+    WRITE_BILLING_DETAILS = "billing_details:write", "Read and change billing details"
+
+
+# What each scope allows, on the tokens page and in the API document's introduction.
+SCOPE_ALLOWS = {
+    ApiScope.READ_INVOICES: "list and read the customer's invoices",
+    ApiScope.PAY_INVOICES: "pay an invoice with a payment method saved for the customer",
+    ApiScope.DISPUTE_INVOICES: "report a problem with an invoice (puts it under review)",
+    ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
+    ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
+}
 
 
 class ApiToken(models.Model):

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from billing.api.models import ApiScope, ApiToken
+from billing.api.models import SCOPE_ALLOWS, ApiScope, ApiToken
 from contracts.context import member_required
 from core.errors import DomainError
 
@@ -65,7 +65,13 @@ def token_list(request):
     return render(
         request,
         "billing/api/tokens.html",
-        {"form": form, "tokens": tokens, "secret": secret, "now": timezone.now()},
+        {
+            "form": form,
+            "tokens": tokens,
+            "secret": secret,
+            "now": timezone.now(),
+            "scopes": list(SCOPE_ALLOWS.items()),
+        },
     )
 
 

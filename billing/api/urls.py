@@ -1,27 +1,20 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from . import token_views, views
 
 app_name = "api"
 
+# ninja's operations without its own schema, docs and root views: the schema and docs
+# keep the URLs and names the API had, and every other /api/ URL is a JSON 404.
+NINJA_OWN = {"openapi-json", "openapi-view", "api-root"}
+operations = [p for p in views.api.urls[0] if p.name not in NINJA_OWN]
+for pattern in operations:
+    pattern.callback = views.json_405(pattern.callback)
+
 urlpatterns = [
-    # Trailing slashes are optional: an API client should not get a redirect on POST.
-    re_path(r"^api/invoices/?$", views.invoice_list, name="invoice-list"),
-    re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/?$", views.invoice_detail, name="invoice-detail"),
-    re_path(r"^api/invoices/(?P<invoice_id>[^/]+)/pay/?$", views.invoice_pay, name="invoice-pay"),
-    re_path(
-        r"^api/invoices/(?P<invoice_id>[^/]+)/report/?$",
-        views.invoice_report,
-        name="invoice-report",
-    ),
-    re_path(r"^api/credit_notes/?$", views.credit_note_list, name="credit-note-list"),
-    re_path(
-        r"^api/credit_notes/(?P<credit_note_id>[^/]+)/?$",
-        views.credit_note_detail,
-        name="credit-note-detail",
-    ),
-    re_path(r"^api/statement/?$", views.statement, name="statement"),
+    path("api/", include(operations)),
     re_path(r"^api/schema/?$", views.schema, name="schema"),
+    re_path(r"^api/docs/?$", views.docs, name="docs"),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("settings/tokens/", token_views.token_list, name="tokens"),
     path("settings/tokens/<int:pk>/revoke/", token_views.token_revoke_view, name="token-revoke"),

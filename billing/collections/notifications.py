@@ -45,7 +45,7 @@ from core.audit import audit_record
 from core.models import AuditEntry
 
 from .models import InvoiceReport, ReportStatus
-from .selectors import invoice_is_under_review
+from .selectors import invoice_is_under_review, invoices_with_payment_processing
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ def notify_payment_failed(*, payment_id: int) -> bool:
             "invoice": invoice,
             "payment": payment,
             "pay_url": pay_url(invoice),
+            # After a bank debit failed late this is the fresh grace window it gave.
+            "cancellation_date": invoice.cancellation_date if invoice.contract_id else None,
             **_contract_context(invoice.contract),
         },
     )
@@ -236,7 +238,7 @@ def notify_invoice_overdue(*, invoice_id: int) -> bool:
         return False
     if invoice.contract and invoice.contract.status == ContractStatus.CANCELLED:
         return False
-    if invoice_is_under_review(invoice.pk):
+    if invoice_is_under_review(invoice.pk) or invoices_with_payment_processing([invoice.pk]):
         return False
     return _send_once(
         kind=INVOICE_OVERDUE,
@@ -260,7 +262,7 @@ def notify_cancellation_warning(*, invoice_id: int, days: int) -> bool:
         return False
     if invoice.contract.status == ContractStatus.CANCELLED:
         return False
-    if invoice_is_under_review(invoice.pk):
+    if invoice_is_under_review(invoice.pk) or invoices_with_payment_processing([invoice.pk]):
         return False
     contract = invoice.contract
     cancellation_date = invoice.cancellation_date

@@ -30,11 +30,11 @@ LIVE_STATUSES = (ContractStatus.ACTIVE, ContractStatus.PAST_DUE)
 
 def overdue_contract_ids(*, today: datetime.date) -> QuerySet:
     """Contract ids of Open invoices whose due date + grace has come (the index-only step);
-    an invoice under review is never enforced."""
+    an invoice under review, or with a bank debit processing, is never enforced."""
     return (
         Invoice.objects.filter(status=InvoiceStatus.OPEN, due_date__lte=today - grace_period())
         .exclude(contract_id=None)
-        .filter(~under_review())
+        .filter(~paused())
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
@@ -63,7 +63,7 @@ def grace_candidates(*, today: datetime.date) -> list[int]:
 def past_due_candidates(*, today: datetime.date) -> QuerySet:
     return (
         Invoice.objects.filter(overdue_q(today), contract__status=ContractStatus.ACTIVE)
-        .filter(~under_review())
+        .filter(~paused())
         .values_list("contract_id", flat=True)
         .order_by("contract_id")
         .distinct()
@@ -74,7 +74,7 @@ def overdue_invoices_to_remind(*, today: datetime.date) -> QuerySet:
     """Open invoices past their due date on a live contract (or none), not under review."""
     return (
         Invoice.objects.filter(overdue_q(today))
-        .filter(~under_review())
+        .filter(~paused())
         .exclude(contract__status=ContractStatus.CANCELLED)
         .select_related("customer", "contract")
         .order_by("pk")
@@ -98,7 +98,7 @@ def cancellation_warnings_due(*, today: datetime.date) -> list[tuple[Invoice, in
         .filter(
             Q(due_date__gt=today - grace_period()) | Q(contract__grace_extended_until__gt=today)
         )
-        .filter(~under_review())
+        .filter(~paused())
         .select_related("customer", "contract")
         .order_by("pk")
     )
@@ -131,7 +131,7 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
             invoice__status=InvoiceStatus.OPEN,
         )
         .exclude(invoice__contract__status=ContractStatus.CANCELLED)
-        .filter(~under_review("invoice_id"))
+        .filter(~paused("invoice_id"))
         .values("invoice_id")
         .annotate(
             attempts=Count("pk"),
@@ -177,7 +177,7 @@ def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]
         )
         .exclude(contract__status=ContractStatus.CANCELLED)
         .filter(Exists(has_default_card))
-        .filter(~under_review())
+        .filter(~paused())
         .filter(~Exists(automatic.exclude(status=PaymentStatus.PENDING, updated_at__lte=stale)))
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -195,6 +195,30 @@ def under_review(outer: str = "pk") -> Exists:
     """
     unresolved = InvoiceReport.objects.filter(resolved_at__isnull=True)
     return Exists(unresolved.filter(invoice_id=OuterRef(outer)))
+
+
+def payment_processing(outer: str = "pk") -> Exists:
+    """The invoice named by OuterRef(outer) has a bank debit processing (its money arrives,
+    or not, days later). Like a report under review, it pauses collection: nothing here
+    charges, reminds, marks past due or cancels for it until the debit's outcome is known.
+    """
+    processing = Payment.objects.filter(status=PaymentStatus.PROCESSING)
+    return Exists(processing.filter(invoice_id=OuterRef(outer)))
+
+
+def invoices_with_payment_processing(invoice_ids: list[int]) -> set[int]:
+    """Read in its own statement: under the invoice locks, it sees every debit committed
+    before they were granted (payments record "processing" under the invoice lock)."""
+    return set(
+        Payment.objects.filter(
+            invoice_id__in=invoice_ids, status=PaymentStatus.PROCESSING
+        ).values_list("invoice_id", flat=True)
+    )
+
+
+def paused(outer: str = "pk") -> Q:
+    """Collection waits for this invoice: under review, or a bank debit is processing."""
+    return Q(under_review(outer)) | Q(payment_processing(outer))
 
 
 def invoice_is_under_review(invoice_id: int) -> bool:

@@ -45,9 +45,10 @@ from .selectors import (
     grace_period,
     invoice_is_under_review,
     invoices_under_review,
+    invoices_with_payment_processing,
     past_due_candidates,
+    paused,
     report_refusal,
-    under_review,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def contract_enforce_grace(
 ) -> bool:
     """Cancel the contract for non-payment if, under lock, an invoice is still unpaid past grace.
 
-    An invoice under review (an unresolved InvoiceReport) does not count. Returns True
+    An invoice under review (an unresolved InvoiceReport) or with a bank debit processing
+    does not count. Returns True
     when this call cancelled it; quietly False when it was paid meanwhile,
     extended, or already cancelled (e.g. by a second worker running at the same time).
     """
@@ -80,8 +82,9 @@ def contract_enforce_grace(
         )
         # Read after the rows are locked, in a statement of its own, so a report that
         # committed while this waited for the lock is seen (report_open locks the invoice).
-        reported = invoices_under_review([inv.pk for inv in overdue])
-        overdue = [inv for inv in overdue if inv.pk not in reported]
+        ids = [inv.pk for inv in overdue]
+        waiting = invoices_under_review(ids) | invoices_with_payment_processing(ids)
+        overdue = [inv for inv in overdue if inv.pk not in waiting]
         contract = (
             LeaseContract.objects.select_for_update(of=("self",))
             .select_related("customer")
@@ -182,7 +185,7 @@ def contract_mark_past_due_if_overdue(
             return False
         overdue = (
             Invoice.objects.filter(overdue_q(today), contract_id=contract_id)
-            .filter(~under_review())
+            .filter(~paused())
             .exists()
         )
         if not overdue:

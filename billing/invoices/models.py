@@ -59,6 +59,14 @@ def under_review_flag() -> Exists:
     return Exists(Invoice.objects.filter(under_review_q(), pk=OuterRef("pk")))
 
 
+def payment_processing_flag() -> Exists:
+    """The invoice has a bank debit processing ("Payment processing"): billing.payments'
+    Payment read through the relation name `payments`, as invoices never import payments."""
+    return Exists(
+        Invoice.objects.filter(payments__status="processing", pk=OuterRef("pk")).values("pk")
+    )
+
+
 # Statuses in which money is still owed and a payment may be taken.
 PAYABLE_STATUSES = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})
 

@@ -33,6 +33,7 @@ from billing.invoices.models import (
     InvoiceLine,
     InvoiceStatus,
     overdue_q,
+    payment_processing_flag,
     under_review_flag,
 )
 from config.release import code_fingerprint
@@ -112,10 +113,10 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows, whether each is under review, and the numbers of
-    its credit notes (one query)."""
+    """Only the columns a list row shows, whether each is under review, whether a bank
+    debit for it is processing, and the numbers of its credit notes (one query)."""
     return (
-        qs.annotate(under_review=under_review_flag())
+        qs.annotate(under_review=under_review_flag(), payment_processing=payment_processing_flag())
         .only(
             "id",
             "number",
@@ -307,6 +308,7 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         "reports",
     )
     invoice.under_review = any(r.resolved_at is None for r in invoice.reports.all())
+    invoice.payment_processing = any(p.status == "processing" for p in invoice.payments.all())
     if invoice.contract_id:
         prefetch_related_objects([invoice.contract], "blocks")
     return invoice

@@ -14,8 +14,15 @@ from contracts.models import Customer
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
 from core.errors import DomainError
 
-from . import services
-from .models import Payment, PaymentMethod, PaymentStatus, Refund, WebhookEvent
+from . import services, webhooks
+from .models import (
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    WebhookEvent,
+    WebhookEventStatus,
+)
 from .providers import PaymentError
 from .statements import statement_email
 
@@ -152,12 +159,55 @@ class PaymentMethodAdmin(ReadOnlyAdmin):
     search_fields = ["customer__name", "provider_id", "last4"]
 
 
+class StuckFilter(admin.SimpleListFilter):
+    """Events still waiting to be applied (received or failed) for longer than an age, and
+    those the sweep gave up on: what staff look at when a payment did not show up."""
+
+    title = "stuck"
+    parameter_name = "stuck"
+    AGES = {
+        "5m": datetime.timedelta(minutes=5),
+        "1h": datetime.timedelta(hours=1),
+        "1d": datetime.timedelta(days=1),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("5m", "unapplied for over 5 minutes"),
+            ("1h", "unapplied for over an hour"),
+            ("1d", "unapplied for over a day"),
+            ("gave_up", "failed, no more retries"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "gave_up":
+            return queryset.filter(
+                status=WebhookEventStatus.FAILED, attempts__gte=webhooks.MAX_ATTEMPTS
+            )
+        if self.value() in self.AGES:
+            return queryset.filter(
+                status__in=webhooks.UNFINISHED,
+                received_at__lt=timezone.now() - self.AGES[self.value()],
+            )
+        return queryset
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
     """The raw provider event log: what arrived, when, and what became of it."""
 
-    list_display = ["received_at", "provider", "type", "event_id", "object_id", "status", "note"]
-    list_filter = ["status", "provider", "type"]
+    list_display = [
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "object_id",
+        "status",
+        "attempts",
+        "attempted_at",
+        "note",
+    ]
+    list_filter = [StuckFilter, "status", "provider", "type"]
     search_fields = ["event_id", "object_id", "note"]
     date_hierarchy = "received_at"
 

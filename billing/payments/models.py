@@ -101,6 +101,9 @@ class Payment(models.Model):
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     amount_refunded = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    # What of this payment its invoice holds now: credited, less the refunds taken off the
+    # invoice. The rest of what is left with us (an excess, a duplicate) was never the invoice's.
+    amount_credited = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     # Set when the payment arrived for an invoice that was already settled and was sent back.
     is_duplicate = models.BooleanField(default=False)
     dispute_status = models.CharField(max_length=24, blank=True)
@@ -129,6 +132,14 @@ class Payment(models.Model):
                     amount_refunded__lte=Coalesce(F("amount_received"), F("amount")),
                 ),
                 name="payment_refund_within_collected",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    amount_credited__gte=0,
+                    amount_credited__lte=Coalesce(F("amount_received"), F("amount"))
+                    - F("amount_refunded"),
+                ),
+                name="payment_credited_within_left",
             ),
         ]
 
@@ -163,6 +174,8 @@ class Refund(models.Model):
     credit_note = models.ForeignKey(
         CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
     )
+    # The part of this refund taken off the invoice; the rest returned money it never held.
+    invoice_share = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     created_at = models.DateTimeField(auto_now_add=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
@@ -216,12 +229,18 @@ class WebhookEventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"
     IGNORED = "ignored", "Ignored"
-    FAILED = "failed", "Failed (will be retried)"
+    FAILED = "failed", "Failed (retried by the sweep)"
     INVALID = "invalid", "Invalid signature"
 
 
 class WebhookEvent(models.Model):
-    """A provider event as it arrived: stored raw, once per event id, before it is acted on."""
+    """A provider event as it arrived: stored raw, once per event id, before it is acted on.
+
+    The endpoint only stores it (status received); a worker applies it
+    (billing.payments.webhooks.webhook_event_process) and a periodic sweep retries what
+    failed or was never picked up, so `attempts` and `attempted_at` show staff an event
+    that keeps failing.
+    """
 
     provider = models.CharField(max_length=16, default="stripe")
     event_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
@@ -235,6 +254,8 @@ class WebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]

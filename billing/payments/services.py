@@ -33,6 +33,7 @@ from billing.invoices.services import (
     set_invoice_status,
 )
 from contracts.models import ContractStatus, Customer, LeaseContract
+from contracts.services import contract_extend_grace
 from core.audit import Actor, audit_record
 from core.errors import DomainError, InvalidTransition, check_transition
 from core.money import ZERO, quantize, to_minor_units
@@ -174,8 +175,12 @@ def payment_start_saved_method_charge(
         # contract may have been cancelled, since the caller looked. Nothing is charged
         # unasked unless the invoice is Open.
         invoice_check_payable_online(invoice, open_only=kind == PaymentKind.AUTOMATIC)
+        # A bank debit submitted by any route (Pay online too) blocks a second charge.
         under_way = (
-            invoice.payments.filter(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+            invoice.payments.filter(
+                Q(kind__in=SAVED_METHOD_KINDS, status__in=_UNDER_WAY)
+                | Q(status=PaymentStatus.PROCESSING)
+            )
             .order_by("-created_at")
             .first()
         )
@@ -355,6 +360,7 @@ def payment_record_success(
         applied = min(received, invoice.amount_remaining) if invoice.is_payable else ZERO
         excess = received - applied
         payment.is_duplicate = applied == ZERO
+        payment.amount_credited = applied
         payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
             if applied == invoice.amount_remaining:
@@ -396,6 +402,82 @@ def payment_record_success(
     return payment
 
 
+def payment_record_processing(
+    *,
+    payment_id: int,
+    actor: Actor,
+    event_created: datetime.datetime | None = None,
+    provider_payment_id: str | None = None,
+    brand: str = "",
+    last4: str = "",
+) -> Payment:
+    """A bank debit was submitted: the money arrives, or not, days later (up to 14 business
+    days for SEPA). The invoice stays Open and credits nothing yet, but while it holds no
+    second charge starts and billing.collections neither reminds nor cancels for it.
+
+    Quietly ignored when the payment is already processing or has an outcome (succeeded,
+    refunded, held, cancelled). A failed payment goes back to processing only when the
+    event was made after the failure was recorded: the provider may retry a failed
+    intent, but a "processing" delivered late, after the failure it preceded, must not
+    hide that failure (reconciliation, which reads the live state, passes no time).
+    """
+    with transaction.atomic():
+        invoice, payment = lock_payment(payment_id)
+        if payment.status not in (
+            PaymentStatus.PENDING,
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.FAILED,
+        ):
+            return payment
+        if (
+            payment.status == PaymentStatus.FAILED
+            and event_created is not None
+            and payment.failed_at is not None
+            and event_created <= payment.failed_at
+        ):
+            return payment
+        payment.provider_payment_id = provider_payment_id or payment.provider_payment_id
+        payment.method_brand = brand or payment.method_brand
+        payment.method_last4 = last4 or payment.method_last4
+        payment_set_status(
+            payment,
+            PaymentStatus.PROCESSING,
+            actor=actor,
+            customer=invoice.customer,
+            note="submitted to the bank; the outcome follows in days",
+        )
+        mark_invoice_list_changed(invoice)
+    return payment
+
+
+def _fresh_grace_after_late_failure(invoice: Invoice, payment: Payment, *, actor: Actor) -> None:
+    """A debit failed after it had been processing: collection resumes with a full grace
+    window from today, announced in the payment_failed e-mail (which names the contract's
+    cancellation date). Never shortens a window; nothing when the invoice no longer owes.
+    The caller holds the invoice lock; the contract is locked after it (the one order)."""
+    if invoice.status != InvoiceStatus.OPEN or invoice.contract_id is None:
+        return
+    # Read again under the invoice lock: enforcement cancels while holding it.
+    invoice.contract = LeaseContract.objects.get(pk=invoice.contract_id)
+    if invoice.contract.status == ContractStatus.CANCELLED:
+        return
+    until = timezone.localdate() + datetime.timedelta(days=settings.GRACE_PERIOD_DAYS)
+    current = invoice.cancellation_date
+    if current is not None and current >= until:
+        return
+    try:
+        contract_extend_grace(
+            contract_id=invoice.contract_id,
+            until=until,
+            actor=actor,
+            note=f"Fresh grace window: the bank debit (payment {payment.pk}) for "
+            f"{invoice.number} failed after it had been processing.",
+        )
+    except DomainError as exc:
+        # Cancelled by staff meanwhile: the failure is still recorded; nothing to extend.
+        logger.warning("no fresh grace for %s: %s", invoice.number, exc.message)
+
+
 def payment_record_failure(
     *,
     payment_id: int,
@@ -407,6 +489,9 @@ def payment_record_failure(
 ) -> Payment:
     """The attempt failed (or needs the customer). The invoice stays Open.
 
+    A bank debit that fails after it was processing (days later) also gives the contract a
+    fresh grace window from today (_fresh_grace_after_late_failure).
+
     Quietly ignored when the payment already reached a final state: a late failure
     event never undoes a success.
     """
@@ -415,10 +500,14 @@ def payment_record_failure(
         invoice, payment = lock_payment(payment_id)
         if payment.status == target or target not in PAYMENT_TRANSITIONS[payment.status]:
             return payment
+        was_processing = payment.status == PaymentStatus.PROCESSING
         payment.failure_code = code[:64]
         payment.failure_message = message[:300]
         payment.failed_at = now or timezone.now()
         payment_set_status(payment, target, actor=actor, customer=invoice.customer, note=message)
+        if was_processing:
+            mark_invoice_list_changed(invoice)
+            _fresh_grace_after_late_failure(invoice, payment, actor=actor)
         emit_after_commit(signals.payment_failed, payment_id=payment.pk)
     return payment
 
@@ -500,15 +589,14 @@ def refund_record_failure(
     failure_reason: str,
     actor: Actor,
     placeholder_id: int | None = None,
-    returns_excess: bool = False,
     now: datetime.datetime | None = None,
 ) -> Refund:
     """The processor says a refund failed or was cancelled. Recorded once per provider refund id.
 
     A pending refund becomes Failed and no longer holds back a new refund. A refund that had
     succeeded is undone, because the money came back to us: its amount goes back on the
-    payment (Refunded -> Succeeded) and, unless it returned an excess, on the invoice (Refund
-    -> Paid). A failure for a refund we never saw is kept as a Failed row. Failed is final
+    payment (Refunded -> Succeeded) and the part it had taken off the invoice on the invoice
+    (Refund -> Paid). A failure for a refund we never saw is kept as a Failed row. Failed is final
     at Stripe, so a success event that arrives after this one is stale and ignored
     (payment_record_refund). Staff are told after commit. Quiet when already Failed.
     `placeholder_id`: our unsent refund this one may be (see _unsent_refund_locked).
@@ -540,9 +628,7 @@ def refund_record_failure(
             now=now,
         )
         if was == RefundStatus.SUCCEEDED:
-            _refund_undo_locked(
-                invoice, payment, refund, actor=actor, returns_excess=returns_excess, now=now
-            )
+            _refund_undo_locked(invoice, payment, refund, actor=actor, now=now)
         logger.error(
             "STAFF: refund %s (%s %s of payment %s, invoice %s) failed at the processor: %s%s",
             provider_refund_id,
@@ -565,11 +651,45 @@ def _refund_undo_locked(
     refund: Refund,
     *,
     actor: Actor,
-    returns_excess: bool,
     now: datetime.datetime,
 ) -> None:
-    """Put a succeeded refund's amount back on the payment and the invoice (caller locks)."""
+    """Put a succeeded refund's amount back on the payment, and its invoice share back on
+    the invoice (caller locks). What it returned that the invoice never held (an excess, a
+    duplicate, a held payment) stays with the payment for staff, who were told."""
     payment.amount_refunded = max(ZERO, payment.amount_refunded - refund.amount)
+    # Only what is with us again: the refunds recorded since, while we held this one as
+    # succeeded, may have taken part of the money it gives back (Stripe refunded less).
+    share = min(refund.invoice_share, payment_excess_left(payment))
+    if refund.credit_note_id:
+        # The credit note stays as issued and the invoice never gave the money up: it is the
+        # payment's again, and staff return it another way (or as customer credit).
+        back = credit = ZERO
+        payment.amount_credited += share
+        logger.error(
+            "STAFF: refund %s of %s for credit note %s failed at the processor; "
+            "return the money another way or as customer credit",
+            refund.pk,
+            refund.amount,
+            refund.credit_note_id,
+        )
+    else:
+        # The invoice handed money back after it was paid: it holds it again. A share taken
+        # while the invoice was still payable is owed again, and paid again up to what it
+        # owes.
+        back = min(share, invoice.amount_refunded)
+        credit = (
+            min(share - back, invoice.amount_remaining)
+            if invoice.status in PAYABLE_STATUSES
+            else ZERO
+        )
+        if share - back - credit:
+            logger.error(
+                "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
+                share - back - credit,
+                refund.pk,
+                invoice,
+            )
+        payment.amount_credited += back + credit
     if payment.status == PaymentStatus.REFUNDED:
         # A held payment goes back on hold: its money still waits for staff.
         payment_set_status(
@@ -580,49 +700,17 @@ def _refund_undo_locked(
             note="a refund failed at the processor",
         )
     else:
-        payment.save(update_fields=["amount_refunded", "updated_at"])
-    if returns_excess or payment.is_duplicate or payment.held_reason:
+        payment.save(update_fields=["amount_refunded", "amount_credited", "updated_at"])
+    if not (back or credit):
         return
-    if refund.credit_note_id:
-        # The credit note stays as issued; the money it was to return is with us again.
-        logger.error(
-            "STAFF: refund %s of %s for credit note %s failed at the processor; "
-            "return the money another way or as customer credit",
-            refund.pk,
-            refund.amount,
-            refund.credit_note_id,
-        )
-        return
-    if invoice.status in PAYABLE_STATUSES:
-        # The refund had made this amount owed again (payment_record_refund): it is paid again,
-        # up to what the invoice still owes; anything beyond is staff's to return.
-        credit = min(refund.amount, invoice.amount_remaining)
-        if credit < refund.amount:
-            logger.error(
-                "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
-                refund.amount - credit,
-                refund.pk,
-                invoice,
-            )
-        if credit == invoice.amount_remaining:
-            set_invoice_status(
-                invoice,
-                InvoiceStatus.PAID,
-                actor=actor,
-                now=now,
-                note="a refund failed at the processor",
-                changes={"amount_paid": invoice.amount_paid + credit},
-                extra={"refund": refund.pk},
-            )
-            restore_standing_if_settled(invoice, actor=actor, today=now.date())
-        else:
-            invoice.amount_paid += credit
-            invoice.state_version += 1
-            invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
-            mark_invoice_list_changed(invoice)
-        return
-    refunded = max(ZERO, invoice.amount_refunded - refund.amount)
-    if invoice.status == InvoiceStatus.REFUND and refunded < invoice.amount_paid:
+    changes = {
+        "amount_refunded": invoice.amount_refunded - back,
+        "amount_paid": invoice.amount_paid + credit,
+    }
+    if (
+        invoice.status == InvoiceStatus.REFUND
+        and changes["amount_refunded"] < changes["amount_paid"]
+    ):
         # Paid again from the day it was first paid: the payment never went anywhere.
         set_invoice_status(
             invoice,
@@ -630,14 +718,59 @@ def _refund_undo_locked(
             actor=actor,
             now=invoice.paid_at or now,
             note="a refund failed at the processor",
-            changes={"amount_refunded": refunded},
+            changes=changes,
             extra={"refund": refund.pk},
         )
+    elif invoice.status in PAYABLE_STATUSES and credit == invoice.amount_remaining:
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            now=now,
+            note="a refund failed at the processor",
+            changes=changes,
+            extra={"refund": refund.pk},
+        )
+        restore_standing_if_settled(invoice, actor=actor, today=now.date())
     else:
-        invoice.amount_refunded = refunded
+        invoice.amount_refunded = changes["amount_refunded"]
+        invoice.amount_paid = changes["amount_paid"]
         invoice.state_version += 1
-        invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+        invoice.save(
+            update_fields=["amount_paid", "amount_refunded", "state_version", "updated_at"]
+        )
         mark_invoice_list_changed(invoice)
+
+
+# In the idempotency key of our refunds that return an excess (see EXCESS below).
+_EXCESS_MARK = "-excess-"
+
+
+def payment_excess_left(payment: Payment, *, besides: Refund | None = None) -> Decimal:
+    """What of the payment is with us but not its invoice's (an excess, a duplicate), and not
+    already on its way back through a pending excess refund other than `besides`."""
+    on_its_way = sum(
+        (
+            r.amount
+            for r in payment.refunds.filter(status=RefundStatus.PENDING)
+            if _EXCESS_MARK in r.idempotency_key and (besides is None or r.pk != besides.pk)
+        ),
+        ZERO,
+    )
+    left = payment.amount_collected - payment.amount_refunded
+    return max(ZERO, left - payment.amount_credited - on_its_way)
+
+
+def _refund_invoice_share(payment: Payment, amount: Decimal, *, recorded: Refund | None) -> Decimal:
+    """How much of a refund of `amount` comes off the payment's invoice (caller locks).
+
+    A refund first returns what of the payment the invoice never held (payment_excess_left),
+    then the invoice's part: a refund made at the provider before our excess refund went
+    out takes the excess with it, and the invoice keeps what it was paid. `recorded`: the
+    row this refund fills in, if it is one of ours.
+    """
+    not_invoices = payment_excess_left(payment, besides=recorded)
+    return min(payment.amount_credited, max(ZERO, amount - not_invoices))
 
 
 def payment_record_refund(
@@ -655,10 +788,11 @@ def payment_record_refund(
 
     A full refund of what an invoice was paid moves it to Refund; a partial one
     stays Paid with the refunded amount shown. Money handed back while the invoice is
-    still payable (a short payment) is owed again. Returning a duplicate's money or an
-    excess (`returns_excess`), or a held payment, does not touch the invoice it never paid.
-    A refund already recorded as Failed stays so. `placeholder_id`: our pending refund
-    whose provider answer has not come back yet; its row (and the staff's reason) is filled in.
+    still payable (a short payment) is owed again. Only the invoice's share of the payment
+    comes off the invoice (_refund_invoice_share): returning a duplicate's money, an excess
+    or a held payment does not touch the invoice it never paid. A refund already recorded as
+    Failed stays so. `placeholder_id`: our pending refund whose provider answer has not come
+    back yet; its row (and the staff's reason) is filled in.
     """
     now = now or timezone.now()
     amount = quantize(amount)
@@ -681,6 +815,7 @@ def payment_record_refund(
                 f"Cannot refund {amount}: only {left} of this payment is left.",
                 code="refund_amount",
             )
+        share = _refund_invoice_share(payment, amount, recorded=existing)
         refund = existing or Refund(
             payment=payment,
             amount=amount,
@@ -690,22 +825,16 @@ def payment_record_refund(
         refund.status = RefundStatus.SUCCEEDED
         refund.succeeded_at = now
         refund.reason = refund.reason or reason
+        refund.invoice_share = share
         refund.save()
-        # A held payment, a duplicate and the excess of an overpayment never paid the invoice;
-        # a credit note's refund is accounted on the credit note.
-        credited = not (
-            returns_excess
-            or payment.is_duplicate
-            or payment.status == PaymentStatus.HELD
-            or refund.credit_note_id
-        )
         payment.amount_refunded += amount
+        payment.amount_credited -= share
         if payment.amount_refunded == payment.amount_collected:
             payment_set_status(
                 payment, PaymentStatus.REFUNDED, actor=actor, customer=invoice.customer
             )
         else:
-            payment.save(update_fields=["amount_refunded", "updated_at"])
+            payment.save(update_fields=["amount_refunded", "amount_credited", "updated_at"])
         audit_record(
             actor=actor,
             action="refund.succeeded",
@@ -716,17 +845,22 @@ def payment_record_refund(
                 "payment": payment.pk,
                 "returns_excess": returns_excess,
                 "provider_refund_id": provider_refund_id,
+                "invoice_share": share,
             },
             note=refund.reason,
         )
-        if credited and invoice.status in PAYABLE_STATUSES:
+        # A credit note's refund leaves the invoice as it is: the credit note already took
+        # the money off what it holds (post_payment_credit_notes_amount); Stripe keeps such
+        # an invoice paid.
+        share = ZERO if refund.credit_note_id else share
+        if share and invoice.status in PAYABLE_STATUSES:
             # Part of what the invoice owes was paid and is handed back: it is owed again.
-            invoice.amount_paid -= min(amount, invoice.amount_paid - invoice.amount_refunded)
+            invoice.amount_paid -= share
             invoice.state_version += 1
             invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
             mark_invoice_list_changed(invoice)
-        elif credited:
-            refunded = min(invoice.amount_paid, invoice.amount_refunded + amount)
+        elif share:
+            refunded = invoice.amount_refunded + share
             if invoice.status == InvoiceStatus.PAID and refunded == invoice.amount_paid:
                 set_invoice_status(
                     invoice,
@@ -886,6 +1020,12 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)
+        if invoice.payments.filter(status=PaymentStatus.PROCESSING).exists():
+            raise DomainError(
+                f"A payment for invoice {invoice} is processing at the bank; "
+                "please wait for its outcome before paying again.",
+                code="payment_processing",
+            )
         reusable = _reusable_checkout(
             invoice, provider, success_url=success_url, cancel_url=cancel_url
         )
@@ -1107,6 +1247,7 @@ def _apply_outcome(
         "failed": EventKind.PAYMENT_FAILED,
         "requires_action": EventKind.PAYMENT_REQUIRES_ACTION,
         "cancelled": EventKind.CHECKOUT_EXPIRED,
+        "processing": EventKind.PAYMENT_PROCESSING,
     }.get(outcome.status)
     if event_kind is None:
         _remember_provider_ids(
@@ -1573,6 +1714,14 @@ def _refund_request_locked(
     pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
     available = payment.amount_collected - payment.amount_refunded - pending
     amount = quantize(amount) if amount is not None else available
+    if returns_excess:
+        # Only what the invoice does not hold: a refund made at the provider since the excess
+        # was found may have returned part of it already.
+        amount = min(amount, payment_excess_left(payment))
+        if amount <= 0:
+            raise DomainError(
+                f"Nothing of payment {payment.pk} is left to return.", code="refund_nothing_left"
+            )
     if amount <= 0 or amount > available:
         raise DomainError(
             f"Cannot refund {amount}: {available} of this payment can still be refunded.",
@@ -1743,7 +1892,7 @@ def _uncount_credit_note_refund_locked(invoice: Invoice, refund: Refund, *, acto
     on the invoice as a refund of its own; the credit note already accounts for it."""
     if invoice.status in PAYABLE_STATUSES or invoice.amount_refunded <= 0:
         return
-    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.amount)
+    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.invoice_share)
     if invoice.status == InvoiceStatus.REFUND:
         set_invoice_status(
             invoice,
@@ -1850,6 +1999,9 @@ def refund_excess_on_signal(sender, payment_id: int, amount: Decimal, **kwargs) 
             returns_excess=True,
         )
     except (DomainError, PaymentError) as exc:
+        if exc.code == "refund_nothing_left":
+            logger.info("payment %s: its excess went back meanwhile", payment_id)
+            return
         logger.error(
             "STAFF: payment %s received %s that must be refunded by hand: %s",
             payment_id,
@@ -1903,6 +2055,12 @@ def _succeed(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
     )
 
 
+class EventOutOfOrder(Exception):
+    """The event can only be applied after one that has not arrived yet: it is stored and
+    applied again later (billing.payments.webhooks retries it after the next event applied
+    to its payment, and the sweep retries it)."""
+
+
 def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> None:
     refunds = list(event.refunds)
     known_total = sum((amount for _, amount in refunds), ZERO)
@@ -1916,15 +2074,25 @@ def _record_refunds(payment: Payment, event: ProviderEvent, *, actor: Actor) -> 
         returns_excess = bool(placeholder and _returns_excess(placeholder))
         if placeholder and placeholder.status == RefundStatus.SUCCEEDED:
             continue
-        payment_record_refund(
-            payment_id=payment.pk,
-            amount=amount,
-            provider_refund_id=refund_id,
-            actor=actor,
-            reason=placeholder.reason if placeholder else PROVIDER_REFUND_REASON,
-            returns_excess=returns_excess,
-            placeholder_id=placeholder.pk if placeholder else None,
-        )
+        try:
+            payment_record_refund(
+                payment_id=payment.pk,
+                amount=amount,
+                provider_refund_id=refund_id,
+                actor=actor,
+                reason=placeholder.reason if placeholder else PROVIDER_REFUND_REASON,
+                returns_excess=returns_excess,
+                placeholder_id=placeholder.pk if placeholder else None,
+            )
+        except DomainError as exc:
+            if exc.code != "refund_amount":
+                raise
+            # The provider never refunds more than is left, so a refund we hold as succeeded
+            # has failed there since and its failure is still on its way.
+            raise EventOutOfOrder(
+                f"refund {refund_id} of payment {payment.pk} waits for a refund failure: "
+                f"{exc.message}"
+            ) from exc
 
 
 def _our_refund(payment: Payment, refund_id: str, amount: Decimal) -> Refund | None:
@@ -1952,7 +2120,6 @@ def _record_refund_failures(payment: Payment, event: ProviderEvent, *, actor: Ac
             failure_reason=event.failure_code or "failed",
             actor=actor,
             placeholder_id=ours.pk if ours else None,
-            returns_excess=bool(ours and _returns_excess(ours)),
         )
 
 
@@ -2034,6 +2201,18 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
     try:
         if event.kind == EventKind.PAYMENT_SUCCEEDED:
             _succeed(payment, event, actor=actor)
+        elif event.kind == EventKind.PAYMENT_PROCESSING:
+            created = event.extra.get("created")
+            payment_record_processing(
+                payment_id=payment.pk,
+                actor=actor,
+                event_created=datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
+                if created
+                else None,
+                provider_payment_id=event.provider_payment_id or None,
+                brand=event.brand,
+                last4=event.last4,
+            )
         elif event.kind in (EventKind.PAYMENT_FAILED, EventKind.PAYMENT_REQUIRES_ACTION):
             payment_record_failure(
                 payment_id=payment.pk,
@@ -2092,7 +2271,9 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         except PaymentError as exc:
             logger.warning("reconcile: payment %s not read: %s", payment.pk, exc.message)
             continue
-        if outcome is None or outcome.status in ("pending", "processing"):
+        if outcome is None or outcome.status == "pending":
+            continue
+        if outcome.status == "processing" and payment.status == PaymentStatus.PROCESSING:
             continue
         if outcome.status == "failed" and payment.status == PaymentStatus.FAILED:
             continue

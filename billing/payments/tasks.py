@@ -35,6 +35,37 @@ def expire_stale_checkout_sessions() -> int:
     return services.checkout_sessions_expire_unpayable(actor=CALENDAR)
 
 
+@shared_task(base=PortalTask, name="payments.sandbox_settle_debit")
+def sandbox_settle_debit(payment_id: int, iban: str) -> str:
+    """The sandbox bank's answer to a test-IBAN debit, queued with a countdown when it was
+    submitted: applied through the same services as a Stripe event (idempotent)."""
+    from .providers import sandbox
+
+    test_iban = sandbox.iban_for(iban)
+    if test_iban is None:
+        return "unknown iban"
+    return services.provider_event_apply(
+        sandbox.debit_outcome_event(payment_id, test_iban), actor="sandbox"
+    )
+
+
+@shared_task(base=PortalTask, name="payments.apply_webhook_event")
+def apply_webhook_event(event_pk: int) -> str:
+    """Queued by the webhook endpoint on commit; idempotent (see webhook_event_process)."""
+    from .webhooks import webhook_event_process
+
+    return webhook_event_process(event_pk=event_pk)
+
+
+@shared_task(base=PortalTask, name="payments.sweep_webhook_events")
+def sweep_webhook_events() -> int:
+    """The periodic sweep behind apply_webhook_event (config.celery): stored events never
+    picked up, and failed ones, retried with a pause and a limit."""
+    from .webhooks import webhook_events_sweep
+
+    return webhook_events_sweep()
+
+
 @shared_task(base=PortalTask, name="payments.refund_credit_note")
 def refund_credit_note(credit_note_id: int) -> int:
     """Send a credit note's refund; a provider that cannot be reached is retried, and

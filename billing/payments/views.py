@@ -26,11 +26,13 @@ from billing.payments.models import Payment, PaymentKind, PaymentMethod, Payment
 from contracts.context import active_membership, member_required, memberships_of
 from core.errors import DomainError
 from core.money import format_money
+from core.queue import enqueue
 
 from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
 from .providers.base import AuthenticationRequired
 from .receipts import invoice_receipts, receipt_or_404, receipt_pdf_bytes
+from .tasks import sandbox_settle_debit
 
 logger = logging.getLogger(__name__)
 
@@ -463,6 +465,9 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         "seller": settings.SELLER,
         "cancel_url": data["c"],
         "cards": sandbox_provider.TEST_CARDS.values(),
+        "ibans": sandbox_provider.TEST_IBANS.values()
+        if payment.currency in sandbox_provider.DEBIT_CURRENCIES
+        else (),
         "saved": saved,
         "error": "",
         "stage": "card",
@@ -477,6 +482,8 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "billing/payments/sandbox_checkout.html", context)
 
     action = request.POST.get("action", "pay")
+    if action == "debit":
+        return _sandbox_debit(request, payment, context, success_url=data["s"])
     card = None
     if action in ("approve", "deny"):
         card = sandbox_provider.card_for_last4("3184")
@@ -522,6 +529,28 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         return _Redirect303(data["s"])
     context["error"] = payment.failure_message or "The payment did not go through."
     return render(request, "billing/payments/sandbox_checkout.html", context, status=402)
+
+
+def _sandbox_debit(
+    request: HttpRequest, payment: Payment, context: dict, *, success_url: str
+) -> HttpResponse:
+    """A SEPA Direct Debit from a test IBAN: processing now, settled by the worker later."""
+    iban = sandbox_provider.iban_for(request.POST.get("iban", ""))
+    if payment.currency not in sandbox_provider.DEBIT_CURRENCIES or iban is None:
+        context["error"] = "Use one of the test IBANs listed below (EUR invoices only)."
+        return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
+    event = sandbox_provider.processing_event(payment.pk, iban, payment.provider_checkout_id or "")
+    payments.provider_event_apply(event, actor="sandbox")
+    payment.refresh_from_db()
+    if payment.status != PaymentStatus.PROCESSING:
+        context["error"] = "This payment can no longer be made by debit."
+        return render(request, "billing/payments/sandbox_checkout.html", context, status=409)
+    # Test mode only: a message the broker lost leaves the debit processing (the sandbox
+    # has no reconciliation to settle it); pay the invoice again in another way.
+    enqueue(
+        sandbox_settle_debit, payment.pk, iban.iban, countdown=settings.SANDBOX_DEBIT_DELAY_SECONDS
+    )
+    return _Redirect303(success_url)
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,4 +1,8 @@
-"""The Stripe webhook endpoint (/stripe/): verify, store raw once per event id, then act.
+"""The Stripe webhook endpoint (/stripe/): verify, store raw once per event id, answer 200.
+
+Applying an event is a worker's job (tasks.apply_webhook_event, queued on commit; the
+sweep tasks.sweep_webhook_events catches what was lost or failed), so the endpoint's speed
+does not depend on the ledger's locks and Stripe never times out on us.
 
 Our own verified endpoint and event table rather than dj-stripe's: dj-stripe would
 also mirror every object (an extra GET /v1/account and its slow migrations) while
@@ -6,6 +10,7 @@ the portal's own tables are the system of record; what we need from it is exactl
 the signature check, the raw log and de-duplication, which are a few lines here.
 """
 
+import datetime
 import hashlib
 import json
 import logging
@@ -13,8 +18,8 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -22,10 +27,12 @@ from django.views.decorators.http import require_POST
 
 from billing.payments.models import UNKNOWN_PAYMENT_NOTE, WebhookEvent, WebhookEventStatus
 from contracts.auth import client_ip
+from core.queue import enqueue_on_commit
 
+from . import tasks
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
-from .services import find_payment, provider_event_apply
+from .services import EventOutOfOrder, find_payment, provider_event_apply
 
 logger = logging.getLogger(__name__)
 
@@ -96,44 +103,161 @@ def _was_detached(method_id: str) -> bool:
     ).exists()
 
 
+# A stored event no worker picked up (its message was lost, the broker was down) is applied
+# by the sweep once it is this old; one that failed is retried after RETRY_AFTER, up to
+# MAX_ATTEMPTS tries, then it stays failed in the admin for staff.
+PICKUP_GRACE = datetime.timedelta(minutes=2)
+RETRY_AFTER = datetime.timedelta(minutes=5)
+MAX_ATTEMPTS = 12
+UNFINISHED = (WebhookEventStatus.RECEIVED, WebhookEventStatus.FAILED)
+# The note of an event that can only be applied after another one for its payment (a refund
+# success after a refund failure still on its way): replayed once an event has been applied
+# to that payment (_retry_unmatched), besides the sweep's retries.
+OUT_OF_ORDER_NOTE = "out of order: "
+
+
 def webhook_event_process(*, event_pk: int) -> str:
-    """Act on one stored event exactly once; the row lock serialises concurrent deliveries."""
-    with transaction.atomic():
-        stored = WebhookEvent.objects.select_for_update().get(pk=event_pk)
-        if stored.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
-            return stored.status
-        result = ""
-        event = json.loads(stored.body)
-        domain_event = event_from_stripe(event)
-        if domain_event is None:
-            result, status = "type not handled", WebhookEventStatus.IGNORED
-        elif domain_event.kind == EventKind.METHOD_ATTACHED and _was_detached(
-            domain_event.method.id
-        ):
-            result, status = "method already detached", WebhookEventStatus.IGNORED
-        else:
-            result = provider_event_apply(domain_event, actor=ACTOR)
-            status = WebhookEventStatus.PROCESSED
-        stored.status = status
-        stored.note = result
-        stored.processed_at = timezone.now()
-        stored.save(update_fields=["status", "note", "processed_at"])
+    """Apply one stored event exactly once; returns its status afterwards.
+
+    Idempotent: an event already processed or ignored is left alone. The row is claimed with
+    SELECT ... FOR UPDATE SKIP LOCKED, so a second worker (a redelivery's task, the sweep)
+    skips an event that one is applying instead of queueing behind it ("claimed"). A failure
+    rolls the apply back and marks the event failed with the reason, for the sweep to retry;
+    an event out of order (EventOutOfOrder) is marked failed the same way, and replayed too
+    after the next event applied to its payment.
+    """
+    try:
+        with transaction.atomic():
+            stored = (
+                WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_pk).first()
+            )
+            if stored is None:
+                return "claimed"
+            if stored.status not in UNFINISHED:
+                return stored.status
+            event = json.loads(stored.body)
+            domain_event = event_from_stripe(event)
+            if domain_event is None:
+                result, status = "type not handled", WebhookEventStatus.IGNORED
+            elif domain_event.kind == EventKind.METHOD_ATTACHED and _was_detached(
+                domain_event.method.id
+            ):
+                result, status = "method already detached", WebhookEventStatus.IGNORED
+            else:
+                result = provider_event_apply(domain_event, actor=ACTOR)
+                status = WebhookEventStatus.PROCESSED
+            now = timezone.now()
+            stored.status = status
+            stored.note = result
+            stored.processed_at = now
+            stored.attempted_at = now
+            stored.attempts += 1
+            stored.save(
+                update_fields=["status", "note", "processed_at", "attempted_at", "attempts"]
+            )
+    except EventOutOfOrder as exc:
+        # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
+        logger.info("webhook event %s out of order: %s", event_pk, exc)
+        _mark_failed(event_pk, f"{OUT_OF_ORDER_NOTE}{exc}")
+        return WebhookEventStatus.FAILED
+    except Exception as exc:
+        note = exc.message if isinstance(exc, PaymentError) else repr(exc)
+        logger.exception("webhook event %s failed", event_pk)
+        _mark_failed(event_pk, note)
+        return WebhookEventStatus.FAILED
     if result == "applied":
         _retry_unmatched(domain_event)
     return status
 
 
+def _mark_failed(event_pk: int, note: str) -> None:
+    WebhookEvent.objects.filter(pk=event_pk).update(
+        status=WebhookEventStatus.FAILED,
+        note=note[:1000],
+        attempts=F("attempts") + 1,
+        attempted_at=timezone.now(),
+    )
+
+
+def webhook_events_sweep(*, limit: int = 500) -> int:
+    """Apply stored events nobody picked up and retry failed ones; returns how many it tried.
+
+    Idempotent: each event goes through webhook_event_process, which skips what is done or
+    claimed. Oldest first, so the order of arrival is kept as far as it matters.
+    """
+    now = timezone.now()
+    due = (
+        WebhookEvent.objects.filter(
+            Q(status=WebhookEventStatus.RECEIVED, received_at__lt=now - PICKUP_GRACE)
+            | Q(
+                status=WebhookEventStatus.FAILED,
+                attempts__lt=MAX_ATTEMPTS,
+                attempted_at__lt=now - RETRY_AFTER,
+            )
+        )
+        .order_by("received_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    tried = 0
+    for pk in list(due):
+        webhook_event_process(event_pk=pk)
+        tried += 1
+    return tried
+
+
 def _retry_unmatched(domain_event) -> None:
-    """Events that named a payment before we knew its provider ids get another go now."""
+    """Events that named a payment before we knew its provider ids, and events that came
+    before the one they wait for (OUT_OF_ORDER_NOTE), get another go now that an event has
+    been applied to the payment; one that still does not fit keeps waiting."""
     payment = find_payment(domain_event)
     if payment is None:
         return
     refs = [r for r in (payment.provider_payment_id, payment.provider_charge_id) if r]
-    waiting = WebhookEvent.objects.filter(note=UNKNOWN_PAYMENT_NOTE)
+    # In the order they came: a refund's failure before the dispute that closed after it.
+    waiting = WebhookEvent.objects.filter(
+        Q(note=UNKNOWN_PAYMENT_NOTE)
+        | Q(status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE)
+    ).order_by("received_at", "pk")
     for ref in refs:
         for pk in waiting.filter(body__contains=f'"{ref}"').values_list("pk", flat=True):
             WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
             webhook_event_process(event_pk=pk)
+
+
+_UPSERT = """
+    INSERT INTO payments_webhookevent
+        (provider, event_id, type, object_id, status, body, note, deliveries, received_at,
+         attempts)
+    VALUES ('stripe', %s, %s, %s, %s, %s, '', 1, %s, 0)
+    ON CONFLICT (event_id) DO UPDATE
+        SET deliveries = payments_webhookevent.deliveries + 1
+    RETURNING id, status, (xmax = 0)
+"""
+
+
+def _store(*, event_id: str, type: str, object_id: str, body: str) -> tuple[int, str, bool]:
+    """Store a new event or count a redelivery; returns (pk, status, created).
+
+    On PostgreSQL one INSERT ... ON CONFLICT statement, its own transaction: the intake's
+    cost is one round trip and one commit (xmax = 0 tells a fresh row from an updated one).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT,
+                [event_id, type, object_id, WebhookEventStatus.RECEIVED, body, timezone.now()],
+            )
+            pk, status, created = cursor.fetchone()
+        return pk, status, created
+    try:
+        stored, created = WebhookEvent.objects.get_or_create(
+            event_id=event_id, defaults={"type": type, "object_id": object_id, "body": body}
+        )
+    except IntegrityError:
+        stored, created = WebhookEvent.objects.get(event_id=event_id), False
+    if not created:
+        WebhookEvent.objects.filter(pk=stored.pk).update(deliveries=F("deliveries") + 1)
+    return stored.pk, stored.status, created
 
 
 @csrf_exempt
@@ -151,31 +275,13 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return _invalid(request, body, "signed event without a usable id")
     if not isinstance(event_type, str) or not isinstance(obj, dict):
         return _invalid(request, body, f"signed event {event_id} without a type or data.object")
-    try:
-        stored, created = WebhookEvent.objects.get_or_create(
-            event_id=event_id,
-            defaults={
-                "type": _text(event_type[:100]),
-                "object_id": _text(str(obj.get("id", ""))[:100]),
-                "body": body,
-            },
-        )
-    except IntegrityError:
-        stored, created = WebhookEvent.objects.get(event_id=event_id), False
-    if not created:
-        WebhookEvent.objects.filter(pk=stored.pk).update(deliveries=F("deliveries") + 1)
-    try:
-        status = webhook_event_process(event_pk=stored.pk)
-    except PaymentError as exc:
-        WebhookEvent.objects.filter(pk=stored.pk).update(
-            status=WebhookEventStatus.FAILED, note=exc.message
-        )
-        return HttpResponse("provider unavailable, retry", status=503, content_type="text/plain")
-    except Exception as exc:
-        # Stripe retries any non-2xx; the stored event keeps what went wrong for staff.
-        logger.exception("webhook %s failed", event.get("id"))
-        WebhookEvent.objects.filter(pk=stored.pk).update(
-            status=WebhookEventStatus.FAILED, note=repr(exc)[:1000]
-        )
-        return HttpResponse("processing failed, retry", status=500, content_type="text/plain")
-    return HttpResponse(status, content_type="text/plain")
+    pk, status, created = _store(
+        event_id=event_id,
+        type=_text(event_type[:100]),
+        object_id=_text(str(obj.get("id", ""))[:100]),
+        body=body,
+    )
+    if created or status in UNFINISHED:
+        # Applied by a worker, not here: Stripe gets its 200 as soon as the event is stored.
+        enqueue_on_commit(tasks.apply_webhook_event, pk)
+    return HttpResponse("received", content_type="text/plain")

@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_filters",
+    # django-ninja: its templates and static files serve /api/docs/ without a CDN.
+    "ninja",
     "core",
     "contracts",
     "billing.invoices",
@@ -225,6 +227,8 @@ REQUIRES_ACTION_TIMEOUT_HOURS = env.int("REQUIRES_ACTION_TIMEOUT_HOURS", default
 # The sandbox (test-mode) provider refuses to run with DEBUG off or a live Stripe key
 # unless this is set; the test settings set it.
 SANDBOX_ALLOWED = env.bool("SANDBOX_ALLOWED", default=False)
+# How long a sandbox bank debit (test IBAN) stays "processing" before the worker settles it.
+SANDBOX_DEBIT_DELAY_SECONDS = env.int("SANDBOX_DEBIT_DELAY_SECONDS", default=30)
 
 # --- API ---------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=100)

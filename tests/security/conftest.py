@@ -49,7 +49,7 @@ def world(db):
     w.token, w.token_secret = token_create(
         membership=w.owner,
         name="alpha-erp-sync",
-        scopes=[ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES, ApiScope.DISPUTE_INVOICES],
+        scopes=list(ApiScope),
         expires_at=None,
         actor="t",
     )
@@ -59,7 +59,7 @@ def world(db):
     w.other_token, w.other_token_secret = token_create(
         membership=w.other,
         name="bravo-sync",
-        scopes=[ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES, ApiScope.DISPUTE_INVOICES],
+        scopes=list(ApiScope),
         expires_at=None,
         actor="t",
     )

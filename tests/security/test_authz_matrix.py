@@ -290,6 +290,19 @@ MATRIX: dict[str, Row] = {
         {"anonymous": 401, "other_owner": 200, "viewer": 401},
         api=True,
     ),
+    "api:billing-details": Row(
+        "get",
+        lambda w: "/api/billing_details",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        api=True,
+    ),
+    "api:billing-details-update": Row(
+        "post",
+        lambda w: "/api/billing_details",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        data=lambda w: {"purchase_order_reference": "PO-1"},
+        api=True,
+    ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
     r"^api/(?P<rest>.*)$": Row(
         "get",
@@ -305,6 +318,7 @@ EXCLUDED = {
     "admin": "staff only: test_admin_refuses_customers below",
     "stripe-webhook": "no session; Stripe signature (billing/payments/test_webhooks_stripe.py)",
     "api:schema": "public OpenAPI document without customer data",
+    "api:docs": "public Swagger UI of that document, no customer data",
     # django.contrib.auth.urls: the person's own account, no customer objects.
     "login": "public log-in form (tests/security/test_login_throttle.py)",
     "logout": "ends the own session (POST + CSRF, tests/security/test_csrf.py)",

@@ -23,7 +23,10 @@ CSRF_EXEMPT = {
     "api:credit-note-list": "bearer token, no cookies",
     "api:credit-note-detail": "bearer token, no cookies",
     "api:statement": "bearer token, no cookies",
+    "api:billing-details": "bearer token, no cookies",
+    "api:billing-details-update": "bearer token, no cookies",
     "api:schema": "read-only document",
+    "api:docs": "read-only page",
     r"^api/(?P<rest>.*)$": "JSON 404",
     "stripe-webhook": "Stripe signature",
 }
@@ -39,6 +42,7 @@ EXTRA_URLS = {
     "password_reset_complete": "/accounts/reset/done/",
     "admin": "/admin/login/",
     "api:schema": "/api/schema/",
+    "api:docs": "/api/docs/",
     "stripe-webhook": "/stripe/",
 }
 

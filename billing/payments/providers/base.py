@@ -117,6 +117,8 @@ class EventKind(enum.StrEnum):
     PAYMENT_SUCCEEDED = "payment_succeeded"
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_REQUIRES_ACTION = "payment_requires_action"
+    # A bank debit was submitted: money arrives (or not) days later, in its own event.
+    PAYMENT_PROCESSING = "payment_processing"
     CHECKOUT_EXPIRED = "checkout_expired"
     REFUNDED = "refunded"
     REFUND_FAILED = "refund_failed"

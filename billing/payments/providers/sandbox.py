@@ -54,6 +54,59 @@ TEST_CARDS = {
 _BY_LAST4 = {card.last4: card for card in TEST_CARDS.values()}
 
 
+@dataclass(frozen=True)
+class TestIban:
+    iban: str
+    behaviour: str  # debit_succeeds | debit_fails
+    label: str
+
+    @property
+    def last4(self) -> str:
+        return self.iban[-4:]
+
+
+# Stripe's own SEPA Direct Debit test IBANs: the debit processes, then succeeds or fails
+# after a delay (here SANDBOX_DEBIT_DELAY_SECONDS, run by the worker).
+TEST_IBANS = {
+    iban.iban: iban
+    for iban in (
+        TestIban("DE89370400440532013000", "debit_succeeds", "Processing, then succeeds"),
+        TestIban("DE62370400440532013001", "debit_fails", "Processing, then fails"),
+    )
+}
+# How a debit's method reads on the invoice's payments (method_brand holds 20 characters).
+SEPA_BRAND = "SEPA Direct Debit"
+# A debit is offered for the currencies SEPA (EUR) collects in.
+DEBIT_CURRENCIES = frozenset({"EUR"})
+
+
+def iban_for(value: str) -> TestIban | None:
+    return TEST_IBANS.get("".join(value.split()).upper())
+
+
+def processing_event(payment_id: int, iban: TestIban, checkout_id: str = "") -> ProviderEvent:
+    pi, _ = payment_ids(payment_id)
+    return ProviderEvent(
+        kind=EventKind.PAYMENT_PROCESSING,
+        payment_id=payment_id,
+        checkout_id=checkout_id,
+        provider_payment_id=pi,
+        brand=SEPA_BRAND,
+        last4=iban.last4,
+    )
+
+
+def debit_outcome_event(payment_id: int, iban: TestIban) -> ProviderEvent:
+    """What the bank answers days later about a sandbox debit."""
+    if iban.behaviour == "debit_fails":
+        return failure_event(
+            payment_id,
+            code="insufficient_funds",
+            message="The bank returned the direct debit (insufficient funds).",
+        )
+    return success_event(payment_id, TestCard(iban.iban, SEPA_BRAND, iban.last4, "", ""))
+
+
 def sandbox_allowed() -> bool:
     if settings.SANDBOX_ALLOWED:
         return True

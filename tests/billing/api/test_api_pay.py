@@ -375,3 +375,30 @@ def test_two_concurrent_pays_charge_once(customer, payer):
     )
     assert kept.count() == 1
     assert sorted(statuses) in ([200, 200], [200, 409])
+
+
+def test_the_seed_002_curl_gets_the_invoice_the_serializer_describes(
+    client, customer, payer, assert_invoice_schema
+):
+    """shared/seeds/002's curl as written (headers, JSON body with all three fields); the
+    answer is exactly the invoice object the API has always built for a paid invoice."""
+    from billing.api.serializers import invoice_object
+
+    card = _card(customer, "4242")
+    invoice = make_invoice(customer=customer)
+    response = client.generic(
+        "POST",
+        f"/api/invoices/in_{invoice.pk}/pay",
+        data=json.dumps(
+            {"payment_method": card.provider_id, "off_session": False, "expand": ["customer"]}
+        ),
+        content_type="application/json",
+        headers={"Accept": "application/json", "Authorization": f"Bearer {payer}"},
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    body = assert_invoice_schema(response.json())
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert body == json.loads(
+        json.dumps(invoice_object(invoice, expand={"customer"}, delinquent=False))
+    )

@@ -6,7 +6,7 @@ import pytest
 from jsonschema_rs import Draft202012Validator
 
 from billing.api.models import ApiScope
-from billing.api.schema import openapi_document
+from billing.api.views import openapi_document
 from billing.collections.models import InvoiceReport, ReportStatus
 from billing.invoices import services as invoice_services
 from contracts.models import Role
@@ -46,7 +46,8 @@ def report(api, disputer):
 
 def _report_schema() -> Draft202012Validator:
     doc = openapi_document()
-    return Draft202012Validator(doc["components"]["schemas"]["InvoiceReport"])
+    schema = doc["components"]["schemas"]["InvoiceReport"]
+    return Draft202012Validator({**schema, "components": doc["components"]})
 
 
 def test_report_answers_the_report_and_puts_the_invoice_under_review(customer, member, report):

@@ -70,6 +70,10 @@ def test_api_conforms_to_its_schema(case, account):
         # refuses with 400 by contract (as Stripe does); the schema cannot say "a key
         # not used before".
         excluded.append(schemathesis.checks.positive_data_acceptance)
+    if case.operation.path.endswith("/billing_details") and case.method == "POST":
+        # Tax ids per country and deliverable e-mail addresses are checked by contracts'
+        # service; the schema cannot say which strings pass, so a 400 there is by contract.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
     if case.operation.path.endswith("/statement"):
         # A period that ends before it starts (or spans more than three years) is a 400 by
         # contract; the schema cannot relate the two dates.

@@ -60,3 +60,20 @@ def test_viewers_cannot_manage_tokens_and_anonymous_must_log_in(client, customer
         == 403
     )
     assert not ApiToken.objects.exists()
+
+
+def test_the_page_lists_every_scope_with_what_it_allows(client, customer):
+    from django.utils.html import escape
+
+    from billing.api.models import SCOPE_ALLOWS, ApiScope
+    from contracts.models import Role
+    from tests.factories import MembershipFactory
+
+    owner = MembershipFactory(customer=customer, role=Role.OWNER)
+    client.force_login(owner.user)
+    html = client.get("/settings/tokens/").content.decode()
+    assert set(SCOPE_ALLOWS) == set(ApiScope)
+    for scope, allows in SCOPE_ALLOWS.items():
+        assert f"<dt><code>{scope}</code></dt>" in html
+        assert escape(allows[1:]) in html
+    assert 'href="/api/docs' in html

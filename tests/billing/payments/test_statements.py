@@ -309,7 +309,7 @@ def test_statement_through_the_api(
 ):
     from jsonschema_rs import Draft202012Validator
 
-    from billing.api.schema import openapi_document
+    from billing.api.views import openapi_document
 
     _history(customer, django_capture_on_commit_callbacks)
     membership = MembershipFactory(customer=customer)

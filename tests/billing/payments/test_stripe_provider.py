@@ -45,6 +45,13 @@ def _form(call) -> dict:
     return {k: v[0] for k, v in parse_qs(call.request.body).items()}
 
 
+def _methods(call) -> list[str]:
+    sent = _form(call)
+    return [
+        sent[f"payment_method_types[{i}]"] for i in range(5) if f"payment_method_types[{i}]" in sent
+    ]
+
+
 def test_pay_online_creates_customer_then_checkout_session(client, owner, invoice, http):
     http.post(f"{API}/v1/customers", json=load("customer", id="cus_new1"))
     session = load("checkout_session", id="cs_test_new1", status="open")
@@ -66,6 +73,8 @@ def test_pay_online_creates_customer_then_checkout_session(client, owner, invoic
         to_minor_units(invoice.amount_remaining)
     )
     assert sent["line_items[0][price_data][currency]"] == "eur"
+    # EUR invoices may be paid by SEPA Direct Debit as well as by card.
+    assert _methods(session_call) == ["card", "sepa_debit"]
     assert sent["line_items[0][price_data][product_data][name]"] == f"Invoice {invoice.number}"
     assert sent["line_items[0][quantity]"] == "1"
     assert sent["metadata[invoice_id]"] == str(invoice.pk)
@@ -320,3 +329,17 @@ def test_reconcile_applies_what_webhooks_missed(invoice, http):
     payment.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
     assert payment.provider_payment_id == "pi_missed"
+
+
+@pytest.mark.parametrize(
+    "currency,methods", [("USD", ["card", "us_bank_account"]), ("GBP", ["card"])]
+)
+def test_pay_online_offers_the_bank_debit_of_the_currency(client, owner, http, currency, methods):
+    invoice = make_invoice(customer=owner.memberships.get().customer, currency=currency)
+    invoice.customer.stripe_customer_id = "cus_known"
+    invoice.customer.save()
+    http.post(f"{API}/v1/checkout/sessions", json=load("checkout_session", status="open"))
+    client.force_login(owner)
+    assert client.post(f"/invoices/{invoice.number}/pay/").status_code == 303
+    (call,) = http.calls
+    assert _methods(call) == methods

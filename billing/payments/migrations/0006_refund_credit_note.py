@@ -15,7 +15,7 @@ def grant_credit_note_permissions(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("invoices", "0005_credit_notes_and_customer_balance"),
-        ("payments", "0003_staff_groups"),
+        ("payments", "0005_amount_credited_invoice_share"),
     ]
 
     operations = [
