@@ -630,7 +630,7 @@ def credit_note_list(request: HttpRequest, query: Query[CreditNoteListQuery]) ->
     url_name="credit-note-detail",
     auth=ScopedBearer(ApiScope.READ_INVOICES),
 )
-def credit_note_detail(request: HttpRequest, id: str, query: Query[NoQuery]) -> dict:
+def credit_note_detail(request: HttpRequest, id: str) -> dict:
     _reject_unknown(request, NoQuery)
     pk = parse_credit_note_api_id(id)
     note = _credit_notes(request.api_token).filter(pk=pk).first() if pk else None
@@ -669,7 +669,7 @@ def statement(request: HttpRequest, query: Query[StatementQuery]) -> dict:
     for name in ("start", "end"):
         value = getattr(query, name)
         try:
-            dates[name] = datetime.date.fromisoformat(value) if value else None
+            dates[name] = None if value is None else datetime.date.fromisoformat(value)
         except ValueError:
             raise invalid(f"{name} must be a date such as 2026-01-31.", param=name) from None
     token = request.api_token

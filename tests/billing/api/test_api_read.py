@@ -3,11 +3,11 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from billing.api.views import openapi_document
 from django.utils import timezone
 from jsonschema_rs import Draft202012Validator
 
 from billing.api.models import ApiScope, ApiToken
+from billing.api.views import openapi_document
 from billing.invoices import services
 from billing.invoices.credit_notes import CreditLine, credit_note_issue
 from billing.invoices.models import InvoiceStatus
