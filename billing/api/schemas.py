@@ -8,13 +8,20 @@ generated document (`#/components/schemas/Invoice`, `.../Error`).
 
 from typing import Literal
 
+from django.conf import settings
 from ninja import Field, Schema
 from pydantic import ConfigDict, StrictBool, StrictStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.models import Customer as CustomerModel
 
-from .serializers import EXPANDABLE, STATUS_FOR_API, parse_invoice_api_id, report_reasons
+from .serializers import (
+    EXPANDABLE,
+    STATUS_FOR_API,
+    parse_credit_note_api_id,
+    parse_invoice_api_id,
+    report_reasons,
+)
 
 MAX_LIMIT = 100
 MAX_UNIX_TIME = 32503680000  # 3000-01-01
@@ -126,6 +133,15 @@ class Invoice(Schema):
     amount_paid: int
     amount_remaining: int
     amount_refunded: int
+    pre_payment_credit_notes_amount: int = Field(
+        description="Credit notes that lowered the amount due before it was paid."
+    )
+    post_payment_credit_notes_amount: int = Field(
+        description="Credit notes on money already paid (refunded or customer credit)."
+    )
+    starting_balance: int = Field(
+        le=0, description="Customer credit applied at finalisation, negative (Stripe's sign)."
+    )
     subtotal: int
     tax: int
     total: int
@@ -366,3 +382,173 @@ class BillingDetailsUpdate(Schema):
         if any(isinstance(t, str) and len(t) > limit for t in texts):
             raise _invalid(f"{name} has at most {limit} characters.")
         return value
+
+
+# --- Credit notes and statements ------------------------------------------------------
+
+CREDIT_NOTE_CURSOR = {"pattern": "^cn_[0-9]{1,17}$"}
+SUPPORTED = tuple(settings.SUPPORTED_CURRENCIES)
+
+
+class TaxRateDetails(Schema):
+    display_name: str
+    percentage: str = Field(examples=["19.00"])
+
+
+class CreditNoteTax(Schema):
+    amount: int = Field(ge=0)
+    taxable_amount: int = Field(ge=0)
+    tax_behavior: Literal["exclusive"]
+    taxability_reason: Literal["reverse_charge"] | None
+    note: str | None
+    tax_rate_details: TaxRateDetails
+
+
+class CreditNoteRefund(Schema):
+    amount_refunded: int = Field(ge=0)
+    refund: str
+    status: Literal["pending", "succeeded", "failed"]
+
+
+class CreditNoteLine(Schema):
+    id: str
+    object: Literal["credit_note_line_item"]
+    type: Literal["invoice_line_item", "custom_line_item"]
+    invoice_line_item: str | None
+    description: str
+    amount: int = Field(ge=0, description="Net, minor units.")
+    quantity: int
+    unit_amount: int | None
+    tax_rate_percentage: str
+
+
+class CreditNoteLineList(Schema):
+    object: Literal["list"]
+    has_more: bool
+    url: str
+    data: list[CreditNoteLine]
+
+
+class CreditNote(Schema):
+    """Stripe's credit_note: a correction of one invoice, in its own numbered series."""
+
+    id: str = Field(examples=["cn_7"])
+    object: Literal["credit_note"]
+    number: str = Field(examples=["CN-2026-000001"])
+    created: int
+    effective_at: int = Field(description="The issue date, Unix seconds.")
+    currency: str = Field(pattern="^[a-z]{3}$")
+    customer: str
+    invoice: str = Field(examples=["in_42"])
+    invoice_number: str
+    amount: int = Field(ge=0)
+    subtotal: int = Field(ge=0)
+    subtotal_excluding_tax: int = Field(ge=0)
+    total: int = Field(ge=0)
+    total_excluding_tax: int = Field(ge=0)
+    pre_payment_amount: int = Field(ge=0, description="Taken off the invoice's amount due.")
+    post_payment_amount: int = Field(ge=0, description="Credited of money already paid.")
+    out_of_band_amount: None
+    credit_amount: int = Field(ge=0, description="Added to the customer's credit balance.")
+    refund_amount: int = Field(ge=0, description="Refunded to the original payment method.")
+    memo: str = Field(description="The reason, as printed on the credit note.")
+    reason: None
+    status: Literal["issued"]
+    type: Literal["pre_payment", "post_payment", "mixed"]
+    voided_at: None
+    pdf: str = Field(json_schema_extra={"format": "uri"})
+    total_taxes: list[CreditNoteTax]
+    refunds: list[CreditNoteRefund]
+    lines: CreditNoteLineList
+
+
+class CreditNoteList(Schema):
+    object: Literal["list"]
+    url: str
+    has_more: bool
+    data: list[CreditNote]
+
+
+class CreditNoteListQuery(Schema):
+    """Newest first; a cursor is a credit note id from a previous page."""
+
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(
+        None, examples=["cn_7"], json_schema_extra=CREDIT_NOTE_CURSOR
+    )
+    ending_before: str | None = Field(None, examples=["cn_7"], json_schema_extra=CREDIT_NOTE_CURSOR)
+    invoice: str | None = Field(
+        None, description="Only the credit notes of this invoice.", json_schema_extra=CURSOR
+    )
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIMIT}.")
+        return value
+
+    @field_validator("starting_after", "ending_before")
+    @classmethod
+    def _cursor(cls, value: str | None, info) -> str | None:
+        if value is not None and parse_credit_note_api_id(value) is None:
+            raise _invalid(f"{info.field_name} must be a credit note id such as cn_123.")
+        return value
+
+    @field_validator("invoice")
+    @classmethod
+    def _invoice(cls, value: str | None) -> str | None:
+        if value is not None and parse_invoice_api_id(value) is None:
+            raise _invalid("invoice must be an invoice id such as in_123.")
+        return value
+
+
+class StatementLine(Schema):
+    date: str = Field(json_schema_extra={"format": "date"})
+    type: Literal["invoice", "credit_note", "payment", "refund", "adjustment"]
+    reference: str
+    description: str
+    amount: int = Field(description="Minor units; positive raises what the customer owes.")
+    balance: int = Field(description="Minor units; positive is owed by the customer.")
+
+
+class StatementAging(Schema):
+    as_of: str = Field(json_schema_extra={"format": "date"})
+    current: int = Field(ge=0)
+    days_1_30: int = Field(ge=0, alias="1_30")
+    days_31_60: int = Field(ge=0, alias="31_60")
+    days_61_90: int = Field(ge=0, alias="61_90")
+    over_90: int = Field(ge=0)
+
+
+class Statement(Schema):
+    """Opening balance, every invoice, credit note, payment and refund of the period with
+    the running balance, the closing balance, and the aging of what is open."""
+
+    object: Literal["statement"]
+    customer: str
+    currency: str = Field(pattern="^[a-z]{3}$")
+    period_start: str = Field(json_schema_extra={"format": "date"})
+    period_end: str = Field(json_schema_extra={"format": "date"})
+    opening_balance: int
+    closing_balance: int
+    credit_balance: int = Field(ge=0)
+    lines: list[StatementLine]
+    aging: StatementAging
+
+
+class StatementQuery(Schema):
+    currency: str = Field(
+        description="One of the supported currencies, any case.",
+        json_schema_extra={"enum": [*SUPPORTED, *(c.lower() for c in SUPPORTED)]},
+    )
+    start: str | None = Field(
+        None,
+        description="First day, YYYY-MM-DD (default: 1 January of end's year).",
+        json_schema_extra={"format": "date"},
+    )
+    end: str | None = Field(
+        None,
+        description="Last day, YYYY-MM-DD, not before start (default: today).",
+        json_schema_extra={"format": "date"},
+    )

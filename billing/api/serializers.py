@@ -11,7 +11,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.invoices.models import Invoice, InvoiceStatus
+from billing.invoices.models import CreditNote, Invoice, InvoiceStatus
 from contracts.models import ContractStatus, Customer, LeaseContract
 from contracts.periods import add_months
 from core.money import to_minor_units
@@ -182,10 +182,17 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
         "number": invoice.number,
         "created": unix(invoice.created_at),
         "account_name": settings.SELLER["name"],
-        "amount_due": to_minor_units(invoice.total),
+        # Stripe's amount_due: the total less pre-payment credit notes and applied balance.
+        "amount_due": to_minor_units(invoice.amount_due),
         "amount_paid": to_minor_units(invoice.amount_paid),
         "amount_remaining": to_minor_units(invoice.amount_remaining),
         "amount_refunded": to_minor_units(invoice.amount_refunded),
+        "pre_payment_credit_notes_amount": to_minor_units(invoice.pre_payment_credit_notes_amount),
+        "post_payment_credit_notes_amount": to_minor_units(
+            invoice.post_payment_credit_notes_amount
+        ),
+        # Stripe's sign: a negative balance is the customer's credit.
+        "starting_balance": -to_minor_units(invoice.applied_balance),
         "subtotal": to_minor_units(invoice.subtotal),
         "tax": to_minor_units(invoice.tax),
         "total": to_minor_units(invoice.total),
@@ -202,4 +209,118 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
         "status": STATUS_FOR_API[invoice.status],
         "portal_status": invoice.status,
         "subscription": subscription,
+    }
+
+
+def credit_note_api_id(note: CreditNote) -> str:
+    return f"cn_{note.pk}"
+
+
+def parse_credit_note_api_id(value: str) -> int | None:
+    digits = value.removeprefix("cn_")
+    return (
+        int(digits) if value.startswith("cn_") and digits.isdigit() and len(digits) < 18 else None
+    )
+
+
+def credit_note_object(note: CreditNote) -> dict:
+    """Stripe's credit_note. Callers select `invoice` and prefetch lines, tax lines, refunds."""
+    currency = note.currency.lower()
+    tax_lines = list(note.tax_lines.all())
+    return {
+        "id": credit_note_api_id(note),
+        "object": "credit_note",
+        "number": note.number,
+        "created": unix(note.created_at),
+        "effective_at": unix(note.issue_date),
+        "currency": currency,
+        "customer": f"cus_{note.customer_id}",
+        "invoice": invoice_api_id(note.invoice),
+        "invoice_number": note.invoice.number,
+        "amount": to_minor_units(note.total),
+        "subtotal": to_minor_units(note.subtotal),
+        "subtotal_excluding_tax": to_minor_units(note.subtotal),
+        "total": to_minor_units(note.total),
+        "total_excluding_tax": to_minor_units(note.subtotal),
+        "pre_payment_amount": to_minor_units(note.pre_payment_amount),
+        "post_payment_amount": to_minor_units(note.post_payment_amount),
+        "out_of_band_amount": None,
+        "credit_amount": to_minor_units(note.credit_amount),
+        "refund_amount": to_minor_units(note.refund_amount),
+        "memo": note.reason,
+        "reason": None,
+        "status": "issued",
+        "type": note.kind,
+        "voided_at": None,
+        "pdf": settings.SITE_URL + reverse("invoices:credit-note-pdf", args=[note.number]),
+        "total_taxes": [
+            {
+                "amount": to_minor_units(t.amount),
+                "tax_rate_details": {"display_name": t.name, "percentage": str(t.rate)},
+                "taxable_amount": to_minor_units(t.taxable_amount),
+                "tax_behavior": "exclusive",
+                "taxability_reason": "reverse_charge" if t.note and not t.amount else None,
+                "note": t.note or None,
+            }
+            for t in tax_lines
+        ],
+        "refunds": [
+            {
+                "amount_refunded": to_minor_units(r.amount),
+                "refund": f"re_{r.pk}",
+                "status": r.status,
+            }
+            for r in note.refunds.all()
+        ],
+        "lines": {
+            "object": "list",
+            "has_more": False,
+            "url": f"/api/credit_notes/{credit_note_api_id(note)}",
+            "data": [
+                {
+                    "id": f"cnli_{line.pk}",
+                    "object": "credit_note_line_item",
+                    "type": "invoice_line_item" if line.invoice_line_id else "custom_line_item",
+                    "invoice_line_item": f"il_{line.invoice_line_id}"
+                    if line.invoice_line_id
+                    else None,
+                    "description": line.description,
+                    "amount": to_minor_units(line.amount),
+                    "quantity": 1,
+                    "unit_amount": None if line.invoice_line_id else to_minor_units(line.amount),
+                    "tax_rate_percentage": str(line.tax_rate),
+                }
+                for line in note.lines.all()
+            ],
+        },
+    }
+
+
+def statement_object(statement) -> dict:
+    """A billing.payments.statements.Statement. Amounts in minor units, signed: positive is
+    owed by the customer."""
+    return {
+        "object": "statement",
+        "customer": f"cus_{statement.customer.pk}",
+        "currency": statement.currency.lower(),
+        "period_start": statement.start.isoformat(),
+        "period_end": statement.end.isoformat(),
+        "opening_balance": to_minor_units(statement.opening),
+        "closing_balance": to_minor_units(statement.closing),
+        "credit_balance": to_minor_units(statement.credit_balance),
+        "lines": [
+            {
+                "date": line.date.isoformat(),
+                "type": line.kind,
+                "reference": line.reference,
+                "description": line.description,
+                "amount": to_minor_units(line.amount),
+                "balance": to_minor_units(line.balance),
+            }
+            for line in statement.lines
+        ],
+        "aging": {
+            "as_of": statement.as_of.isoformat(),
+            **{key: to_minor_units(amount) for key, _label, amount in statement.aging},
+        },
     }

@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from billing.api.models import SCOPE_ALLOWS, ApiScope, ApiToken
 from billing.invoices import signals as invoice_signals
-from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
+from billing.invoices.models import CreditNote, Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
 from contracts.models import Customer
@@ -41,21 +41,29 @@ from .ratelimit import check_rate
 from .schemas import (
     BillingDetails,
     BillingDetailsUpdate,
+    CreditNoteListQuery,
     Error,
     ExpandQuery,
     InvoiceListQuery,
     InvoiceReport,
     PayRequest,
     ReportRequest,
+    StatementQuery,
     check_expand,
 )
+from .schemas import CreditNote as CreditNoteSchema
+from .schemas import CreditNoteList as CreditNoteListSchema
 from .schemas import Invoice as InvoiceSchema
 from .schemas import InvoiceList as InvoiceListSchema
+from .schemas import Statement as StatementSchema
 from .serializers import (
     STATUS_FOR_API,
+    credit_note_object,
     invoice_object,
     invoice_report_object,
+    parse_credit_note_api_id,
     parse_invoice_api_id,
+    statement_object,
 )
 from .tokens import UNKNOWN_TOKEN, token_authenticate
 
@@ -138,7 +146,8 @@ api = BillingAPI(
     title="IPv4 lease billing API",
     version="1.0.0",
     description=(
-        "Read and pay invoices. Authenticate with `Authorization: Bearer <token>`; create "
+        "Read and pay invoices, read credit notes and statements of account. Authenticate "
+        "with `Authorization: Bearer <token>`; create "
         "tokens at /settings/tokens/ with the scopes "
         + "; ".join(f"`{scope}` ({what})" for scope, what in SCOPE_ALLOWS.items())
         + ". Amounts are integers in minor units; times are Unix seconds. Errors are "
@@ -553,6 +562,123 @@ def billing_details_update(request: HttpRequest, payload: Body[BillingDetailsUpd
     except DomainError as exc:
         raise invalid(exc.message) from None
     return billing_details_object(customer)
+
+
+# --- Credit notes and the statement of account -----------------------------------------
+
+
+def _credit_notes(token: ApiToken) -> QuerySet[CreditNote]:
+    return (
+        CreditNote.objects.filter(customer_id=token.customer_id)
+        .select_related("invoice")
+        .prefetch_related("lines", "tax_lines", "refunds")
+    )
+
+
+@api.get(
+    "/credit_notes/",
+    response={200: CreditNoteListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+    summary="List credit notes",
+    description="Scope `read:invoices`. Newest first; `invoice` narrows to one invoice's.",
+    tags=["credit notes"],
+    url_name="credit-note-list",
+)
+@api.get(
+    "/credit_notes",
+    include_in_schema=False,
+    url_name="credit-note-list",
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+)
+def credit_note_list(request: HttpRequest, query: Query[CreditNoteListQuery]) -> dict:
+    _reject_unknown(request, CreditNoteListQuery)
+    qs = _credit_notes(request.api_token)
+    if query.invoice is not None:
+        qs = qs.filter(invoice_id=parse_invoice_api_id(query.invoice))
+    after = parse_credit_note_api_id(query.starting_after) if query.starting_after else None
+    before = parse_credit_note_api_id(query.ending_before) if query.ending_before else None
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    return {
+        "object": "list",
+        "url": "/api/credit_notes",
+        "has_more": has_more,
+        "data": [credit_note_object(note) for note in rows],
+    }
+
+
+@api.get(
+    "/credit_notes/{id}",
+    response={200: CreditNoteSchema, **_errors(400, 401, 403, 404, 429)},
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+    summary="Read a credit note",
+    description="Scope `read:invoices`. Another customer's credit note is 404 like a missing one.",
+    tags=["credit notes"],
+    url_name="credit-note-detail",
+)
+@api.get(
+    "/credit_notes/{id}/",
+    include_in_schema=False,
+    url_name="credit-note-detail",
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+)
+def credit_note_detail(request: HttpRequest, id: str) -> dict:
+    _reject_unknown(request, NoQuery)
+    pk = parse_credit_note_api_id(id)
+    note = _credit_notes(request.api_token).filter(pk=pk).first() if pk else None
+    if note is None:
+        raise not_found(f"No such credit note: {id!r}.")
+    return credit_note_object(note)
+
+
+@api.get(
+    "/statement",
+    response={200: StatementSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+    summary="Statement of account",
+    description=(
+        "Scope `read:invoices`. For a currency and period (both dates inclusive): the "
+        "opening balance, every invoice, credit note, payment and refund with the running "
+        "balance, the closing balance and the aging of what is open. A period that ends "
+        "before it starts, or spans more than three years, is a 400."
+    ),
+    tags=["statements"],
+    url_name="statement",
+    by_alias=True,
+)
+@api.get(
+    "/statement/",
+    include_in_schema=False,
+    url_name="statement",
+    auth=ScopedBearer(ApiScope.READ_INVOICES),
+    by_alias=True,
+)
+def statement(request: HttpRequest, query: Query[StatementQuery]) -> dict:
+    from billing.payments.statements import statement_build
+
+    _reject_unknown(request, StatementQuery)
+    dates = {}
+    for name in ("start", "end"):
+        value = getattr(query, name)
+        try:
+            dates[name] = None if value is None else datetime.date.fromisoformat(value)
+        except ValueError:
+            raise invalid(f"{name} must be a date such as 2026-01-31.", param=name) from None
+    token = request.api_token
+    try:
+        result = statement_build(customer=token.customer, currency=query.currency, **dates)
+    except DomainError as exc:
+        param = {"period": "end", "currency": "currency"}.get(exc.code)
+        raise invalid(exc.message, param=param) from None
+    return statement_object(result)
 
 
 def billing_details_object(customer: Customer) -> dict:

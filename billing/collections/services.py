@@ -23,7 +23,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
+from billing.invoices.models import CreditNote, Invoice, InvoiceStatus, overdue_q
 from billing.invoices.services import lock_invoice, mark_invoice_list_changed
 from billing.payments.tasks import expire_checkout_sessions
 from contracts.models import CancellationReason, ContractStatus, LeaseContract
@@ -427,6 +427,15 @@ def invoice_report_correct(
     credit_note_number = (credit_note_number or "").strip()
     if len(credit_note_number) > 32:
         raise DomainError("A credit note number has at most 32 characters.", code="credit_note")
+    if credit_note_number:
+        # Credit notes never change once issued: checking before the report's lock is enough.
+        invoice_id = InvoiceReport.objects.values_list("invoice_id", flat=True).get(pk=report_id)
+        if not CreditNote.objects.filter(number=credit_note_number, invoice_id=invoice_id).exists():
+            raise DomainError(
+                f"Credit note {credit_note_number} does not credit this report's invoice; issue "
+                'it on the invoice first (invoice admin, action "Issue a credit note").',
+                code="credit_note",
+            )
     return _resolve(
         report_id=report_id,
         target=ReportStatus.CORRECTED,

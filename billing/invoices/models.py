@@ -136,6 +136,17 @@ class Invoice(models.Model):
     total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     amount_refunded = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    # Credit notes: what they took off the amount owed (before it was paid) and what they
+    # credited of money already received (refunded or left as customer credit), as Stripe
+    # names them. Refunds made for a credit note are counted here, not in amount_refunded.
+    pre_payment_credit_notes_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, default=ZERO
+    )
+    post_payment_credit_notes_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, default=ZERO
+    )
+    # The customer's credit balance used on this invoice at finalisation ("Applied balance").
+    applied_balance = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     # What the customer looked like when the invoice was issued: an invoice never changes
     # because the customer later moved or changed their VAT id.
     bill_to_name = models.CharField(max_length=200, blank=True)
@@ -183,8 +194,23 @@ class Invoice(models.Model):
                 condition=Q(total=F("subtotal") + F("tax")), name="inv_total_is_sum"
             ),
             models.CheckConstraint(
-                condition=Q(amount_paid__gte=0, amount_paid__lte=F("total")),
-                name="inv_paid_within_total",
+                condition=Q(
+                    amount_paid__gte=0,
+                    applied_balance__gte=0,
+                    pre_payment_credit_notes_amount__gte=0,
+                    amount_paid__lte=F("total")
+                    - F("applied_balance")
+                    - F("pre_payment_credit_notes_amount"),
+                ),
+                name="inv_settled_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    post_payment_credit_notes_amount__gte=0,
+                    post_payment_credit_notes_amount__lte=F("total")
+                    - F("pre_payment_credit_notes_amount"),
+                ),
+                name="inv_credited_within_total",
             ),
             models.CheckConstraint(
                 condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount_paid")),
@@ -216,10 +242,24 @@ class Invoice(models.Model):
         return self.number or f"{DRAFT_REF_PREFIX}{self.pk}"
 
     @property
+    def amount_due(self) -> Decimal:
+        """What is to be paid once credit notes and the applied balance are taken off."""
+        return self.total - self.pre_payment_credit_notes_amount - self.applied_balance
+
+    @property
     def amount_remaining(self) -> Decimal:
         if self.status in PAYABLE_STATUSES or self.status == InvoiceStatus.DRAFT:
-            return self.total - self.amount_paid
+            return self.amount_due - self.amount_paid
         return ZERO
+
+    @property
+    def credit_notes_amount(self) -> Decimal:
+        return self.pre_payment_credit_notes_amount + self.post_payment_credit_notes_amount
+
+    @property
+    def amount_creditable(self) -> Decimal:
+        """What credit notes may still credit: the total less every earlier credit note."""
+        return self.total - self.credit_notes_amount
 
     @property
     def has_einvoice(self) -> bool:
@@ -293,3 +333,189 @@ class InvoiceTax(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.rate}%"
+
+
+# --- Credit notes -------------------------------------------------------------------
+
+
+class CreditNoteSettlement(models.TextChoices):
+    """Where the part of a credit note that money already paid covers goes (staff choose)."""
+
+    REFUND = "refund", "Refund to the original payment method"
+    CREDIT = "credit", "Customer credit balance"
+
+
+class CreditNote(models.Model):
+    """A correction of an issued invoice: a document of its own, never an edit of the invoice.
+
+    Amounts are positive (what is credited). `pre_payment_amount` went off the invoice's
+    amount remaining; the rest was money already received: `refund_amount` goes back to
+    the original payment method, `credit_amount` to the customer's credit balance.
+    """
+
+    number = models.CharField(max_length=32, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
+    currency = models.CharField(max_length=3)
+    issue_date = models.DateField()
+    reason = models.CharField(max_length=500)
+    settlement = models.CharField(max_length=8, choices=CreditNoteSettlement.choices)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2)
+    tax = models.DecimalField(max_digits=14, decimal_places=2)
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    pre_payment_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    refund_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    credit_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    tax_note = models.CharField(max_length=300, blank=True)
+    # Names one issuing request (a form, a dispute's correction): a retry returns this note.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # Set once billing.payments has sent the refund (or handed what it could not send to
+    # staff): reconciliation retries credit notes without it.
+    refund_handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-issue_date", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "issue_date", "id"], name="cn_cust_issued"),
+            models.Index(fields=["customer", "currency", "issue_date"], name="cn_cust_cur_issued"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gt=0), name="cn_total_positive"),
+            models.CheckConstraint(
+                condition=Q(subtotal__gte=0, tax__gte=0, total=F("subtotal") + F("tax")),
+                name="cn_total_is_sum",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    pre_payment_amount__gte=0,
+                    refund_amount__gte=0,
+                    credit_amount__gte=0,
+                    total=F("pre_payment_amount") + F("refund_amount") + F("credit_amount"),
+                ),
+                name="cn_settled_in_full",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    def get_absolute_url(self) -> str:
+        return reverse("invoices:credit-note-detail", args=[self.number])
+
+    @property
+    def post_payment_amount(self) -> Decimal:
+        return self.refund_amount + self.credit_amount
+
+    @property
+    def kind(self) -> str:
+        """Stripe's credit note `type`: pre_payment, post_payment or mixed."""
+        if self.post_payment_amount and self.pre_payment_amount:
+            return "mixed"
+        return "post_payment" if self.post_payment_amount else "pre_payment"
+
+
+class CreditNoteLine(models.Model):
+    """A credited amount (net): all or part of an invoice line, or a free amount (no line)."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(
+        InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_lines"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    description = models.CharField(max_length=500)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
+
+    class Meta:
+        ordering = ["credit_note", "position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="cnline_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class CreditNoteTax(models.Model):
+    """The tax reversed at one rate, with the original's name and note (reverse charge, ...)."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="tax_lines")
+    name = models.CharField(max_length=40)
+    rate = models.DecimalField(max_digits=5, decimal_places=2)
+    taxable_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["credit_note", "-rate"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="cntax_not_negative"),
+        ]
+        verbose_name = "credit note tax line"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rate}%"
+
+
+# --- Customer credit balance --------------------------------------------------------
+
+
+class CustomerBalance(models.Model):
+    """The customer's credit in one currency (Stripe's customer balance, as a positive
+    credit). Its row lock serialises every movement; the ledger below explains it."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_balances")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["customer", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], name="balance_one_per_cur"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="balance_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer}: {self.amount} {self.currency} credit"
+
+
+class BalanceTransactionKind(models.TextChoices):
+    CREDIT_NOTE = "credit_note", "Credit note"
+    APPLIED_TO_INVOICE = "applied_to_invoice", "Applied to invoice"
+    UNAPPLIED_FROM_INVOICE = "unapplied_from_invoice", "Returned from a voided invoice"
+    ADJUSTMENT = "adjustment", "Adjustment by staff"
+
+
+class CustomerBalanceTransaction(models.Model):
+    """One movement of a customer's credit: + adds credit, - uses it."""
+
+    balance = models.ForeignKey(
+        CustomerBalance, on_delete=models.PROTECT, related_name="transactions"
+    )
+    kind = models.CharField(max_length=24, choices=BalanceTransactionKind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    ending_balance = models.DecimalField(max_digits=14, decimal_places=2)
+    credit_note = models.ForeignKey(
+        CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    invoice = models.ForeignKey(
+        Invoice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="balance_transactions",
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="baltx_amount_not_zero"),
+            models.CheckConstraint(condition=Q(ending_balance__gte=0), name="baltx_end_not_neg"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount}"

@@ -1,4 +1,5 @@
-"""Gapless invoice numbers per series and year, e.g. INV-2026-000123.
+"""Gapless document numbers per series and year: invoices INV-2026-000123, credit notes
+CN-2026-000001 (a series of their own, so neither leaves a gap in the other).
 
 The counter row is locked with SELECT ... FOR UPDATE inside the caller's
 transaction: concurrent finalisations queue on it, and a rollback returns the
@@ -15,7 +16,7 @@ def format_number(series: str, year: int, sequence: int) -> str:
 
 
 def allocate_invoice_number(*, series: str, year: int) -> str:
-    assert connection.in_atomic_block, "allocate inside the finalising transaction"
+    assert connection.in_atomic_block, "allocate inside the issuing transaction"
     # ignore_conflicts: two first finalisations of a year may race to create the row.
     InvoiceNumberCounter.objects.bulk_create(
         [InvoiceNumberCounter(series=series, year=year)], ignore_conflicts=True

@@ -26,6 +26,9 @@ from django.http import Http404
 
 from billing.invoices.models import (
     DRAFT_REF_PREFIX,
+    CreditNote,
+    CreditNoteLine,
+    CustomerBalance,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -110,23 +113,35 @@ def invoice_page(
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Only the columns a list row shows, whether each is under review, and whether a bank
-    debit for it is processing."""
-    return qs.annotate(
-        under_review=under_review_flag(), payment_processing=payment_processing_flag()
-    ).only(
-        "id",
-        "number",
-        "customer_id",
-        "contract_id",
-        "status",
-        "currency",
-        "period_start",
-        "period_end",
-        "issue_date",
-        "due_date",
-        "total",
-        "amount_paid",
+    """Only the columns a list row shows, whether each is under review, whether a bank
+    debit for it is processing, and the numbers of its credit notes (one query)."""
+    return (
+        qs.annotate(under_review=under_review_flag(), payment_processing=payment_processing_flag())
+        .only(
+            "id",
+            "number",
+            "customer_id",
+            "contract_id",
+            "status",
+            "currency",
+            "period_start",
+            "period_end",
+            "issue_date",
+            "due_date",
+            "total",
+            "amount_paid",
+            "applied_balance",
+            "pre_payment_credit_notes_amount",
+            "post_payment_credit_notes_amount",
+        )
+        .prefetch_related(
+            Prefetch(
+                "credit_notes",
+                queryset=CreditNote.objects.only("id", "number", "invoice_id", "total").order_by(
+                    "number"
+                ),
+            )
+        )
     )
 
 
@@ -255,7 +270,10 @@ def _invoice_summary(
         qs = qs.filter(issue_date__gte=date_from)
     if date_to:
         qs = qs.filter(issue_date__lte=date_to)
-    owed = ExpressionWrapper(F("total") - F("amount_paid"), output_field=DecimalField())
+    owed = ExpressionWrapper(
+        F("total") - F("pre_payment_credit_notes_amount") - F("applied_balance") - F("amount_paid"),
+        output_field=DecimalField(),
+    )
     zero = Value(ZERO, output_field=DecimalField())
     rows = (
         qs.exclude(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.VOID])
@@ -285,6 +303,7 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
         # By relation name: payments depend on invoices, never the reverse. The page
         # orders them (oldest first) in Python.
         "payments__refunds",
+        Prefetch("credit_notes", queryset=CreditNote.objects.order_by("number")),
         # billing.collections' reports (disputes), oldest first, by relation name too.
         "reports",
     )
@@ -297,6 +316,37 @@ def invoice_detail(customer: Customer, ref: str) -> Invoice:
 
 def invoices_by_numbers(customer: Customer, numbers: list[str]) -> QuerySet[Invoice]:
     return invoices_of(customer).filter(number__in=numbers)
+
+
+# --- Credit notes and the credit balance --------------------------------------------
+
+
+def credit_note_for_customer_or_404(
+    customer: Customer, number: str, *, light: bool = False
+) -> CreditNote:
+    """The customer's credit note `number`; another customer's answers like a missing one.
+
+    With light=False its lines, tax lines, invoice and refunds (by relation name) come along.
+    """
+    qs = CreditNote.objects.filter(customer=customer, number=number).order_by()
+    if light:
+        qs = qs.only("id", "number", "customer_id", "invoice_id")
+    else:
+        qs = qs.select_related("invoice", "customer").prefetch_related(
+            Prefetch("lines", queryset=CreditNoteLine.objects.select_related("invoice_line")),
+            "tax_lines",
+            "refunds",
+        )
+    for note in qs[:1]:
+        return note
+    raise Http404("No such credit note.")
+
+
+def credit_balances(customer: Customer) -> list[CustomerBalance]:
+    """The customer's credit per currency, where there is any."""
+    return list(
+        CustomerBalance.objects.filter(customer=customer, amount__gt=0).order_by("currency")
+    )
 
 
 # --- CSV export ---------------------------------------------------------------------
@@ -315,6 +365,9 @@ CSV_HEADER = [
     "status",
     "paid_date",
     "customer_vat_id",
+    # Credit notes are rows of their own (status "credit_note", amounts negative) naming
+    # the invoice they credit here.
+    "credited_invoice",
 ]
 
 
@@ -359,6 +412,50 @@ def invoice_export_rows(
             # As billed: issued invoices keep the VAT id they were issued with; a draft has
             # none yet and shows the customer's current one.
             _csv_safe(billed_vat if number else current_vat),
+            "",
+        ]
+
+
+def credit_note_export_rows(
+    invoices: QuerySet[Invoice], *, chunk_size: int = 2000
+) -> Iterator[list]:
+    """CSV rows (same columns) for the credit notes of `invoices`: amounts negative, status
+    "credit_note", and the invoice they credit in the last column."""
+    columns = (
+        CreditNote.objects.filter(invoice__in=invoices.order_by().values("pk"))
+        .order_by("number")
+        .values_list(
+            "number",
+            "issue_date",
+            "invoice__number",
+            "invoice__period_start",
+            "invoice__period_end",
+            "invoice__contract_id",
+            "subtotal",
+            "tax",
+            "total",
+            "currency",
+            "invoice__bill_to_tax_id",
+        )
+    )
+    for row in columns.iterator(chunk_size=chunk_size):
+        (number, issued, invoice_number, start, end, contract_id, net, tax, total, cur,
+         vat) = row  # fmt: skip
+        yield [
+            number,
+            issued,
+            "",
+            start,
+            end,
+            contract_reference(contract_id) if contract_id else "",
+            -net,
+            -tax,
+            -total,
+            cur,
+            "credit_note",
+            "",
+            _csv_safe(vat),
+            invoice_number,
         ]
 
 

@@ -27,6 +27,7 @@ from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
 
 from . import selectors, signals
+from .balance import apply_balance_locked, unapply_balance_locked
 from .models import (
     INVOICE_TRANSITIONS,
     BillingReason,
@@ -325,6 +326,8 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         contract and contract.purchase_order_reference
     ) or customer.purchase_order_reference
     invoice.document_language = customer.document_language
+    # The customer's credit in this currency is used first (Stripe's customer balance).
+    apply_balance_locked(invoice, actor=actor)
     set_invoice_status(
         invoice,
         InvoiceStatus.OPEN,
@@ -332,6 +335,7 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         extra={
             "number": invoice.number,
             "total": invoice.total,
+            "applied_balance": invoice.applied_balance,
             "currency": invoice.currency,
             "due_date": invoice.due_date,
         },
@@ -344,6 +348,10 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
             actor=actor,
             note="zero total",
             changes={"paid_out_of_band": True},
+        )
+    elif invoice.amount_remaining == ZERO:
+        set_invoice_status(
+            invoice, InvoiceStatus.PAID, actor=actor, note="paid from the customer's credit"
         )
     emit_after_commit(signals.invoice_finalized, invoice_id=invoice.pk)
     return invoice
@@ -359,7 +367,8 @@ def invoice_finalize(
 
 
 def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
-    """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided."""
+    """Draft/Open/Uncollectible -> Void. An invoice with money on it cannot be voided; credit
+    it had used from the customer's balance goes back there. Quietly returns a void one."""
     with transaction.atomic():
         invoice = lock_invoice(invoice_id)
         if invoice.status == InvoiceStatus.VOID:
@@ -369,7 +378,15 @@ def invoice_void(*, invoice_id: int, actor: Actor, reason: str = "") -> Invoice:
                 f"Invoice {invoice} has payments on it; refund them instead of voiding.",
                 code="has_payments",
             )
-        set_invoice_status(invoice, InvoiceStatus.VOID, actor=actor, note=reason)
+        # Credit the invoice had used goes back to the customer's balance.
+        returned = unapply_balance_locked(invoice, actor=actor)
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.VOID,
+            actor=actor,
+            note=reason,
+            extra={"balance_returned": returned} if returned else None,
+        )
         # Nothing is owed on it any more: the contract may be back in good standing.
         restore_standing_if_settled(invoice, actor=actor, today=timezone.localdate())
     return invoice

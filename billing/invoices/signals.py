@@ -10,6 +10,8 @@ from django.dispatch import Signal
 invoice_finalized = Signal()
 # kwargs: invoice_id, old_status, new_status
 invoice_status_changed = Signal()
+# kwargs: credit_note_id (billing.payments sends its refund_amount back, if any)
+credit_note_issued = Signal()
 
 # A request, not an event: sent by billing.api inside the request, before anything is
 # committed, to open a report (dispute) on an invoice. billing.collections owns reports

@@ -18,5 +18,7 @@ urlpatterns = [
         document_views.invoice_pdf_for_link,
         name="invoice-pdf-for-link",
     ),
+    path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
+    path("credit-notes/<str:number>/pdf/", document_views.credit_note_pdf, name="credit-note-pdf"),
     path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),
 ]

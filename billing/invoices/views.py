@@ -137,6 +137,25 @@ def invoice_detail(request: HttpRequest, number: str) -> HttpResponse:
             "failed_payments": [p for p in payments if p.failure_message or p.failure_code],
             "blocks": list(invoice.contract.blocks.all()) if invoice.contract_id else [],
             "can_pay": request.membership.can_pay,
+            "credit_notes": list(invoice.credit_notes.all()),
+        },
+    )
+
+
+@require_GET
+@member_required()
+def credit_note_detail(request: HttpRequest, number: str) -> HttpResponse:
+    note = selectors.credit_note_for_customer_or_404(request.customer, number)
+    refunds = sorted(note.refunds.all(), key=lambda r: (r.created_at, r.pk))
+    return render(
+        request,
+        "billing/credit_note_detail.html",
+        {
+            "note": note,
+            "invoice": note.invoice,
+            "lines": note.lines.all(),
+            "tax_lines": note.tax_lines.all(),
+            "refunds": refunds,
         },
     )
 
@@ -164,6 +183,8 @@ def invoice_export_csv(request: HttpRequest) -> StreamingHttpResponse:
     def rows():
         yield writer.writerow(selectors.CSV_HEADER)
         for row in selectors.invoice_export_rows(qs, current_vat=request.customer.tax_id):
+            yield writer.writerow(row)
+        for row in selectors.credit_note_export_rows(qs):
             yield writer.writerow(row)
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -1,13 +1,16 @@
 import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from billing.invoices.admin import InvoiceAdmin, run_on_each
+from billing.invoices.admin import CustomerBillingAdmin, InvoiceAdmin, run_on_each
 from billing.invoices.models import Invoice
+from contracts.models import Customer
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, audit_trail, report
 from core.errors import DomainError
 
@@ -21,6 +24,7 @@ from .models import (
     WebhookEventStatus,
 )
 from .providers import PaymentError
+from .statements import statement_email
 
 
 class PaymentInline(ReadOnlyInline):
@@ -134,9 +138,18 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "payment", "amount", "status", "reason", "failure_reason", "created_at"]
+    list_display = [
+        "pk",
+        "payment",
+        "amount",
+        "status",
+        "reason",
+        "credit_note",
+        "failure_reason",
+        "created_at",
+    ]
     list_filter = ["status"]
-    search_fields = ["provider_refund_id", "payment__invoice__number"]
+    search_fields = ["provider_refund_id", "payment__invoice__number", "credit_note__number"]
 
 
 @admin.register(PaymentMethod)
@@ -218,4 +231,63 @@ class InvoicePaymentsAdmin(InvoiceAdmin):
     def record_bank_transfer(self, request, queryset):
         run_on_each(
             request, queryset, services.invoice_record_out_of_band_payment, note="bank transfer"
+        )
+
+
+# The customer page gains "e-mail a statement" here (the statement reads payments).
+admin.site.unregister(Customer)
+
+
+def _year_start() -> datetime.date:
+    return timezone.localdate().replace(month=1, day=1)
+
+
+class StatementEmailForm(forms.Form):
+    currency = forms.ChoiceField(choices=[(c, c) for c in settings.SUPPORTED_CURRENCIES])
+    start = forms.DateField(initial=_year_start, help_text="YYYY-MM-DD")
+    end = forms.DateField(initial=timezone.localdate, help_text="YYYY-MM-DD")
+
+
+@admin.register(Customer)
+class CustomerStatementAdmin(CustomerBillingAdmin):
+    actions = [*CustomerBillingAdmin.actions, "email_statement"]
+
+    @admin.action(description="E-mail a statement of account", permissions=["change"])
+    def email_statement(self, request, queryset):
+        form = StatementEmailForm(request.POST if request.POST.get("apply") else None)
+        if form.is_bound and form.is_valid():
+            done, errors = [], []
+            for customer in queryset:
+                try:
+                    recipients = statement_email(
+                        customer_id=customer.pk,
+                        currency=form.cleaned_data["currency"],
+                        start=form.cleaned_data["start"],
+                        end=form.cleaned_data["end"],
+                        actor=request.user,
+                    )
+                except DomainError as exc:
+                    errors.append(f"{customer}: {exc.message}")
+                    continue
+                done.append(f"{customer} ({', '.join(recipients)})")
+            report(request, done, errors)
+            if not errors:
+                return None
+            if not done:
+                self.message_user(request, "No statement was sent.", messages.WARNING)
+            return None
+        return TemplateResponse(
+            request,
+            "billing/admin/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "E-mail a statement of account",
+                "intro": "PDF and CSV go to each customer's billing e-mail and billing members.",
+                "items": [str(c) for c in queryset],
+                "form": form,
+                "selected": [c.pk for c in queryset],
+                "action": "email_statement",
+                "submit_label": "Send",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
         )

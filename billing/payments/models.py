@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
-from billing.invoices.models import Invoice
+from billing.invoices.models import CreditNote, Invoice
 from contracts.models import Customer
 from core.money import ZERO
 
@@ -169,6 +169,11 @@ class Refund(models.Model):
     idempotency_key = models.CharField(max_length=100, unique=True)
     # What the processor said when the refund failed (Stripe's failure_reason), if it did.
     failure_reason = models.CharField(max_length=100, blank=True)
+    # The credit note this refund settles: its money is accounted on the credit note, so
+    # the invoice's own amount_refunded and status are left alone.
+    credit_note = models.ForeignKey(
+        CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
+    )
     # The part of this refund taken off the invoice; the rest returned money it never held.
     invoice_share = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     created_at = models.DateTimeField(auto_now_add=True)

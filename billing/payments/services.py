@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from billing.invoices.models import PAYABLE_STATUSES, Invoice, InvoiceStatus
+from billing.invoices.models import PAYABLE_STATUSES, CreditNote, Invoice, InvoiceStatus
 from billing.invoices.services import (
     emit_after_commit,
     lock_invoice,
@@ -363,7 +363,7 @@ def payment_record_success(
         payment.amount_credited = applied
         payment_set_status(payment, PaymentStatus.SUCCEEDED, actor=actor, customer=invoice.customer)
         if applied:
-            if invoice.amount_paid + applied == invoice.total:
+            if applied == invoice.amount_remaining:
                 set_invoice_status(
                     invoice,
                     InvoiceStatus.PAID,
@@ -660,20 +660,36 @@ def _refund_undo_locked(
     # Only what is with us again: the refunds recorded since, while we held this one as
     # succeeded, may have taken part of the money it gives back (Stripe refunded less).
     share = min(refund.invoice_share, payment_excess_left(payment))
-    # The invoice handed money back after it was paid: it holds it again. A share taken
-    # while the invoice was still payable is owed again, and paid again up to what it owes.
-    back = min(share, invoice.amount_refunded)
-    credit = (
-        min(share - back, invoice.amount_remaining) if invoice.status in PAYABLE_STATUSES else ZERO
-    )
-    if share - back - credit:
+    if refund.credit_note_id:
+        # The credit note stays as issued and the invoice never gave the money up: it is the
+        # payment's again, and staff return it another way (or as customer credit).
+        back = credit = ZERO
+        payment.amount_credited += share
         logger.error(
-            "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
-            share - back - credit,
+            "STAFF: refund %s of %s for credit note %s failed at the processor; "
+            "return the money another way or as customer credit",
             refund.pk,
-            invoice,
+            refund.amount,
+            refund.credit_note_id,
         )
-    payment.amount_credited += back + credit
+    else:
+        # The invoice handed money back after it was paid: it holds it again. A share taken
+        # while the invoice was still payable is owed again, and paid again up to what it
+        # owes.
+        back = min(share, invoice.amount_refunded)
+        credit = (
+            min(share - back, invoice.amount_remaining)
+            if invoice.status in PAYABLE_STATUSES
+            else ZERO
+        )
+        if share - back - credit:
+            logger.error(
+                "STAFF: %s of failed refund %s is back with us but invoice %s no longer owes it",
+                share - back - credit,
+                refund.pk,
+                invoice,
+            )
+        payment.amount_credited += back + credit
     if payment.status == PaymentStatus.REFUNDED:
         # A held payment goes back on hold: its money still waits for staff.
         payment_set_status(
@@ -705,7 +721,7 @@ def _refund_undo_locked(
             changes=changes,
             extra={"refund": refund.pk},
         )
-    elif invoice.status in PAYABLE_STATUSES and changes["amount_paid"] == invoice.total:
+    elif invoice.status in PAYABLE_STATUSES and credit == invoice.amount_remaining:
         set_invoice_status(
             invoice,
             InvoiceStatus.PAID,
@@ -833,6 +849,10 @@ def payment_record_refund(
             },
             note=refund.reason,
         )
+        # A credit note's refund leaves the invoice as it is: the credit note already took
+        # the money off what it holds (post_payment_credit_notes_amount); Stripe keeps such
+        # an invoice paid.
+        share = ZERO if refund.credit_note_id else share
         if share and invoice.status in PAYABLE_STATUSES:
             # Part of what the invoice owes was paid and is handed back: it is owed again.
             invoice.amount_paid -= share
@@ -1656,9 +1676,21 @@ def _refund_request_locked(
     reason: str,
     returns_excess: bool,
     actor: Actor,
+    credit_note_id: int | None = None,
 ) -> Refund:
     """Write the pending Refund (caller holds the invoice and payment locks)."""
-    if returns_excess:
+    if credit_note_id is not None:
+        # One refund per credit note and payment: a second run of the same credit note's
+        # refund finds it instead of sending the money twice.
+        previous = Refund.objects.filter(
+            payment=payment,
+            idempotency_key__startswith=f"payment-{payment.pk}-cn-{credit_note_id}-",
+        )
+        done = previous.exclude(status=RefundStatus.FAILED).first()
+        if done:
+            return done
+        key = f"payment-{payment.pk}-cn-{credit_note_id}-{previous.count() + 1}"
+    elif returns_excess:
         previous = Refund.objects.filter(
             payment=payment, idempotency_key__startswith=f"payment-{payment.pk}-{EXCESS}"
         )
@@ -1696,14 +1728,23 @@ def _refund_request_locked(
             code="refund_amount",
         )
     refund = Refund.objects.create(
-        payment=payment, amount=amount, reason=reason[:200], idempotency_key=key
+        payment=payment,
+        amount=amount,
+        reason=reason[:200],
+        idempotency_key=key,
+        credit_note_id=credit_note_id,
     )
     audit_record(
         actor=actor,
         action="refund.requested",
         target=refund,
         customer=invoice.customer,
-        after={"amount": amount, "payment": payment.pk, "returns_excess": returns_excess},
+        after={
+            "amount": amount,
+            "payment": payment.pk,
+            "returns_excess": returns_excess,
+            "credit_note": credit_note_id,
+        },
         note=reason,
     )
     return refund
@@ -1716,6 +1757,7 @@ def payment_refund(
     actor: Actor,
     reason: str = "",
     returns_excess: bool = False,
+    credit_note_id: int | None = None,
 ) -> Refund:
     """Send `amount` (None: all that is left) of a payment back through its provider.
 
@@ -1747,9 +1789,10 @@ def payment_refund(
                 reason=reason,
                 returns_excess=returns_excess,
                 actor=actor,
+                credit_note_id=credit_note_id,
             )
             if refund.provider_refund_id or refund.status != RefundStatus.PENDING:
-                return refund  # the excess is already on its way back (or back)
+                return refund  # already on its way back (or back)
             amount = refund.amount
         key = refund.idempotency_key
     provider = get_provider(payment.provider)
@@ -1822,6 +1865,10 @@ def _refund_merge_locked(
     if placeholder.reason and confirmed.reason in ("", PROVIDER_REFUND_REASON):
         confirmed.reason = placeholder.reason
         confirmed.save(update_fields=["reason"])
+    if placeholder.credit_note_id and not confirmed.credit_note_id:
+        confirmed.credit_note_id = placeholder.credit_note_id
+        confirmed.save(update_fields=["credit_note"])
+        _uncount_credit_note_refund_locked(invoice, confirmed, actor=actor)
     audit_record(
         actor=actor,
         action="refund.merged",
@@ -1838,6 +1885,106 @@ def _refund_merge_locked(
     )
     placeholder.delete()
     return confirmed
+
+
+def _uncount_credit_note_refund_locked(invoice: Invoice, refund: Refund, *, actor: Actor) -> None:
+    """The provider's confirmation of a credit note's refund arrived first and was counted
+    on the invoice as a refund of its own; the credit note already accounts for it."""
+    if invoice.status in PAYABLE_STATUSES or invoice.amount_refunded <= 0:
+        return
+    invoice.amount_refunded = max(ZERO, invoice.amount_refunded - refund.invoice_share)
+    if invoice.status == InvoiceStatus.REFUND:
+        set_invoice_status(
+            invoice,
+            InvoiceStatus.PAID,
+            actor=actor,
+            now=invoice.paid_at,
+            note="the refund belongs to a credit note",
+            extra={"refund": refund.pk},
+        )
+        return
+    invoice.state_version += 1
+    invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
+    mark_invoice_list_changed(invoice)
+
+
+# --- Credit notes -------------------------------------------------------------------
+
+
+def credit_note_refund(*, credit_note_id: int, actor: Actor) -> list[Refund]:
+    """Send a credit note's refund_amount back to the payments of its invoice, newest first.
+
+    Idempotent: each payment gets at most one refund per credit note, and a credit note
+    whose refund was handled (sent, or handed to staff) is left alone. What cannot go back
+    through a provider (a bank transfer recorded by staff, a payment already refunded) is
+    handed to staff with an alert. ProviderUnavailable propagates: nothing is marked
+    handled, and the task (or reconciliation) sends it again under the same keys.
+    """
+    note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
+    if note.refund_handled_at is not None or note.refund_amount <= 0:
+        return []
+    sent = Refund.objects.filter(credit_note=note).exclude(status=RefundStatus.FAILED)
+    to_send = note.refund_amount - sum((r.amount for r in sent), ZERO)
+    made: list[Refund] = []
+    payments = Payment.objects.filter(
+        invoice_id=note.invoice_id, status=PaymentStatus.SUCCEEDED, is_duplicate=False
+    ).order_by("-succeeded_at", "-pk")
+    for payment in payments:
+        if to_send <= 0:
+            break
+        mine = sent.filter(payment=payment).first()
+        if mine is not None:
+            continue  # this payment already carries its part
+        if not (payment.provider_payment_id or payment.provider_charge_id):
+            continue
+        pending = sum((r.amount for r in payment.refunds.filter(status=RefundStatus.PENDING)), ZERO)
+        available = payment.amount_collected - payment.amount_refunded - pending
+        if available <= 0:
+            continue
+        amount = min(available, to_send)
+        try:
+            refund = payment_refund(
+                payment_id=payment.pk,
+                amount=amount,
+                actor=actor,
+                reason=f"Credit note {note.number}",
+                credit_note_id=note.pk,
+            )
+        except ProviderUnavailable:
+            raise
+        except (DomainError, PaymentError) as exc:
+            logger.warning(
+                "credit note %s: refund of payment %s not sent: %s",
+                note.number,
+                payment.pk,
+                getattr(exc, "message", exc),
+            )
+            continue
+        made.append(refund)
+        to_send -= amount
+    with transaction.atomic():
+        invoice = lock_invoice(note.invoice_id)
+        note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+        if note.refund_handled_at is not None:
+            return made
+        note.refund_handled_at = timezone.now()
+        note.save(update_fields=["refund_handled_at"])
+        audit_record(
+            actor=actor,
+            action="credit_note.refund_sent",
+            target=note,
+            customer=invoice.customer,
+            after={"refunds": [r.pk for r in made], "not_sent": max(to_send, ZERO)},
+        )
+        if to_send > 0:
+            _alert_staff_after_commit(
+                f"Credit note {note.number}: {to_send} {note.currency} to return by hand",
+                f"Credit note {note.number} of invoice {invoice} refunds {note.refund_amount} "
+                f"{note.currency}; {to_send} {note.currency} of it could not be sent back "
+                "through a payment provider (e.g. it was paid by bank transfer). Return it "
+                "to the customer another way, or add it to their credit balance in admin.",
+            )
+    return made
 
 
 @receiver(signals.payment_needs_refund, dispatch_uid="billing.payments.refund_excess")
@@ -2134,7 +2281,25 @@ def payments_reconcile(*, actor: Actor, older_than_minutes: int = 5) -> int:
         _apply_outcome(payment, outcome, actor=actor)
         payment.refresh_from_db()
         changed += payment.status != before
-    return changed + _refunds_resend(actor=actor, cutoff=cutoff)
+    return (
+        changed
+        + _refunds_resend(actor=actor, cutoff=cutoff)
+        + _credit_notes_resend(actor=actor, cutoff=cutoff)
+    )
+
+
+def _credit_notes_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:
+    """Credit notes whose refund was never sent (the task was lost, the provider was down)."""
+    sent = 0
+    waiting = CreditNote.objects.filter(
+        refund_amount__gt=0, refund_handled_at__isnull=True, created_at__lte=cutoff
+    ).values_list("pk", flat=True)
+    for credit_note_id in waiting:
+        try:
+            sent += len(credit_note_refund(credit_note_id=credit_note_id, actor=actor))
+        except PaymentError as exc:
+            logger.warning("reconcile: credit note %s not refunded: %s", credit_note_id, exc)
+    return sent
 
 
 def _refunds_resend(*, actor: Actor, cutoff: datetime.datetime) -> int:

@@ -64,3 +64,10 @@ def sweep_webhook_events() -> int:
     from .webhooks import webhook_events_sweep
 
     return webhook_events_sweep()
+
+
+@shared_task(base=PortalTask, name="payments.refund_credit_note")
+def refund_credit_note(credit_note_id: int) -> int:
+    """Send a credit note's refund; a provider that cannot be reached is retried, and
+    reconciliation catches what was lost."""
+    return len(services.credit_note_refund(credit_note_id=credit_note_id, actor=CALENDAR))

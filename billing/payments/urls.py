@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import statement_views, views
 
 app_name = "payments"
 
@@ -36,6 +36,9 @@ urlpatterns = [
         views.payment_method_remove,
         name="payment-method-remove",
     ),
+    path("statements/", statement_views.statement_page, name="statement"),
+    path("statements/statement.pdf", statement_views.statement_download_pdf, name="statement-pdf"),
+    path("statements/statement.csv", statement_views.statement_download_csv, name="statement-csv"),
     path("sandbox/checkout/<str:token>/", views.sandbox_checkout, name="sandbox-checkout"),
     path("sandbox/setup/<str:token>/", views.sandbox_setup, name="sandbox-setup"),
     path("sandbox/confirm/<str:token>/", views.sandbox_confirm, name="sandbox-confirm"),

@@ -159,6 +159,7 @@ GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
 DISPUTE_WINDOW_DAYS = env.int("DISPUTE_WINDOW_DAYS", default=90)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
+CREDIT_NOTE_NUMBER_SERIES = env("CREDIT_NOTE_NUMBER_SERIES", default="CN")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF", "INR")
 # The seller as documents print it. SELLER_ADDRESS is the street and town lines without the

@@ -1,8 +1,11 @@
+from decimal import Decimal
+
 import pytest
 from django.core.cache import cache
 
 from billing.api.models import ApiScope
 from billing.api.tokens import token_create
+from billing.invoices.credit_notes import credit_note_issue
 from billing.payments.models import PaymentMethod
 from contracts.models import Role
 from tests.factories import CustomerFactory, MembershipFactory, make_contract, make_invoice
@@ -17,8 +20,8 @@ def _fresh_cache():
 
 
 class World:
-    """Customer A with an owner, a viewer, a contract, an open invoice, a saved card and an
-    API token; customer B with its own owner, contract and invoice."""
+    """Customer A with an owner, a viewer, a contract, an open invoice with a credit note, a
+    saved card and an API token; customer B with its own owner, contract and invoice."""
 
 
 @pytest.fixture
@@ -30,6 +33,9 @@ def world(db):
     w.contract = make_contract(w.customer, blocks=1)
     w.block = w.contract.blocks.get()
     w.invoice = make_invoice(w.contract)
+    w.credit_note = credit_note_issue(
+        invoice_id=w.invoice.pk, amount=Decimal("1.00"), reason="r", settle="credit", actor="t"
+    )
     w.method = PaymentMethod.objects.create(
         customer=w.customer,
         provider="sandbox",

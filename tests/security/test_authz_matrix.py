@@ -183,6 +183,35 @@ MATRIX: dict[str, Row] = {
         data=lambda w: {"customer": str(w.customer.pk), "next": "/invoices/"},
         secret=lambda w: w.customer.name,
     ),
+    "invoices:credit-note-detail": Row(
+        "get",
+        lambda w: f"/credit-notes/{w.credit_note.number}/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
+        secret=lambda w: w.customer.name,
+    ),
+    "invoices:credit-note-pdf": Row(
+        "get",
+        lambda w: f"/credit-notes/{w.credit_note.number}/pdf/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
+        secret=lambda w: "%PDF",
+    ),
+    # Statements are of the person's own customer: B's owner gets B's, never A's lines.
+    "payments:statement": Row(
+        "get",
+        lambda w: "/statements/?currency=EUR",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
+    ),
+    "payments:statement-csv": Row(
+        "get",
+        lambda w: "/statements/statement.csv?currency=EUR",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
+    ),
+    "payments:statement-pdf": Row(
+        "get",
+        lambda w: "/statements/statement.pdf?currency=EUR",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 200},
+        secret=lambda w: w.customer.name,
+    ),
     "contracts:activity": Row(
         "get",
         lambda w: "/account/activity/",
@@ -239,6 +268,26 @@ MATRIX: dict[str, Row] = {
         lambda w: f"/api/invoices/{invoice_api_id(w.invoice)}/report",
         {"anonymous": 401, "other_owner": 404, "viewer": 401},
         data=lambda w: {"reason": "other", "description": "Wrong."},
+        api=True,
+    ),
+    "api:credit-note-list": Row(
+        "get",
+        lambda w: "/api/credit_notes",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        secret=lambda w: w.credit_note.number,
+        api=True,
+    ),
+    "api:credit-note-detail": Row(
+        "get",
+        lambda w: f"/api/credit_notes/cn_{w.credit_note.pk}",
+        {"anonymous": 401, "other_owner": 404, "viewer": 401},
+        secret=lambda w: w.credit_note.number,
+        api=True,
+    ),
+    "api:statement": Row(
+        "get",
+        lambda w: "/api/statement?currency=eur",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
         api=True,
     ),
     "api:billing-details": Row(

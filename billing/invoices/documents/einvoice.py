@@ -219,8 +219,10 @@ def _build(invoice: Invoice, guideline: str) -> bytes:
     sums.tax_basis_total = invoice.subtotal
     sums.tax_total = (invoice.tax, currency)
     sums.grand_total = invoice.total
-    sums.prepaid_total = ZERO
-    sums.due_amount = invoice.total
+    # Customer credit used at finalisation is money already received (BT-113); credit
+    # notes are documents of their own and do not change the invoice's figures.
+    sums.prepaid_total = invoice.applied_balance
+    sums.due_amount = invoice.total - invoice.applied_balance
     return doc.serialize(schema=_SCHEMA)
 
 

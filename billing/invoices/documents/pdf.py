@@ -29,7 +29,13 @@ from weasyprint import HTML
 from weasyprint.urls import default_url_fetcher
 
 from billing.invoices.links import pay_url
-from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
+from billing.invoices.models import (
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
 
 from . import content as doc
 from . import einvoice
@@ -37,7 +43,8 @@ from . import einvoice
 logger = logging.getLogger(__name__)
 
 # Bump when the template changes in a way that must replace already stored documents.
-TEMPLATE_REVISION = "r2"
+# r3: credit notes and the applied balance in the sums.
+TEMPLATE_REVISION = "r3"
 _PDF_HEADER = b"%PDF-"
 _PDF_TRAILER = b"%%EOF"
 
@@ -83,10 +90,14 @@ def _no_network_fetcher(url: str, *args, **kwargs) -> dict:
 
 
 def with_document_data(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Everything a document shows, in three queries however many invoices `qs` holds."""
+    """Everything a document shows, in four queries however many invoices `qs` holds."""
     return qs.select_related("customer", "contract").prefetch_related(
         Prefetch("lines", queryset=InvoiceLine.objects.select_related("block")),
         "tax_lines",
+        Prefetch(
+            "credit_notes",
+            queryset=with_credit_note_data(CreditNote.objects.order_by("number")),
+        ),
     )
 
 
@@ -149,6 +160,7 @@ def _render_html(invoice: Invoice, language: str) -> str:
         "pay_url": pay_url(invoice) if invoice.number and invoice.is_payable else "",
         "amount_due": invoice.amount_remaining,
         "payment_terms_days": settings.PAYMENT_TERMS_DAYS,
+        "credit_notes": list(invoice.credit_notes.all()),
         # Indian GST invoices name the service's SAC code on every line.
         "show_sac": buyer.country == "IN",
         "sac_code": settings.INDIA_SAC_CODE,
@@ -268,5 +280,60 @@ def invoice_pdf_document(invoice: Invoice) -> InvoiceDocument:
         # The invoice moved on while we looked; serve (and cache) what it is now.
         return invoice_pdf_document(fresh)
     content = render_invoice_pdf_bytes(fresh)
+    stored = _store(name, content)
+    return InvoiceDocument(content, filename, etag, name if stored else None)
+
+
+# --- Credit notes -------------------------------------------------------------------
+#
+# A credit note never changes once issued, so its document is rendered once and stored
+# under its id; it shows the invoice's issued snapshot of the customer.
+
+
+def credit_note_storage_name(note: CreditNote) -> str:
+    return f"credit-notes/pdf/{TEMPLATE_REVISION}/{note.pk}.pdf"
+
+
+def credit_note_etag(note: CreditNote) -> str:
+    return f'"cn-{TEMPLATE_REVISION}-{note.pk}"'
+
+
+def with_credit_note_data(qs: QuerySet[CreditNote]) -> QuerySet[CreditNote]:
+    return qs.select_related("invoice", "customer").prefetch_related(
+        Prefetch("lines", queryset=CreditNoteLine.objects.select_related("invoice_line__block")),
+        "tax_lines",
+    )
+
+
+def render_credit_note_html(note: CreditNote) -> str:
+    tax_lines = list(note.tax_lines.all())
+    line_notes = {t.note for t in tax_lines if t.note}
+    return render_to_string(
+        "billing/pdf/credit_note.html",
+        {
+            "note": note,
+            "invoice": note.invoice,
+            "seller": settings.SELLER,
+            "bill_to": doc.buyer(note.invoice),
+            "page_label": "Page",
+            "of_label": "of",
+            "lines": list(note.lines.all()),
+            "tax_lines": tax_lines,
+            "tax_note": note.tax_note if note.tax_note not in line_notes else "",
+        },
+    )
+
+
+def credit_note_pdf_document(note: CreditNote) -> InvoiceDocument:
+    """The credit note's document, from storage or rendered and stored on first use."""
+    name = credit_note_storage_name(note)
+    filename = f"{note.number}.pdf"
+    etag = credit_note_etag(note)
+    content = _read_cached(name)
+    if content is not None:
+        return InvoiceDocument(content, filename, etag, name)
+    if "lines" not in getattr(note, "_prefetched_objects_cache", {}):
+        note = with_credit_note_data(CreditNote.objects.all()).get(pk=note.pk)
+    content = html_to_pdf(render_credit_note_html(note))
     stored = _store(name, content)
     return InvoiceDocument(content, filename, etag, name if stored else None)

@@ -11,10 +11,22 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing.invoices.links import invoice_for_pay_token
 from billing.invoices.models import DRAFT_REF_PREFIX
-from billing.invoices.selectors import invoice_for_customer_or_404, invoices_by_numbers
+from billing.invoices.selectors import (
+    credit_note_for_customer_or_404,
+    invoice_for_customer_or_404,
+    invoices_by_numbers,
+)
 from contracts.context import member_required
 
-from .pdf import cached_etag, invoice_pdf_document, invoice_xrechnung, with_document_data
+from .pdf import (
+    InvoiceDocument,
+    cached_etag,
+    credit_note_etag,
+    credit_note_pdf_document,
+    invoice_pdf_document,
+    invoice_xrechnung,
+    with_document_data,
+)
 from .zipstream import stream_invoice_zip
 
 logger = logging.getLogger(__name__)
@@ -69,6 +81,10 @@ def _pdf_response(request: HttpRequest, invoice) -> HttpResponse:
             "Please try again in a minute; if it keeps failing, contact billing support.",
             status=503,
         )
+    return _document_response(request, document)
+
+
+def _document_response(request: HttpRequest, document: InvoiceDocument) -> HttpResponse:
     if _etag_matches(request, document.etag):
         return _not_modified(document.etag)
     response = HttpResponse(document.content, content_type="application/pdf")
@@ -79,6 +95,27 @@ def _pdf_response(request: HttpRequest, invoice) -> HttpResponse:
     response["Cache-Control"] = "private, no-cache"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@require_GET
+@member_required()
+def credit_note_pdf(request: HttpRequest, number: str) -> HttpResponse:
+    """Any member may download their customer's credit notes (they never change)."""
+    note = credit_note_for_customer_or_404(request.customer, number, light=True)
+    etag = credit_note_etag(note)
+    if _etag_matches(request, etag):
+        return _not_modified(etag)
+    try:
+        document = credit_note_pdf_document(note)
+    except Exception:  # the person gets a clear message, never a 500 page
+        logger.exception("PDF of credit note %s could not be produced", note.pk)
+        return _refuse(
+            request,
+            f"The PDF of {note.number} could not be produced just now. "
+            "Please try again in a minute; if it keeps failing, contact billing support.",
+            status=503,
+        )
+    return _document_response(request, document)
 
 
 @require_GET

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from billing.invoices.models import Invoice
 
-from .pdf import invoice_pdf_document
+from .pdf import credit_note_pdf_document, invoice_pdf_document
 
 
 class _Sink(io.RawIOBase):
@@ -40,8 +40,7 @@ class _Sink(io.RawIOBase):
         return data
 
 
-def _member(invoice: Invoice, filename: str) -> zipfile.ZipInfo:
-    day = invoice.issue_date or invoice.period_start
+def _member(day, filename: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(filename, date_time=(day.year, day.month, day.day, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
@@ -49,13 +48,19 @@ def _member(invoice: Invoice, filename: str) -> zipfile.ZipInfo:
 
 
 def stream_invoice_zip(invoices: Iterable[Invoice]) -> Iterator[bytes]:
-    """Yield a ZIP holding one `<number>.pdf` per invoice, from the PDF cache (or rendered)."""
+    """Yield a ZIP holding one `<number>.pdf` per invoice and per credit note of it (callers
+    prefetch `credit_notes`), from the PDF cache (or rendered)."""
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
         for invoice in invoices:
             document = invoice_pdf_document(invoice)
-            archive.writestr(_member(invoice, document.filename), document.content)
+            day = invoice.issue_date or invoice.period_start
+            archive.writestr(_member(day, document.filename), document.content)
             yield sink.drain()
+            for note in invoice.credit_notes.all():
+                document = credit_note_pdf_document(note)
+                archive.writestr(_member(note.issue_date, document.filename), document.content)
+                yield sink.drain()
     tail = sink.drain()
     if tail:
         yield tail

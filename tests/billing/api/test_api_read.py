@@ -1,11 +1,15 @@
 import datetime
+from decimal import Decimal
 
 import pytest
 import time_machine
 from django.utils import timezone
+from jsonschema_rs import Draft202012Validator
 
 from billing.api.models import ApiScope, ApiToken
+from billing.api.views import openapi_document
 from billing.invoices import services
+from billing.invoices.credit_notes import CreditLine, credit_note_issue
 from billing.invoices.models import InvoiceStatus
 from billing.payments import services as payment_services
 from contracts.models import Role
@@ -253,6 +257,9 @@ def test_schema_is_public_json_and_describes_every_route(client):
         "/api/invoices/",
         "/api/invoices/{id}",
         "/api/invoices/{id}/pay",
+        "/api/credit_notes/",
+        "/api/credit_notes/{id}",
+        "/api/statement",
         "/api/invoices/{id}/report",
         "/api/billing_details",
     }
@@ -291,3 +298,49 @@ def test_the_delinquent_flag_is_looked_up_only_for_an_expanded_customer(api, cus
 
     assert delinquency_queries(f"/api/invoices/in_{invoice.pk}") == 0
     assert delinquency_queries(f"/api/invoices/in_{invoice.pk}?expand[]=customer") == 1
+
+
+def test_credit_notes_in_stripes_shape_with_the_invoice_amounts(
+    api, customer, token, assert_invoice_schema, other_customer, assert_error_schema
+):
+    doc = openapi_document()
+    validator = Draft202012Validator(
+        {**doc["components"]["schemas"]["CreditNote"], "components": doc["components"]}
+    )
+    invoice = make_invoice(customer=customer)
+    (line,) = invoice.lines.all()
+    note = credit_note_issue(
+        invoice_id=invoice.pk,
+        lines=[CreditLine(line.pk, Decimal("20.00"))],
+        reason="wrong period",
+        settle="credit",
+        actor="s",
+    )
+    body = api("get", f"/api/credit_notes/cn_{note.pk}", token).json()
+    validator.validate(body)
+    assert body["number"] == note.number and body["invoice"] == f"in_{invoice.pk}"
+    assert (body["subtotal"], body["total"], body["pre_payment_amount"]) == (2000, 2380, 2380)
+    assert body["type"] == "pre_payment" and body["memo"] == "wrong period"
+    assert body["total_taxes"][0]["amount"] == 380
+    assert body["lines"]["data"][0]["invoice_line_item"] == f"il_{line.pk}"
+    inv = assert_invoice_schema(api("get", f"/api/invoices/in_{invoice.pk}", token).json())
+    assert inv["pre_payment_credit_notes_amount"] == 2380
+    assert inv["post_payment_credit_notes_amount"] == 0
+    assert inv["amount_due"] == 11900 - 2380 and inv["amount_remaining"] == 11900 - 2380
+    listed = api("get", f"/api/credit_notes?invoice=in_{invoice.pk}", token).json()
+    assert [n["id"] for n in listed["data"]] == [f"cn_{note.pk}"]
+    for row in listed["data"]:
+        validator.validate(row)
+    theirs = credit_note_issue(
+        invoice_id=make_invoice(customer=other_customer).pk,
+        amount=Decimal("1.00"),
+        reason="r",
+        settle="credit",
+        actor="s",
+    )
+    assert_error_schema(
+        api("get", f"/api/credit_notes/cn_{theirs.pk}", token), 404, "resource_missing"
+    )
+    assert api("get", "/api/credit_notes", token).json()["data"] == [body]
+    assert_error_schema(api("get", "/api/credit_notes?invoice=x", token), 400)
+    assert_error_schema(api("get", "/api/credit_notes?limit=0", token), 400)

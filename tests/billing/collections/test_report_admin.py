@@ -76,15 +76,26 @@ def test_correct_with_an_empty_message_is_refused_and_changes_nothing(client, st
     page = _post(client, "correct", [reports[1].pk], apply="1", message=" ")
     assert "Please describe the message" in page.content.decode()
     assert InvoiceReport.objects.get(pk=reports[1].pk).status == ReportStatus.OPEN
+    from decimal import Decimal
+
+    from billing.invoices.credit_notes import credit_note_issue
+
+    note = credit_note_issue(
+        invoice_id=reports[1].invoice_id,
+        amount=Decimal("5.00"),
+        reason="r",
+        settle="credit",
+        actor=staff,
+    )
     _post(
         client,
         "correct",
         [reports[1].pk],
         apply="1",
         message="Credited.",
-        credit_note_number="CN-2026-000003",
+        credit_note_number=note.number,
     )
-    assert InvoiceReport.objects.get(pk=reports[1].pk).credit_note_number == "CN-2026-000003"
+    assert InvoiceReport.objects.get(pk=reports[1].pk).credit_note_number == note.number
 
 
 def test_staff_without_the_change_permission_cannot_decide(client, reports):

@@ -239,21 +239,39 @@ def test_a_message_is_required_to_resolve(invoice, member, staff):
 def test_correct_names_the_credit_note_and_tells_the_customer(
     invoice, member, staff, django_capture_on_commit_callbacks
 ):
+    from decimal import Decimal
+
+    from billing.invoices.credit_notes import credit_note_issue
+
     report = report_on(invoice, member)
+    # Only a credit note of this very invoice can close the report as corrected.
+    with pytest.raises(DomainError, match="does not credit this report's invoice"):
+        services.invoice_report_correct(
+            report_id=report.pk, message="Done.", credit_note_number="CN-2026-000001", actor=staff
+        )
+    report.refresh_from_db()
+    assert report.status == ReportStatus.OPEN
+    note = credit_note_issue(
+        invoice_id=invoice.pk,
+        amount=Decimal("10.00"),
+        reason="December days",
+        settle="credit",
+        actor=staff,
+    )
     with django_capture_on_commit_callbacks(execute=True):
         services.invoice_report_correct(
             report_id=report.pk,
             message="We credited the December days.",
-            credit_note_number="CN-2026-000001",
+            credit_note_number=note.number,
             actor=staff,
         )
     report.refresh_from_db()
     assert report.status == ReportStatus.CORRECTED
-    assert report.credit_note_number == "CN-2026-000001"
+    assert report.credit_note_number == note.number
     (notice,) = [m for m in mail.outbox if m.subject.endswith(": corrected")]
-    assert "CN-2026-000001" in notice.body and "December days" in notice.body
+    assert note.number in notice.body and "December days" in notice.body
     entry = AuditEntry.objects.get(action="invoice_report.corrected")
-    assert entry.after["credit_note"] == "CN-2026-000001" and entry.actor == staff
+    assert entry.after["credit_note"] == note.number and entry.actor == staff
 
 
 def test_the_queue_is_oldest_first(customer, member):

@@ -34,6 +34,24 @@ def test_seed_demo_covers_every_status_and_is_safe_to_run_twice(capsys):
     assert any(i.is_overdue(__import__("datetime").date.today()) for i in overdue)
 
 
+def test_seed_demo_shows_credit_notes_and_the_credit_balance():
+    from decimal import Decimal
+
+    from billing.invoices.models import CreditNote, CustomerBalanceTransaction
+
+    call_command("seed_demo")
+    notes = list(CreditNote.objects.select_related("invoice").order_by("number"))
+    assert len(notes) == 3
+    on_open, refunded, as_credit = notes
+    assert on_open.invoice.status == InvoiceStatus.OPEN and on_open.pre_payment_amount > 0
+    assert refunded.refund_amount == Decimal("119.00")
+    assert refunded.refunds.get().status == "succeeded"
+    assert as_credit.credit_amount > 0
+    applied = CustomerBalanceTransaction.objects.get(kind="applied_to_invoice")
+    assert applied.invoice.applied_balance == -applied.amount > 0
+    assert applied.invoice.issue_date >= as_credit.issue_date
+
+
 def test_seed_demo_has_an_invoice_under_review_and_a_rejected_report():
     from billing.collections.models import InvoiceReport, ReportStatus
 

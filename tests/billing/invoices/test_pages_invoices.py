@@ -433,6 +433,7 @@ def test_csv_export_includes_paid_date_and_ignores_paging(client_owner, customer
         "status",
         "paid_date",
         "customer_vat_id",
+        "credited_invoice",
     ]
 
 

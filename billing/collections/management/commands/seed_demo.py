@@ -15,7 +15,8 @@ from django.utils import timezone
 from billing.collections.models import ReportReason
 from billing.collections.services import invoice_report_open, invoice_report_reject
 from billing.invoices import services as billing
-from billing.invoices.models import Invoice, InvoiceStatus
+from billing.invoices.credit_notes import CreditLine, credit_note_issue
+from billing.invoices.models import CreditNote, Invoice, InvoiceStatus
 from billing.payments import services as payment_services
 from billing.payments.models import PaymentKind
 from contracts import services
@@ -209,6 +210,7 @@ class Command(BaseCommand):
             now=_at(today - datetime.timedelta(days=20)),
         )
         self._reports(c1, demo=demo, admin=admin)
+        self._credit_notes(demo_co, c1, blocks[5], today)
 
     def _reports(self, contract, *, demo, admin) -> None:
         """The newest open invoice is under review; an earlier paid one was reported and the
@@ -238,6 +240,45 @@ class Command(BaseCommand):
             ),
             actor=admin,
         )
+
+    def _credit_notes(self, customer, contract, spare_block, today: datetime.date) -> None:
+        """A credit note on an open invoice, one on a paid invoice refunded, and one left as
+        credit that the next invoice (a new contract's first) uses at finalisation."""
+        open_invoice = contract.invoices.filter(status=InvoiceStatus.OPEN).latest("period_start")
+        first_line = open_invoice.lines.order_by("position").first()
+        credit_note_issue(
+            invoice_id=open_invoice.pk,
+            lines=[CreditLine(first_line.pk, Decimal("58.33"))],
+            reason="Block announced 5 days late: those days are credited",
+            settle="credit",
+            actor=SEED,
+        )
+        paid = list(contract.invoices.filter(status=InvoiceStatus.PAID).order_by("period_start"))
+        refunded = credit_note_issue(
+            invoice_id=paid[-2].pk,
+            amount=Decimal("119.00"),
+            reason="Wrong amount: one block was billed at the old price",
+            settle="refund",
+            actor=SEED,
+        )
+        # The refund goes back through the sandbox now, not after the seed's commit.
+        payment_services.credit_note_refund(credit_note_id=refunded.pk, actor=SEED)
+        credit_note_issue(
+            invoice_id=paid[-1].pk,
+            lines=[CreditLine(paid[-1].lines.order_by("position").last().pk)],
+            reason="Block 185.200.4.0/22 was returned early; credited to your account",
+            settle="credit",
+            actor=SEED,
+        )
+        extra = services.contract_create(
+            customer=customer,
+            block_ids=[spare_block.pk],
+            price_per_block=Decimal("250.00"),
+            currency="EUR",
+            started_on=today,
+            actor=SEED,
+        )
+        billing.contract_bill_due_periods(contract_id=extra.pk, today=today, actor=SEED)
 
     def _settle(
         self,
@@ -290,4 +331,7 @@ class Command(BaseCommand):
     def _summary(self) -> str:
         counts = {s.label: Invoice.objects.filter(status=s).count() for s in InvoiceStatus}
         listed = ", ".join(f"{label}: {n}" for label, n in counts.items())
-        return f"Seeded demo data. Blocks: {IPBlock.objects.count()}; invoices: {listed}."
+        return (
+            f"Seeded demo data. Blocks: {IPBlock.objects.count()}; invoices: {listed}; "
+            f"credit notes: {CreditNote.objects.count()}."
+        )
