@@ -408,6 +408,15 @@ def invoice_detail(request: HttpRequest, id: str, query: Query[ExpandQuery]) -> 
 PAY_EXAMPLE = {"payment_method": "pm_card_visa", "off_session": False, "expand": ["customer"]}
 
 
+# The optional header every POST that changes money or state accepts (documented once).
+IDEMPOTENCY_KEY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
 @api.post(
     "/invoices/{id}/pay",
     response={200: InvoiceSchema, **_errors(400, 401, 402, 403, 404, 409, 429, 503)},
@@ -422,14 +431,7 @@ PAY_EXAMPLE = {"payment_method": "pm_card_visa", "off_session": False, "expand":
     url_name="invoice-pay",
     openapi_extra={
         "requestBody": {"content": {"application/json": {"example": PAY_EXAMPLE}}},
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            }
-        ],
+        "parameters": [IDEMPOTENCY_KEY_HEADER],
     },
 )
 @api.post(
@@ -474,14 +476,7 @@ def invoice_pay(request: HttpRequest, id: str, payload: Body[PayRequest]) -> Htt
                 }
             }
         },
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            }
-        ],
+        "parameters": [IDEMPOTENCY_KEY_HEADER],
     },
 )
 @api.post(
