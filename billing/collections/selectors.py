@@ -10,7 +10,13 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
-from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
+from billing.payments.models import (
+    ContractPaymentMethod,
+    Payment,
+    PaymentKind,
+    PaymentMethod,
+    PaymentStatus,
+)
 from contracts.models import ContractStatus, LeaseContract
 
 from .models import InvoiceReport
@@ -170,13 +176,17 @@ def invoices_missing_an_automatic_charge(*, now: datetime.datetime) -> list[int]
     has_default_card = PaymentMethod.objects.filter(
         customer_id=OuterRef("customer_id"), provider=settings.PAYMENT_PROVIDER, is_default=True
     )
+    # A contract that names its own method is charged even without a default.
+    has_contract_method = ContractPaymentMethod.objects.filter(
+        contract_id=OuterRef("contract_id"), method__provider=settings.PAYMENT_PROVIDER
+    )
     automatic = Payment.objects.filter(invoice_id=OuterRef("pk"), kind=PaymentKind.AUTOMATIC)
     return list(
         Invoice.objects.filter(
             status=InvoiceStatus.OPEN, created_at__lte=stale, created_at__gte=oldest
         )
         .exclude(contract__status=ContractStatus.CANCELLED)
-        .filter(Exists(has_default_card))
+        .filter(Exists(has_default_card) | Exists(has_contract_method))
         .filter(~paused())
         .filter(~Exists(automatic.exclude(status=PaymentStatus.PENDING, updated_at__lte=stale)))
         .order_by("pk")

@@ -8,7 +8,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 from billing.invoices.models import CreditNote, Invoice
-from contracts.models import Customer
+from contracts.models import Customer, LeaseContract
 from core.money import ZERO
 
 
@@ -190,16 +190,39 @@ class Refund(models.Model):
         return f"Refund {self.amount} ({self.status})"
 
 
+class PaymentMethodType(models.TextChoices):
+    CARD = "card", "Card"
+    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
+    US_BANK_ACCOUNT = "us_bank_account", "US bank account (ACH)"
+
+
+# Bank debits: charged off-session like a card, but they settle days later (processing).
+BANK_METHOD_TYPES = frozenset({PaymentMethodType.SEPA_DEBIT, PaymentMethodType.US_BANK_ACCOUNT})
+
+
 class PaymentMethod(models.Model):
-    """A saved payment method (card) of a customer at the provider."""
+    """A saved payment method of a customer at the provider: a card, or a bank account the
+    customer gave a debit mandate for (SEPA Direct Debit, ACH)."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_methods")
     provider = models.CharField(max_length=16)
     provider_id = models.CharField(max_length=100)
-    brand = models.CharField(max_length=20)
+    type = models.CharField(
+        max_length=20, choices=PaymentMethodType.choices, default=PaymentMethodType.CARD
+    )
+    # Cards: the brand ("visa"); bank accounts: left blank, the bank is bank_name.
+    brand = models.CharField(max_length=20, blank=True)
+    bank_name = models.CharField(max_length=100, blank=True)
     last4 = models.CharField(max_length=4)
-    exp_month = models.PositiveSmallIntegerField()
-    exp_year = models.PositiveSmallIntegerField()
+    # Only cards expire.
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The debit mandate: its reference (what the bank statement names), the provider's
+    # mandate id, when the customer accepted it, and the wording they accepted.
+    mandate_reference = models.CharField(max_length=100, blank=True)
+    mandate_id = models.CharField(max_length=100, blank=True)
+    mandate_accepted_at = models.DateTimeField(null=True, blank=True)
+    mandate_text = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -213,7 +236,39 @@ class PaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.brand} •••• {self.last4}"
+        return self.label
+
+    @property
+    def is_bank(self) -> bool:
+        return self.type in BANK_METHOD_TYPES
+
+    @property
+    def label(self) -> str:
+        """How the method reads to the customer: "Visa •••• 4242",
+        "SEPA Direct Debit · Deutsche Bank •••• 3000"."""
+        if self.is_bank:
+            kind = self.get_type_display()
+            bank = f" · {self.bank_name}" if self.bank_name else ""
+            return f"{kind}{bank} •••• {self.last4}"
+        return f"{(self.brand or 'card').capitalize()} •••• {self.last4}"
+
+
+class ContractPaymentMethod(models.Model):
+    """The payment method a contract is charged with, when it names its own; without a row
+    the customer's default method is used. Lives here, not on the contract, because
+    contracts sits below billing and cannot know payment methods."""
+
+    contract = models.OneToOneField(
+        LeaseContract, on_delete=models.CASCADE, related_name="payment_method_link"
+    )
+    # PROTECT: a method a contract uses is removed only after the contract got another one.
+    method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, related_name="contract_links"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.contract} → {self.method}"
 
 
 # How long an Idempotency-Key names one request (Stripe's 24 hours); reused later, it is a

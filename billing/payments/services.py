@@ -39,13 +39,16 @@ from core.errors import DomainError, InvalidTransition, check_transition
 from core.money import ZERO, quantize, to_minor_units
 
 from . import signals
+from .mandates import mandate_text_for
 from .models import (
     IDEMPOTENCY_KEY_TTL,
     PAYMENT_TRANSITIONS,
     UNKNOWN_PAYMENT_NOTE,
+    ContractPaymentMethod,
     Payment,
     PaymentKind,
     PaymentMethod,
+    PaymentMethodType,
     PaymentStatus,
     Refund,
     RefundStatus,
@@ -61,6 +64,7 @@ from .providers import (
     known_customer_ref,
 )
 from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
+from .selectors import method_for_invoice
 
 logger = logging.getLogger(__name__)
 
@@ -1340,7 +1344,9 @@ def _charge(
 def invoice_charge_automatically(
     *, invoice_id: int, actor: Actor, hold: ChargeHold | None = None
 ) -> Payment | None:
-    """Charge the customer's default payment method off-session for amount_remaining.
+    """Charge the invoice's method off-session for amount_remaining: the one its contract
+    names, else the customer's default (selectors.method_for_invoice). A bank method makes
+    a processing payment that settles days later.
 
     Returns None when there is nothing to do (not payable, no default method, another
     charge under way, or `hold` — the caller's rule, asked under the invoice's lock
@@ -1357,9 +1363,7 @@ def invoice_charge_automatically(
         invoice_check_payable_online(invoice, open_only=True)
     except DomainError:
         return None
-    method = PaymentMethod.objects.filter(
-        customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER, is_default=True
-    ).first()
+    method = method_for_invoice(invoice)
     if method is None:
         return None
     try:
@@ -1577,19 +1581,36 @@ def payment_method_setup_start(
 
 
 def _method_upsert(*, customer: Customer, provider: str, info: MethodInfo, actor: Actor) -> None:
+    """Save (or refresh) a method the provider reports for the customer; the first one saved
+    becomes the default. A bank account keeps the mandate it was saved with: later events
+    that do not carry one (payment_method.attached) leave it as it is."""
+    fields = {
+        "customer": customer,
+        "type": info.type or PaymentMethodType.CARD,
+        "brand": info.brand,
+        "bank_name": info.bank_name,
+        "last4": info.last4,
+        "exp_month": info.exp_month,
+        "exp_year": info.exp_year,
+    }
+    mandate = {
+        "mandate_reference": info.mandate_reference,
+        "mandate_id": info.mandate_id,
+        "mandate_accepted_at": info.mandate_accepted_at,
+        "mandate_text": info.mandate_text,
+    }
+    fields.update({name: value for name, value in mandate.items() if value})
     with transaction.atomic():
         Customer.objects.select_for_update().get(pk=customer.pk)
         method, created = PaymentMethod.objects.update_or_create(
-            provider=provider,
-            provider_id=info.id,
-            defaults={
-                "customer": customer,
-                "brand": info.brand,
-                "last4": info.last4,
-                "exp_month": info.exp_month,
-                "exp_year": info.exp_year,
-            },
+            provider=provider, provider_id=info.id, defaults=fields
         )
+        if method.is_bank and not method.mandate_text:
+            # The provider's mandate carries no wording: keep the one the customer was shown.
+            method.mandate_text = mandate_text_for(method.type)
+            if method.mandate_accepted_at is None:
+                method.mandate_accepted_at = timezone.now()
+            method.save(update_fields=["mandate_text", "mandate_accepted_at"])
         if not PaymentMethod.objects.filter(customer=customer, is_default=True).exists():
             method.is_default = True
             method.save(update_fields=["is_default"])
@@ -1599,7 +1620,12 @@ def _method_upsert(*, customer: Customer, provider: str, info: MethodInfo, actor
                 action="payment_method.added",
                 target=method,
                 customer=customer,
-                after={"brand": info.brand, "last4": info.last4, "default": method.is_default},
+                after={
+                    "type": method.type,
+                    "method": method.label,
+                    "mandate": method.mandate_reference,
+                    "default": method.is_default,
+                },
             )
 
 
@@ -1628,16 +1654,37 @@ def payment_method_set_default(*, customer_id: int, method_id: int, actor: Actor
     return method
 
 
-def payment_method_remove(*, customer_id: int, method_id: int, actor: Actor) -> None:
-    """Detach a saved method at the provider and forget it. Quiet when already gone."""
+def payment_method_remove(
+    *, customer_id: int, method_id: int, actor: Actor, replacement_id: int | None = None
+) -> None:
+    """Detach a saved method at the provider and forget it. Quiet when already gone.
+
+    Contracts that name this method are moved to `replacement_id` (another method of the
+    customer) first, or back to the customer's default when it is None; a replacement that
+    is the removed method itself, or not the customer's, is refused (DomainError).
+    """
     method = PaymentMethod.objects.filter(pk=method_id, customer_id=customer_id).first()
     if method is None:
         return
+    if replacement_id is not None and (
+        replacement_id == method.pk
+        or not PaymentMethod.objects.filter(pk=replacement_id, customer_id=customer_id).exists()
+    ):
+        raise DomainError("Choose one of your other payment methods.", code="replacement")
     get_provider(method.provider).method_detach(method_id=method.provider_id)
-    _method_forget(provider_id=method.provider_id, provider=method.provider, actor=actor)
+    _method_forget(
+        provider_id=method.provider_id,
+        provider=method.provider,
+        actor=actor,
+        replacement_id=replacement_id,
+    )
 
 
-def _method_forget(*, provider_id: str, provider: str, actor: Actor) -> None:
+def _method_forget(
+    *, provider_id: str, provider: str, actor: Actor, replacement_id: int | None = None
+) -> None:
+    """Forget a method; contracts that used it move to `replacement_id`, else to the default
+    (a method detached at the provider, e.g. from its dashboard, leaves no one to ask)."""
     with transaction.atomic():
         method = (
             PaymentMethod.objects.select_related("customer")
@@ -1647,14 +1694,80 @@ def _method_forget(*, provider_id: str, provider: str, actor: Actor) -> None:
         if method is None:
             return
         Customer.objects.select_for_update().get(pk=method.customer_id)
+        replacement = (
+            PaymentMethod.objects.filter(pk=replacement_id, customer_id=method.customer_id)
+            .exclude(pk=method.pk)
+            .first()
+            if replacement_id is not None
+            else None
+        )
+        for link in ContractPaymentMethod.objects.select_for_update().filter(method=method):
+            _contract_method_write(
+                link.contract_id, replacement, customer=method.customer, actor=actor
+            )
         audit_record(
             actor=actor,
             action="payment_method.removed",
             target=method,
             customer=method.customer,
-            before={"brand": method.brand, "last4": method.last4},
+            before={"type": method.type, "method": method.label},
         )
         method.delete()
+
+
+# --- The payment method of a contract --------------------------------------------------
+
+
+def _contract_method_write(
+    contract_id: int, method: PaymentMethod | None, *, customer: Customer, actor: Actor
+) -> None:
+    """Point the contract at `method` (None: the customer's default). Caller holds the
+    customer's lock (the one every saved-method change takes)."""
+    link = ContractPaymentMethod.objects.select_for_update().filter(contract_id=contract_id).first()
+    if (link.method_id if link is not None else None) == (method.pk if method else None):
+        return
+    before = link.method.label if link is not None else "default"
+    after = method.label if method is not None else "default"
+    if method is None:
+        link.delete()
+    elif link is None:
+        ContractPaymentMethod.objects.create(contract_id=contract_id, method=method)
+    else:
+        link.method = method
+        link.save(update_fields=["method", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="contract.payment_method",
+        target=LeaseContract.objects.get(pk=contract_id),
+        customer=customer,
+        before={"method": before},
+        after={"method": after},
+    )
+
+
+def contract_payment_method_set(
+    *, customer_id: int, contract_id: int, method_id: int | None, actor: Actor
+) -> PaymentMethod | None:
+    """Charge the contract with one of the customer's saved methods, or (method_id None)
+    with the customer's default again. Locked, re-checked, audited; quiet when unchanged.
+
+    Raises LeaseContract.DoesNotExist / PaymentMethod.DoesNotExist for another customer's
+    contract or method (the caller answers 404), DomainError for a cancelled contract.
+    """
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        contract = LeaseContract.objects.get(pk=contract_id, customer_id=customer_id)
+        if contract.status == ContractStatus.CANCELLED:
+            raise DomainError(
+                "This contract is cancelled; it is no longer charged.", code="contract_cancelled"
+            )
+        method = (
+            PaymentMethod.objects.get(pk=method_id, customer_id=customer_id)
+            if method_id is not None
+            else None
+        )
+        _contract_method_write(contract.pk, method, customer=customer, actor=actor)
+    return method
 
 
 # --- Refunds -----------------------------------------------------------------------

@@ -44,9 +44,11 @@ def sandbox_settle_debit(payment_id: int, iban: str) -> str:
     test_iban = sandbox.iban_for(iban)
     if test_iban is None:
         return "unknown iban"
-    return services.provider_event_apply(
-        sandbox.debit_outcome_event(payment_id, test_iban), actor="sandbox"
-    )
+    done = [
+        services.provider_event_apply(event, actor="sandbox")
+        for event in sandbox.debit_outcome_events(payment_id, test_iban)
+    ]
+    return ", ".join(done)
 
 
 @shared_task(base=PortalTask, name="payments.apply_webhook_event")

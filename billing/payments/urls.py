@@ -36,6 +36,11 @@ urlpatterns = [
         views.payment_method_remove,
         name="payment-method-remove",
     ),
+    path(
+        "contracts/<int:contract_id>/payment-method/",
+        views.contract_payment_method,
+        name="contract-payment-method",
+    ),
     path("statements/", statement_views.statement_page, name="statement"),
     path("statements/statement.pdf", statement_views.statement_download_pdf, name="statement-pdf"),
     path("statements/statement.csv", statement_views.statement_download_csv, name="statement-csv"),

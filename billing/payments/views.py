@@ -16,13 +16,22 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.invoices.links import invoice_for_pay_token
 from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.invoices.selectors import invoice_for_customer_or_404
 from billing.payments import services as payments
-from billing.payments.models import Payment, PaymentKind, PaymentMethod, PaymentStatus
+from billing.payments.mandates import mandate_text_for
+from billing.payments.models import (
+    BANK_METHOD_TYPES,
+    Payment,
+    PaymentKind,
+    PaymentMethod,
+    PaymentMethodType,
+    PaymentStatus,
+)
 from contracts.context import active_membership, member_required, memberships_of
 from core.errors import DomainError
 from core.money import format_money
@@ -32,6 +41,7 @@ from .providers import PaymentError, ProviderUnavailable
 from .providers import sandbox as sandbox_provider
 from .providers.base import AuthenticationRequired
 from .receipts import invoice_receipts, receipt_or_404, receipt_pdf_bytes
+from .selectors import methods_with_contracts
 from .tasks import sandbox_settle_debit
 
 logger = logging.getLogger(__name__)
@@ -131,6 +141,26 @@ def _receipt_links(invoice: Invoice, payments_list: list[Payment], token: str) -
     return links
 
 
+# The currency each bank debit collects in: a saved IBAN pays EUR invoices, an ACH account USD.
+BANK_METHOD_CURRENCY = {
+    PaymentMethodType.SEPA_DEBIT: "EUR",
+    PaymentMethodType.US_BANK_ACCOUNT: "USD",
+}
+
+
+def _saved_methods_for(invoice: Invoice) -> list[PaymentMethod]:
+    """The customer's saved methods that can pay this invoice: every card, and a bank
+    account only for the currency its debit scheme collects in."""
+    methods = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
+    )
+    return [
+        m
+        for m in methods
+        if not m.is_bank or BANK_METHOD_CURRENCY.get(m.type) == invoice.currency.upper()
+    ]
+
+
 @require_http_methods(["GET", "POST"])
 def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     """GET: what is due and a button; POST: 303 to the checkout (Stripe or the sandbox)."""
@@ -144,15 +174,7 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     context = {
         **_hosted_invoice_context(invoice, token, is_member=is_member),
         "error": "",
-        "saved": (
-            list(
-                PaymentMethod.objects.filter(
-                    customer_id=invoice.customer_id, provider=settings.PAYMENT_PROVIDER
-                )
-            )
-            if may_use_saved
-            else []
-        ),
+        "saved": _saved_methods_for(invoice) if may_use_saved else [],
     }
     try:
         payments.invoice_check_payable_online(invoice)
@@ -217,6 +239,16 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         return render(request, "billing/payments/pay.html", context, status=status)
     if after.status == InvoiceStatus.PAID:
         messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+    elif after.payments.filter(status=PaymentStatus.PROCESSING).exists():
+        messages.info(
+            request,
+            _(
+                "Thank you. Your bank debit for invoice %(number)s was submitted: the invoice "
+                "shows “Payment processing” until your bank confirms it, usually within a few "
+                "business days."
+            )
+            % {"number": invoice.number},
+        )
     else:
         # Less arrived than was due, or the payment waits for our staff: say what is still open.
         messages.info(
@@ -401,10 +433,15 @@ def payment_methods(request: HttpRequest) -> HttpResponse:
                 )
                 messages.success(request, "Default payment method changed.")
             elif action == "remove":
+                replacement = request.POST.get("replacement", "")
                 payments.payment_method_remove(
-                    customer_id=customer.pk, method_id=method_id, actor=request.user
+                    customer_id=customer.pk,
+                    method_id=method_id,
+                    actor=request.user,
+                    # "" (or "default"): contracts that used it go back to the default.
+                    replacement_id=int(replacement) if replacement.isdigit() else None,
                 )
-                messages.success(request, "Payment method removed.")
+                messages.success(request, _("Payment method removed."))
         except PaymentMethod.DoesNotExist:
             raise Http404("No such payment method.") from None
         except (DomainError, PaymentError) as exc:
@@ -413,26 +450,67 @@ def payment_methods(request: HttpRequest) -> HttpResponse:
             raise Http404("No such payment method.") from None
         return redirect("payments:payment-methods")
     if request.GET.get("added"):
-        messages.info(request, "Your card is being saved; it appears here once confirmed.")
+        messages.info(
+            request, _("Your payment method is being saved; it appears here once confirmed.")
+        )
     return render(
         request,
         "billing/payments/methods.html",
-        {"methods": list(PaymentMethod.objects.filter(customer=customer))},
+        {"methods": list(methods_with_contracts(customer.pk))},
     )
 
 
 @member_required(paying=True)
 @require_GET
 def payment_method_remove(request: HttpRequest, method_id: int) -> HttpResponse:
-    """Remove asks first: this page says what removing the card changes, then posts."""
-    methods = list(PaymentMethod.objects.filter(customer=request.customer))
+    """Remove asks first: this page says what removing the method changes and, when
+    contracts are charged with it, which method charges them instead; then it posts."""
+    methods = list(methods_with_contracts(request.customer.pk))
     method = next((m for m in methods if m.pk == method_id), None)
     if method is None:
         raise Http404("No such payment method.")
     others = [m for m in methods if m.pk != method_id]
     return render(
-        request, "billing/payments/method_remove.html", {"method": method, "others": others}
+        request,
+        "billing/payments/method_remove.html",
+        {
+            "method": method,
+            "others": others,
+            "contracts": [link.contract for link in method.contract_links.all()],
+        },
     )
+
+
+@member_required(paying=True)
+@require_http_methods(["POST"])
+def contract_payment_method(request: HttpRequest, contract_id: int) -> HttpResponse:
+    """The contract page's "Payment method" form: one of the customer's methods, or the
+    default ("" / "default"). Another customer's contract or method answers 404."""
+    from contracts.models import LeaseContract
+
+    chosen = request.POST.get("method", "")
+    if chosen not in ("", "default") and not (chosen.isascii() and chosen.isdigit()):
+        raise Http404("No such payment method.")
+    try:
+        method = payments.contract_payment_method_set(
+            customer_id=request.customer.pk,
+            contract_id=contract_id,
+            method_id=int(chosen) if chosen.isdigit() else None,
+            actor=request.user,
+        )
+    except (LeaseContract.DoesNotExist, PaymentMethod.DoesNotExist):
+        raise Http404("No such contract or payment method.") from None
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        if method is None:
+            messages.success(request, _("This contract is charged to your default method."))
+        else:
+            messages.success(
+                request,
+                _("This contract is charged to %(method)s.") % {"method": method.label},
+            )
+    return redirect("contracts:contract-detail", pk=contract_id)
 
 
 # --- Sandbox (test mode) ------------------------------------------------------------
@@ -459,6 +537,8 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     saved = PaymentMethod.objects.none()
     if _may_use_saved_methods(request, customer_id):
         saved = PaymentMethod.objects.filter(customer_id=customer_id, provider="sandbox")
+        if payment.currency not in sandbox_provider.DEBIT_CURRENCIES:
+            saved = saved.exclude(type__in=BANK_METHOD_TYPES)
     context = {
         "payment": payment,
         "invoice": payment.invoice,
@@ -483,7 +563,8 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
 
     action = request.POST.get("action", "pay")
     if action == "debit":
-        return _sandbox_debit(request, payment, context, success_url=data["s"])
+        iban = sandbox_provider.iban_for(request.POST.get("iban", ""))
+        return _sandbox_debit(request, payment, context, success_url=data["s"], iban=iban)
     card = None
     if action in ("approve", "deny"):
         card = sandbox_provider.card_for_last4("3184")
@@ -492,6 +573,9 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         method = (
             saved.filter(pk=int(chosen)).first() if chosen.isascii() and chosen.isdigit() else None
         )
+        if method is not None and method.is_bank:
+            iban = sandbox_provider.iban_for_last4(method.last4)
+            return _sandbox_debit(request, payment, context, success_url=data["s"], iban=iban)
         card = sandbox_provider.card_for_last4(method.last4) if method else None
     else:
         card = sandbox_provider.card_for_number(request.POST.get("card", ""))
@@ -532,12 +616,17 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _sandbox_debit(
-    request: HttpRequest, payment: Payment, context: dict, *, success_url: str
+    request: HttpRequest,
+    payment: Payment,
+    context: dict,
+    *,
+    success_url: str,
+    iban: "sandbox_provider.TestIban | None",
 ) -> HttpResponse:
-    """A SEPA Direct Debit from a test IBAN: processing now, settled by the worker later."""
-    iban = sandbox_provider.iban_for(request.POST.get("iban", ""))
+    """A SEPA Direct Debit from a test IBAN (typed, or a saved one): processing now, settled
+    by the worker later."""
     if payment.currency not in sandbox_provider.DEBIT_CURRENCIES or iban is None:
-        context["error"] = "Use one of the test IBANs listed below (EUR invoices only)."
+        context["error"] = _("Use one of the test IBANs listed below (EUR invoices only).")
         return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
     event = sandbox_provider.processing_event(payment.pk, iban, payment.provider_checkout_id or "")
     payments.provider_event_apply(event, actor="sandbox")
@@ -610,14 +699,30 @@ def sandbox_setup(request: HttpRequest, token: str) -> HttpResponse:
     started = request.session.get(SETUP_SESSION_KEY, [])
     if not data or request.path not in started or not _may_use_saved_methods(request, data["cust"]):
         raise Http404("No such checkout.")
-    context = {"cards": sandbox_provider.TEST_CARDS.values(), "cancel_url": data["c"], "error": ""}
+    context = {
+        "cards": sandbox_provider.TEST_CARDS.values(),
+        "ibans": sandbox_provider.TEST_IBANS.values(),
+        "mandate_text": mandate_text_for(PaymentMethodType.SEPA_DEBIT),
+        "cancel_url": data["c"],
+        "error": "",
+    }
     if request.method == "POST":
-        card = sandbox_provider.card_for_number(request.POST.get("card", ""))
-        if card is None:
-            context["error"] = "Use one of the test cards listed below."
-            return render(request, "billing/payments/sandbox_setup.html", context, status=400)
-        payments.provider_event_apply(
-            sandbox_provider.attach_event(data["cust"], card), actor="sandbox"
-        )
+        if request.POST.get("action") == "iban":
+            # A test IBAN with a SEPA Direct Debit mandate, accepted on this page.
+            iban = sandbox_provider.iban_for(request.POST.get("iban", ""))
+            if iban is None:
+                context["error"] = _("Use one of the test IBANs listed below.")
+            elif not request.POST.get("mandate"):
+                context["error"] = _("Accept the direct debit mandate to save the account.")
+            if context["error"]:
+                return render(request, "billing/payments/sandbox_setup.html", context, status=400)
+            event = sandbox_provider.attach_iban_event(data["cust"], iban)
+        else:
+            card = sandbox_provider.card_for_number(request.POST.get("card", ""))
+            if card is None:
+                context["error"] = _("Use one of the test cards listed below.")
+                return render(request, "billing/payments/sandbox_setup.html", context, status=400)
+            event = sandbox_provider.attach_event(data["cust"], card)
+        payments.provider_event_apply(event, actor="sandbox")
         return _Redirect303(data["s"])
     return render(request, "billing/payments/sandbox_setup.html", context)

@@ -5,6 +5,7 @@ answer (and what their webhooks say) into calls of the money services. Error
 messages are written for the customer and safe to show as they are.
 """
 
+import datetime
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -106,11 +107,20 @@ class RefundOutcome:
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """A saved method as the provider describes it. Cards have brand and expiry; bank
+    accounts (type sepa_debit, us_bank_account) a bank name and the debit mandate."""
+
     id: str
     brand: str
     last4: str
-    exp_month: int
-    exp_year: int
+    exp_month: int | None
+    exp_year: int | None
+    type: str = "card"
+    bank_name: str = ""
+    mandate_reference: str = ""
+    mandate_id: str = ""
+    mandate_accepted_at: datetime.datetime | None = None
+    mandate_text: str = ""
 
 
 class EventKind(enum.StrEnum):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 
 from .base import (
     AuthenticationRequired,
@@ -57,23 +58,32 @@ _BY_LAST4 = {card.last4: card for card in TEST_CARDS.values()}
 @dataclass(frozen=True)
 class TestIban:
     iban: str
-    behaviour: str  # debit_succeeds | debit_fails
+    behaviour: str  # debit_succeeds | debit_fails | debit_disputed
     label: str
+    bank_name: str = "Commerzbank"
 
     @property
     def last4(self) -> str:
         return self.iban[-4:]
 
 
-# Stripe's own SEPA Direct Debit test IBANs: the debit processes, then succeeds or fails
-# after a delay (here SANDBOX_DEBIT_DELAY_SECONDS, run by the worker).
+# Stripe's own SEPA Direct Debit test IBANs (docs.stripe.com/testing, "SEPA Direct Debit",
+# DE): the debit processes, then succeeds, fails, or succeeds and is disputed at once
+# (a returned debit, reason debit_not_authorized) — here after SANDBOX_DEBIT_DELAY_SECONDS,
+# run by the worker.
 TEST_IBANS = {
     iban.iban: iban
     for iban in (
         TestIban("DE89370400440532013000", "debit_succeeds", "Processing, then succeeds"),
         TestIban("DE62370400440532013001", "debit_fails", "Processing, then fails"),
+        TestIban(
+            "DE35370400440532013002",
+            "debit_disputed",
+            "Processing, succeeds, then returned by the bank (disputed)",
+        ),
     )
 }
+_IBAN_BY_LAST4 = {iban.last4: iban for iban in TEST_IBANS.values()}
 # How a debit's method reads on the invoice's payments (method_brand holds 20 characters).
 SEPA_BRAND = "SEPA Direct Debit"
 # A debit is offered for the currencies SEPA (EUR) collects in.
@@ -82,6 +92,10 @@ DEBIT_CURRENCIES = frozenset({"EUR"})
 
 def iban_for(value: str) -> TestIban | None:
     return TEST_IBANS.get("".join(value.split()).upper())
+
+
+def iban_for_last4(last4: str) -> TestIban | None:
+    return _IBAN_BY_LAST4.get(last4)
 
 
 def processing_event(payment_id: int, iban: TestIban, checkout_id: str = "") -> ProviderEvent:
@@ -96,15 +110,33 @@ def processing_event(payment_id: int, iban: TestIban, checkout_id: str = "") -> 
     )
 
 
-def debit_outcome_event(payment_id: int, iban: TestIban) -> ProviderEvent:
-    """What the bank answers days later about a sandbox debit."""
+def debit_outcome_events(payment_id: int, iban: TestIban) -> list[ProviderEvent]:
+    """What the bank answers days later about a sandbox debit, in the order Stripe sends
+    it: the outcome, and for the disputed IBAN the returned debit right after."""
     if iban.behaviour == "debit_fails":
-        return failure_event(
-            payment_id,
-            code="insufficient_funds",
-            message="The bank returned the direct debit (insufficient funds).",
-        )
-    return success_event(payment_id, TestCard(iban.iban, SEPA_BRAND, iban.last4, "", ""))
+        return [
+            failure_event(
+                payment_id,
+                code="insufficient_funds",
+                message="The bank returned the direct debit (insufficient funds).",
+            )
+        ]
+    paid = success_event(payment_id, TestCard(iban.iban, SEPA_BRAND, iban.last4, "", ""))
+    if iban.behaviour != "debit_disputed":
+        return [paid]
+    returned = ProviderEvent(
+        kind=EventKind.DISPUTE_CLOSED,
+        payment_id=payment_id,
+        provider_payment_id=paid.provider_payment_id,
+        charge_id=paid.charge_id,
+        dispute_id=f"dp_sandbox_{payment_id}",
+        # A returned SEPA debit (debit_not_authorized) cannot be contested: lost at once,
+        # as billing.payments.providers.stripe_provider reads Stripe's.
+        dispute_status="lost",
+        dispute_amount=paid.amount_received,
+        failure_code="debit_not_authorized",
+    )
+    return [paid, returned]
 
 
 def sandbox_allowed() -> bool:
@@ -214,6 +246,29 @@ def attach_event(customer_id: int, card: TestCard) -> ProviderEvent:
     )
 
 
+def attach_iban_event(customer_id: int, iban: TestIban) -> ProviderEvent:
+    """A test IBAN saved with a SEPA Direct Debit mandate accepted now (the sandbox's setup
+    page shows the mandate text; billing.payments.services stores it with the method)."""
+    token = secrets.token_hex(6)
+    return ProviderEvent(
+        kind=EventKind.METHOD_ATTACHED,
+        customer_id=customer_id,
+        provider_customer_id=f"{CUSTOMER_PREFIX}{customer_id}",
+        method=MethodInfo(
+            id=f"pm_sandbox_sepa_{iban.last4}_{token}",
+            brand="",
+            last4=iban.last4,
+            exp_month=None,
+            exp_year=None,
+            type="sepa_debit",
+            bank_name=iban.bank_name,
+            mandate_reference=f"SANDBOX-{token.upper()}",
+            mandate_id=f"mandate_sandbox_{token}",
+            mandate_accepted_at=timezone.now(),
+        ),
+    )
+
+
 class SandboxProvider(PaymentProvider):
     name = "sandbox"
     confirms_refunds_synchronously = True
@@ -249,6 +304,8 @@ class SandboxProvider(PaymentProvider):
         from billing.payments.models import PaymentMethod
 
         method = PaymentMethod.objects.filter(provider=self.name, provider_id=method_id).first()
+        if method is not None and method.is_bank:
+            return self._debit_saved_iban(payment, method)
         card = card_for_last4(method.last4 if method else "0002")
         pi, charge = payment_ids(payment.pk)
         if method is None or card.behaviour == "decline":
@@ -270,6 +327,44 @@ class SandboxProvider(PaymentProvider):
             amount_received=payment.amount,
             currency=payment.currency.upper(),
             provider_customer_id=customer_ref,
+        )
+
+    def _debit_saved_iban(self, payment, method) -> ChargeOutcome:
+        """A saved test IBAN: submitted (processing) now, settled by the worker later.
+
+        The sandbox is its own bank, whose only state is our tables: it records the
+        submission itself before it queues the bank's answer, so the answer can never
+        arrive before the "processing" it follows (tests run the task at once). What it
+        returns is the payment's state after that, which the caller applies as a no-op.
+        """
+        from billing.payments import services
+        from billing.payments.tasks import sandbox_settle_debit
+        from core.queue import enqueue
+
+        iban = iban_for_last4(method.last4) or TEST_IBANS["DE89370400440532013000"]
+        services.provider_event_apply(processing_event(payment.pk, iban), actor="sandbox")
+        enqueue(
+            sandbox_settle_debit,
+            payment.pk,
+            iban.iban,
+            countdown=settings.SANDBOX_DEBIT_DELAY_SECONDS,
+        )
+        payment.refresh_from_db()
+        pi, charge = payment_ids(payment.pk)
+        status = {"succeeded": "succeeded", "failed": "failed", "refunded": "succeeded"}.get(
+            payment.status, "processing"
+        )
+        return ChargeOutcome(
+            status=status,
+            provider_payment_id=pi,
+            charge_id=charge if status == "succeeded" else "",
+            brand=SEPA_BRAND,
+            last4=iban.last4,
+            failure_code=payment.failure_code,
+            failure_message=payment.failure_message,
+            amount_received=payment.amount_received,
+            currency=payment.currency_received or payment.currency,
+            provider_customer_id=f"{CUSTOMER_PREFIX}{payment.invoice.customer_id}",
         )
 
     def payment_retrieve(self, *, payment):
@@ -302,7 +397,15 @@ class SandboxProvider(PaymentProvider):
 
         customer_id = int(customer_ref.removeprefix(CUSTOMER_PREFIX))
         return [
-            MethodInfo(m.provider_id, m.brand, m.last4, m.exp_month, m.exp_year)
+            MethodInfo(
+                m.provider_id,
+                m.brand,
+                m.last4,
+                m.exp_month,
+                m.exp_year,
+                type=m.type,
+                bank_name=m.bank_name,
+            )
             for m in PaymentMethod.objects.filter(customer_id=customer_id, provider=self.name)
         ]
 

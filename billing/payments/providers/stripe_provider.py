@@ -115,14 +115,47 @@ def _call_plain(fn: Callable[[], Any]) -> dict:
     return _plain(_call(fn))
 
 
+# How a bank debit's method reads on a payment (Payment.method_brand holds 20 characters).
+BANK_BRANDS = {"sepa_debit": "SEPA Direct Debit", "us_bank_account": "ACH bank debit"}
+
+
 def _card(obj: Any) -> tuple[str, str]:
+    """(brand, last4) of a charge's payment method: a card's brand, or the kind of debit."""
     details = (obj or {}).get("payment_method_details") or {}
+    for bank_type, brand in BANK_BRANDS.items():
+        if details.get(bank_type):
+            return brand, details[bank_type].get("last4") or ""
     card = details.get("card") or {}
     return card.get("brand") or "", card.get("last4") or ""
 
 
-def _method_info(pm: Any) -> MethodInfo:
+def _accepted_at(mandate: dict) -> datetime.datetime | None:
+    when = (mandate.get("customer_acceptance") or {}).get("accepted_at")
+    return datetime.datetime.fromtimestamp(when, tz=datetime.UTC) if when else None
+
+
+def _method_info(pm: Any, mandate: Any = None) -> MethodInfo:
+    """A PaymentMethod (card, sepa_debit, us_bank_account) in our terms; `mandate`, when
+    known (the expanded mandate of a SetupIntent), adds its reference and acceptance."""
     pm = _plain(pm)
+    kind = pm.get("type") or "card"
+    if kind in BANK_BRANDS:
+        bank = pm.get(kind) or {}
+        mandate = _plain(mandate) if mandate and not isinstance(mandate, str) else {}
+        details = (mandate.get("payment_method_details") or {}).get(kind) or {}
+        return MethodInfo(
+            id=pm["id"],
+            brand="",
+            last4=bank.get("last4") or "",
+            exp_month=None,
+            exp_year=None,
+            type=kind,
+            # SEPA names the bank by its code only; ACH by name.
+            bank_name=bank.get("bank_name") or bank.get("bank_code") or "",
+            mandate_reference=details.get("reference") or "",
+            mandate_id=mandate.get("id") or "",
+            mandate_accepted_at=_accepted_at(mandate),
+        )
     card = pm.get("card") or {}
     return MethodInfo(
         id=pm["id"],
@@ -196,6 +229,15 @@ CHECKOUT_METHOD_TYPES = {
     "EUR": ["card", "sepa_debit"],
     "USD": ["card", "us_bank_account"],
 }
+
+
+SETUP_METHOD_TYPES = ["card", "sepa_debit"]
+
+
+def _saved_method(method_id: str):
+    from billing.payments.models import PaymentMethod
+
+    return PaymentMethod.objects.filter(provider="stripe", provider_id=method_id).first()
 
 
 class StripeProvider(PaymentProvider):
@@ -273,7 +315,9 @@ class StripeProvider(PaymentProvider):
                     "mode": "setup",
                     "customer": customer_ref,
                     "currency": "eur",
-                    "payment_method_types": ["card"],
+                    # A card, or an IBAN with a SEPA Direct Debit mandate (Checkout shows
+                    # the mandate text and the SetupIntent carries the mandate).
+                    "payment_method_types": SETUP_METHOD_TYPES,
                     "metadata": {"customer_id": str(customer.pk)},
                     "success_url": success_url,
                     "cancel_url": cancel_url,
@@ -283,19 +327,26 @@ class StripeProvider(PaymentProvider):
         return CheckoutSession(id=session.id, url=session.url)
 
     def charge_saved_method(self, *, payment, invoice, customer_ref, method_id, off_session):
-        params = {
+        # A saved bank account is debited under its mandate: the intent names the method's
+        # type (Stripe refuses a sepa_debit method on a card-only intent) and answers
+        # "processing"; payment_intent.succeeded or payment_failed follows days later.
+        saved = _saved_method(method_id)
+        method_type = saved.type if saved is not None else "card"
+        params: dict[str, Any] = {
             "amount": to_minor_units(payment.amount),
             "currency": payment.currency.lower(),
             "customer": customer_ref,
             "payment_method": method_id,
-            "payment_method_types": ["card"],
+            "payment_method_types": [method_type],
             "confirm": True,
             "off_session": off_session,
             "description": f"Invoice {invoice.number}",
             "metadata": _metadata(payment, invoice),
             "expand": ["latest_charge"],
         }
-        if not off_session:
+        if saved is not None and saved.mandate_id:
+            params["mandate"] = saved.mandate_id
+        if not off_session and method_type == "card":
             # With a return URL Stripe answers 3-D Secure with a page to send the customer
             # to (next_action.redirect_to_url) instead of asking for Stripe.js.
             path = reverse("payments:payment-confirmed", args=[invoice.number, payment.pk])
@@ -388,9 +439,7 @@ class StripeProvider(PaymentProvider):
 
     def methods_list(self, *, customer_ref):
         page = _call(
-            lambda: self.client.v1.payment_methods.list(
-                {"customer": customer_ref, "type": "card", "limit": 100}
-            )
+            lambda: self.client.v1.payment_methods.list({"customer": customer_ref, "limit": 100})
         )
         return [_method_info(pm) for pm in page.data]
 
@@ -557,6 +606,17 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
             dispute_status="lost" if returned_debit else (obj.get("status") or ""),
             dispute_amount=from_minor_units(obj.get("amount") or 0),
         )
+    if kind == "setup_intent.succeeded":
+        # Saved outside Checkout (or alongside it): the intent names the method and its
+        # mandate by id; both are read back expanded (setup_intent_method).
+        if obj.get("usage") == "on_session" or not obj.get("customer"):
+            return None
+        return ProviderEvent(
+            kind=EventKind.SETUP_COMPLETED,
+            setup_id=obj.get("id", ""),
+            provider_customer_id=_object_id(obj.get("customer")),
+            customer_id=_int_or_none(meta.get("customer_id")),
+        )
     if kind in ("payment_method.attached", "payment_method.updated"):
         if not obj.get("customer"):
             return None
@@ -571,14 +631,17 @@ def event_from_stripe(event: dict) -> ProviderEvent | None:
 
 
 def setup_intent_method(setup_id: str) -> MethodInfo | None:
+    """The method a completed setup saved, with its mandate when it is a bank account."""
     client = stripe_client()
     intent = _call_plain(
-        lambda: client.v1.setup_intents.retrieve(setup_id, {"expand": ["payment_method"]})
+        lambda: client.v1.setup_intents.retrieve(
+            setup_id, {"expand": ["payment_method", "mandate"]}
+        )
     )
     pm = intent.get("payment_method")
     if not pm or isinstance(pm, str):
         return None
-    return _method_info(pm)
+    return _method_info(pm, intent.get("mandate"))
 
 
 def construct_event(payload: bytes, signature: str) -> dict:

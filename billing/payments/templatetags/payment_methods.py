@@ -1,0 +1,32 @@
+"""The payment method of a contract, on the contract page (contracts cannot import payments).
+
+{% load payment_methods %}{% contract_payment_method contract as pm %}
+pm.method: what charges it (None: nothing saved); pm.own: the contract names it itself;
+pm.choices: the customer's methods of the configured provider, for the change form.
+"""
+
+from django import template
+from django.conf import settings
+
+from billing.payments.models import PaymentMethod
+
+register = template.Library()
+
+
+@register.simple_tag
+def contract_payment_method(contract) -> dict:
+    methods = list(
+        PaymentMethod.objects.filter(
+            customer_id=contract.customer_id, provider=settings.PAYMENT_PROVIDER
+        )
+    )
+    link = (
+        PaymentMethod.objects.filter(
+            contract_links__contract_id=contract.pk, provider=settings.PAYMENT_PROVIDER
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    own = next((m for m in methods if m.pk == link), None)
+    default = next((m for m in methods if m.is_default), None)
+    return {"method": own or default, "own": own is not None, "choices": methods}
