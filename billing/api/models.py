@@ -12,6 +12,7 @@ class ApiScope(models.TextChoices):
     DISPUTE_INVOICES = "invoices:dispute", "Report a problem with an invoice"
     READ_BILLING_DETAILS = "billing_details:read", "Read billing details"
     WRITE_BILLING_DETAILS = "billing_details:write", "Read and change billing details"
+    READ_PAYMENT_METHODS = "payment_methods:read", "Read saved payment methods"
 
 
 # What each scope allows, on the tokens page and in the API document's introduction.
@@ -21,6 +22,9 @@ SCOPE_ALLOWS = {
     ApiScope.DISPUTE_INVOICES: "report a problem with an invoice (puts it under review)",
     ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
     ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
+    ApiScope.READ_PAYMENT_METHODS: (
+        "list the customer's saved cards and bank accounts (ids to pay with, mandates)"
+    ),
 }
 
 

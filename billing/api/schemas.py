@@ -161,6 +161,10 @@ class Invoice(Schema):
     status: Literal[API_STATUSES]  # type: ignore[valid-type]
     portal_status: str
     subscription: str | Subscription | None = Field(description="Expandable: `subscription`.")
+    payment_processing: bool = Field(
+        description="A bank debit (SEPA, ACH) for it is processing: it is not charged, "
+        "reminded or cancelled for until the bank answers (days). The status stays open."
+    )
 
 
 class InvoiceList(Schema):
@@ -552,3 +556,89 @@ class StatementQuery(Schema):
         description="Last day, YYYY-MM-DD, not before start (default: today).",
         json_schema_extra={"format": "date"},
     )
+
+
+# --- Saved payment methods ------------------------------------------------------------
+
+PAYMENT_METHOD_CURSOR = {"pattern": "^[A-Za-z0-9_]{1,100}$"}
+
+
+class PaymentMethodCard(Schema):
+    brand: str = Field(examples=["visa"])
+    last4: str = Field(examples=["4242"])
+    exp_month: int | None
+    exp_year: int | None
+
+
+class PaymentMethodMandate(Schema):
+    id: str | None = Field(description="The provider's mandate id.")
+    reference: str | None = Field(description="The mandate reference on bank statements.")
+    accepted_at: int | None = Field(description="Unix seconds.")
+    text: str | None = Field(description="The mandate wording the customer accepted.")
+
+
+class PaymentMethodBank(Schema):
+    bank_name: str | None = Field(examples=["Commerzbank"])
+    last4: str = Field(examples=["3000"])
+    mandate: PaymentMethodMandate
+
+
+class PaymentMethodContract(Schema):
+    id: str = Field(examples=["sub_12"])
+    reference: str
+
+
+class PaymentMethod(Schema):
+    """A saved card or bank account; `id` is what `POST /api/invoices/{id}/pay` takes."""
+
+    id: str = Field(examples=["pm_1Pgc75B7WZ01zgkWlHVgdEGJ"])
+    object: Literal["payment_method"]
+    type: Literal["card", "sepa_debit", "us_bank_account"]
+    created: int
+    card: PaymentMethodCard | None
+    bank: PaymentMethodBank | None
+    default: bool = Field(description="Automatic charges of contracts without their own use it.")
+    contracts: list[PaymentMethodContract] = Field(
+        description="Contracts (subscriptions) that name this method for their charges."
+    )
+
+
+class PaymentMethodList(Schema):
+    object: Literal["list"]
+    url: str
+    has_more: bool
+    data: list[PaymentMethod]
+
+
+class PaymentMethodListQuery(Schema):
+    """Default first, then newest; a cursor is a payment method id from a previous page."""
+
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(None, json_schema_extra=PAYMENT_METHOD_CURSOR)
+    ending_before: str | None = Field(None, json_schema_extra=PAYMENT_METHOD_CURSOR)
+    type: str | None = Field(
+        None, json_schema_extra={"enum": ["card", "sepa_debit", "us_bank_account"]}
+    )
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIMIT}.")
+        return value
+
+    @field_validator("starting_after", "ending_before")
+    @classmethod
+    def _cursor(cls, value: str | None, info) -> str | None:
+        if value is not None and not (
+            0 < len(value) <= 100 and value.isascii() and value.replace("_", "").isalnum()
+        ):
+            raise _invalid(f"{info.field_name} must be a payment method id such as pm_123.")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("card", "sepa_debit", "us_bank_account"):
+            raise _invalid("type must be card, sepa_debit or us_bank_account.")
+        return value

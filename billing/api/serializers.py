@@ -209,6 +209,8 @@ def invoice_object(invoice: Invoice, *, expand: set[str], delinquent: bool) -> d
         "status": STATUS_FOR_API[invoice.status],
         "portal_status": invoice.status,
         "subscription": subscription,
+        # Annotated by the API's queryset (billing.invoices.models.payment_processing_flag).
+        "payment_processing": bool(getattr(invoice, "payment_processing", False)),
     }
 
 
@@ -323,4 +325,42 @@ def statement_object(statement) -> dict:
             "as_of": statement.as_of.isoformat(),
             **{key: to_minor_units(amount) for key, _label, amount in statement.aging},
         },
+    }
+
+
+def payment_method_object(method) -> dict:
+    """A saved PaymentMethod (billing.payments) with `contract_links__contract` prefetched;
+    read by field names, as the API does not write payments' models."""
+    contracts = [
+        {"id": f"sub_{link.contract_id}", "reference": link.contract.reference}
+        for link in method.contract_links.all()
+    ]
+    card = bank = None
+    if method.is_bank:
+        bank = {
+            "bank_name": method.bank_name or None,
+            "last4": method.last4,
+            "mandate": {
+                "id": method.mandate_id or None,
+                "reference": method.mandate_reference or None,
+                "accepted_at": unix(method.mandate_accepted_at),
+                "text": method.mandate_text or None,
+            },
+        }
+    else:
+        card = {
+            "brand": method.brand,
+            "last4": method.last4,
+            "exp_month": method.exp_month,
+            "exp_year": method.exp_year,
+        }
+    return {
+        "id": method.provider_id,
+        "object": "payment_method",
+        "type": method.type,
+        "created": unix(method.created_at),
+        "card": card,
+        "bank": bank,
+        "default": method.is_default,
+        "contracts": contracts,
     }

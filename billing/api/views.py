@@ -28,7 +28,13 @@ from pydantic_core import PydanticCustomError
 
 from billing.api.models import SCOPE_ALLOWS, ApiScope, ApiToken
 from billing.invoices import signals as invoice_signals
-from billing.invoices.models import CreditNote, Invoice, InvoiceStatus, overdue_q
+from billing.invoices.models import (
+    CreditNote,
+    Invoice,
+    InvoiceStatus,
+    overdue_q,
+    payment_processing_flag,
+)
 from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
 from contracts.models import Customer
@@ -46,6 +52,7 @@ from .schemas import (
     ExpandQuery,
     InvoiceListQuery,
     InvoiceReport,
+    PaymentMethodListQuery,
     PayRequest,
     ReportRequest,
     StatementQuery,
@@ -55,6 +62,7 @@ from .schemas import CreditNote as CreditNoteSchema
 from .schemas import CreditNoteList as CreditNoteListSchema
 from .schemas import Invoice as InvoiceSchema
 from .schemas import InvoiceList as InvoiceListSchema
+from .schemas import PaymentMethodList as PaymentMethodListSchema
 from .schemas import Statement as StatementSchema
 from .serializers import (
     STATUS_FOR_API,
@@ -63,6 +71,7 @@ from .serializers import (
     invoice_report_object,
     parse_credit_note_api_id,
     parse_invoice_api_id,
+    payment_method_object,
     statement_object,
 )
 from .tokens import UNKNOWN_TOKEN, token_authenticate
@@ -559,6 +568,62 @@ def billing_details_update(request: HttpRequest, payload: Body[BillingDetailsUpd
     return billing_details_object(customer)
 
 
+# --- Saved payment methods --------------------------------------------------------------
+
+
+@api.get(
+    "/payment_methods/",
+    response={200: PaymentMethodListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_PAYMENT_METHODS),
+    summary="List saved payment methods",
+    description=(
+        "Scope `payment_methods:read`. The customer's saved cards and bank accounts (SEPA "
+        "Direct Debit, ACH) with their mandates, the default, and the contracts that name "
+        "each one. An `id` here is what `POST /api/invoices/{id}/pay` takes as "
+        "`payment_method`; paying with a bank account answers the invoice with "
+        "`payment_processing: true`. Default first, then newest; `type` narrows the list."
+    ),
+    tags=["payment methods"],
+    url_name="payment-method-list",
+)
+@api.get(
+    "/payment_methods",
+    include_in_schema=False,
+    url_name="payment-method-list",
+    auth=ScopedBearer(ApiScope.READ_PAYMENT_METHODS),
+)
+def payment_method_list(request: HttpRequest, query: Query[PaymentMethodListQuery]) -> dict:
+    from billing.payments.selectors import methods_with_contracts
+
+    _reject_unknown(request, PaymentMethodListQuery)
+    qs = methods_with_contracts(request.api_token.customer_id, provider=settings.PAYMENT_PROVIDER)
+    if query.type is not None:
+        qs = qs.filter(type=query.type)
+    # The page order (default first, then newest) as one sortable key; a cursor is a
+    # method id of this customer, looked up to its place in that order.
+    ordered = list(qs.order_by("-is_default", "-created_at", "-pk"))
+    ids = [m.provider_id for m in ordered]
+    start, end = 0, len(ordered)
+    cursors = (("starting_after", query.starting_after), ("ending_before", query.ending_before))
+    for name, cursor in cursors:
+        if cursor is not None and cursor not in ids:
+            raise invalid(f"No such payment method: {cursor!r}.", param=name)
+    if query.starting_after is not None:
+        start = ids.index(query.starting_after) + 1
+    if query.ending_before is not None:
+        end = ids.index(query.ending_before)
+    window = ordered[start:end]
+    backwards = query.ending_before is not None and query.starting_after is None
+    rows = window[-query.limit :] if backwards else window[: query.limit]
+    has_more = len(window) > query.limit
+    return {
+        "object": "list",
+        "url": "/api/payment_methods",
+        "has_more": has_more,
+        "data": [payment_method_object(m) for m in rows],
+    }
+
+
 # --- Credit notes and the statement of account -----------------------------------------
 
 
@@ -709,7 +774,11 @@ def _keyed(request: HttpRequest, token: ApiToken, body: dict, work) -> HttpRespo
 
 
 def _invoices(token: ApiToken, expand: set[str]) -> QuerySet[Invoice]:
-    qs = Invoice.objects.filter(customer_id=token.customer_id).select_related("customer")
+    qs = (
+        Invoice.objects.filter(customer_id=token.customer_id)
+        .select_related("customer")
+        .annotate(payment_processing=payment_processing_flag())
+    )
     if expand & {"subscription", "subscription.customer"}:
         qs = qs.select_related("contract").prefetch_related(
             "contract__blocks",
