@@ -287,7 +287,9 @@ def test_the_hosted_page_offers_the_saved_iban_for_euro_invoices_only(
     page = client.get(f"/invoices/{euros.number}/pay/").content.decode()
     assert "SEPA Direct Debit · Commerzbank •••• 3000" in page
     assert f"mandate {iban.mandate_reference}" in page
-    assert "SEPA Direct Debit" not in client.get(f"/invoices/{dollars.number}/pay/").content.decode()
+    assert (
+        "SEPA Direct Debit" not in client.get(f"/invoices/{dollars.number}/pay/").content.decode()
+    )
 
     response = client.post(f"/invoices/{euros.number}/pay/", {"payment_method": iban.provider_id})
     assert response.status_code == 303
