@@ -573,7 +573,7 @@ def billing_details_update(request: HttpRequest, payload: Body[BillingDetailsUpd
 
 @api.get(
     "/payment_methods/",
-    response={200: PaymentMethodListSchema, **_errors(400, 401, 403, 429)},
+    response={200: PaymentMethodListSchema, **_errors(400, 401, 403, 404, 429)},
     auth=ScopedBearer(ApiScope.READ_PAYMENT_METHODS),
     summary="List saved payment methods",
     description=(
@@ -607,7 +607,13 @@ def payment_method_list(request: HttpRequest, query: Query[PaymentMethodListQuer
     cursors = (("starting_after", query.starting_after), ("ending_before", query.ending_before))
     for name, cursor in cursors:
         if cursor is not None and cursor not in ids:
-            raise invalid(f"No such payment method: {cursor!r}.", param=name)
+            # Like a missing object (Stripe's resource_missing): the id is well-formed.
+            raise ApiError(
+                404,
+                f"No such payment method: {cursor!r}.",
+                code="resource_missing",
+                param=name,
+            )
     if query.starting_after is not None:
         start = ids.index(query.starting_after) + 1
     if query.ending_before is not None:

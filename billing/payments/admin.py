@@ -16,6 +16,7 @@ from core.errors import DomainError
 
 from . import services, webhooks
 from .models import (
+    ContractPaymentMethod,
     Payment,
     PaymentMethod,
     PaymentStatus,
@@ -154,9 +155,29 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(ReadOnlyAdmin):
-    list_display = ["customer", "brand", "last4", "exp_month", "exp_year", "is_default", "provider"]
-    list_filter = ["provider", "brand", "is_default"]
-    search_fields = ["customer__name", "provider_id", "last4"]
+    list_display = [
+        "customer",
+        "type",
+        "brand",
+        "bank_name",
+        "last4",
+        "exp_month",
+        "exp_year",
+        "mandate_reference",
+        "is_default",
+        "provider",
+    ]
+    list_filter = ["provider", "type", "brand", "is_default"]
+    search_fields = ["customer__name", "provider_id", "last4", "mandate_reference"]
+
+
+@admin.register(ContractPaymentMethod)
+class ContractPaymentMethodAdmin(ReadOnlyAdmin):
+    """Which contracts name their own method (the customer changes it on the contract page)."""
+
+    list_display = ["contract", "method", "updated_at"]
+    search_fields = ["contract__customer__name", "method__provider_id"]
+    list_select_related = ["contract", "method"]
 
 
 class StuckFilter(admin.SimpleListFilter):

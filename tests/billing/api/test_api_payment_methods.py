@@ -119,12 +119,15 @@ def test_bad_queries_scope_and_other_customers(
     for query, param in (
         ("limit=0", "limit"),
         ("type=paypal", "type"),
-        (f"starting_after={stranger.provider_id}", "starting_after"),
         ("starting_after=pm%20x", "starting_after"),
         ("colour=red", "colour"),
     ):
         error = assert_error_schema(api("get", f"/api/payment_methods?{query}", reader), 400)
         assert error["param"] == param, (query, error)
+    # Another customer's method is missing here, like an unknown one.
+    missing = api("get", f"/api/payment_methods?starting_after={stranger.provider_id}", reader)
+    error = assert_error_schema(missing, 404, "resource_missing")
+    assert error["param"] == "starting_after"
 
 
 def test_the_scope_is_offered_on_the_tokens_page_and_documented(client, membership):
