@@ -300,3 +300,27 @@ def test_the_hosted_page_offers_the_saved_iban_for_euro_invoices_only(
     _settle(queued)
     euros.refresh_from_db()
     assert euros.status == InvoiceStatus.PAID
+
+
+@pytest.mark.parametrize("iban", [SUCCEEDS, FAILS, DISPUTED])
+def test_a_bank_answering_at_once_still_follows_processing(customer, iban):
+    """Tasks run eagerly here: the bank's answer arrives before the charge call returns.
+    The outcome stands; "processing" never comes back after it."""
+    invoice = make_invoice(customer=customer)
+    _iban_method(customer, iban)
+    payment = payments.invoice_charge_automatically(invoice_id=invoice.pk, actor="calendar")
+    payment.refresh_from_db()
+    invoice.refresh_from_db()
+    expected = {
+        SUCCEEDS: (PaymentStatus.SUCCEEDED, InvoiceStatus.PAID),
+        FAILS: (PaymentStatus.FAILED, InvoiceStatus.OPEN),
+        DISPUTED: (PaymentStatus.REFUNDED, InvoiceStatus.REFUND),
+    }[iban]
+    assert (payment.status, invoice.status) == expected
+    statuses = list(
+        AuditEntry.objects.filter(object_id=str(payment.pk), action__startswith="payment.")
+        .order_by("pk")
+        .values_list("action", flat=True)
+    )
+    assert statuses.index("payment.processing") < len(statuses) - 1
+    assert statuses.count("payment.processing") == 1
