@@ -140,6 +140,15 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
         secret=lambda w: w.method.last4,
     ),
+    # Choosing the contract's payment method: the viewer may see it, not change it; another
+    # customer's contract is 404 (and the method never reaches them).
+    "payments:contract-payment-method": Row(
+        "post",
+        lambda w: f"/contracts/{w.contract.pk}/payment-method/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {"method": str(w.method.pk)},
+        secret=lambda w: w.method.last4,
+    ),
     # The PDF of the pay link's invoice: the signed token is the credential.
     "invoices:invoice-pdf-for-link": Row(
         "get",
@@ -288,6 +297,14 @@ MATRIX: dict[str, Row] = {
         "get",
         lambda w: "/api/statement?currency=eur",
         {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        api=True,
+    ),
+    # Bravo's token lists Bravo's methods only: Alpha's card never appears.
+    "api:payment-method-list": Row(
+        "get",
+        lambda w: "/api/payment_methods",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        secret=lambda w: w.method.provider_id,
         api=True,
     ),
     "api:billing-details": Row(

@@ -23,6 +23,7 @@ CSRF_EXEMPT = {
     "api:credit-note-list": "bearer token, no cookies",
     "api:credit-note-detail": "bearer token, no cookies",
     "api:statement": "bearer token, no cookies",
+    "api:payment-method-list": "bearer token, no cookies",
     "api:billing-details": "bearer token, no cookies",
     "api:billing-details-update": "bearer token, no cookies",
     "api:schema": "read-only document",
