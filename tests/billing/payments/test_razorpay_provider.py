@@ -373,3 +373,19 @@ def test_euro_invoices_keep_the_default_provider(client, owner, customer):
     assert response.status_code == 303
     assert "/sandbox/checkout/" in response["Location"]
     assert euro.payments.get().provider == "sandbox"
+
+
+def test_deploy_check_wants_both_razorpay_secrets_with_its_key(settings):
+    from core.checks import portal_deploy_checks
+
+    def e004():
+        return [p.id for p in portal_deploy_checks(None) if p.id == "portal.E004"]
+
+    assert e004() == []
+    settings.RAZORPAY_WEBHOOK_SECRET = ""
+    assert e004() == ["portal.E004"]
+    settings.RAZORPAY_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.RAZORPAY_KEY_SECRET = ""
+    assert e004() == ["portal.E004"]
+    settings.RAZORPAY_KEY_ID = ""
+    assert e004() == []
