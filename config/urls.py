@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from billing.payments.webhooks import stripe_webhook
+from billing.payments.webhooks import razorpay_webhook, stripe_webhook
 from contracts.auth import (
     ConfirmingLogoutView,
     EmailPasswordResetForm,
@@ -28,6 +28,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("billing.api.urls")),
     path("stripe/", stripe_webhook, name="stripe-webhook"),
+    path("razorpay/", razorpay_webhook, name="razorpay-webhook"),
     path("", include("billing.payments.urls")),
     path("", include("billing.collections.urls")),
     path("", include("billing.invoices.urls")),

@@ -65,6 +65,18 @@ def portal_deploy_checks(app_configs, **kwargs):
                 id="portal.E003",
             )
         )
+    if settings.RAZORPAY_KEY_ID and not (
+        settings.RAZORPAY_KEY_SECRET and settings.RAZORPAY_WEBHOOK_SECRET
+    ):
+        problems.append(
+            Error(
+                "RAZORPAY_KEY_ID is set (INR invoices are paid through Razorpay) but "
+                "RAZORPAY_KEY_SECRET or RAZORPAY_WEBHOOK_SECRET is empty: links could not be "
+                "made, or every event at /razorpay/ would be refused.",
+                hint="Set both, or unset RAZORPAY_KEY_ID.",
+                id="portal.E004",
+            )
+        )
     if settings.SECURE_PROXY_SSL_HEADER and settings.TRUSTED_PROXY_HOPS == 0:
         problems.append(
             Warning(

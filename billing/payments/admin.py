@@ -24,7 +24,7 @@ from .models import (
     WebhookEvent,
     WebhookEventStatus,
 )
-from .providers import PaymentError
+from .providers import PaymentError, provider_for_invoice
 from .statements import statement_email
 
 
@@ -245,6 +245,16 @@ admin.site.unregister(Invoice)
 class InvoicePaymentsAdmin(InvoiceAdmin):
     inlines = [*InvoiceAdmin.inlines, PaymentInline]
     actions = [*InvoiceAdmin.actions, "record_bank_transfer"]
+    list_display = [*InvoiceAdmin.list_display, "pay_online_via"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "pay_online_via"]
+
+    @admin.display(description="Pay online via")
+    def pay_online_via(self, obj):
+        """The provider Pay online sends this invoice to now (providers.provider_for_invoice:
+        its currency and the settings); its earlier payments show their own."""
+        return provider_for_invoice(obj)
 
     @admin.action(
         description="Record a bank transfer for the full amount remaining", permissions=["change"]

@@ -298,7 +298,8 @@ class WebhookEvent(models.Model):
     """
 
     provider = models.CharField(max_length=16, default="stripe")
-    event_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # Unique per provider (Meta): Stripe's evt_... and Razorpay's event ids share the table.
+    event_id = models.CharField(max_length=100, null=True, blank=True)
     type = models.CharField(max_length=100, blank=True, db_index=True)
     object_id = models.CharField(max_length=100, blank=True, db_index=True)
     status = models.CharField(
@@ -314,6 +315,11 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="webhook_unique_provider_event"
+            ),
+        ]
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_status_received"),
             # Every applied event looks for events that waited on its payment; keep that

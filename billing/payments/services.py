@@ -62,6 +62,7 @@ from .providers import (
     ProviderUnavailable,
     get_provider,
     known_customer_ref,
+    provider_for_invoice,
 )
 from .providers.base import ChargeOutcome, EventKind, MethodInfo, ProviderEvent
 from .selectors import method_for_invoice
@@ -1020,7 +1021,9 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
     When the provider fails, the attempt is recorded as failed and the error (safe to show)
     raised; ProviderBusy (the same request still in progress there) leaves it pending.
     """
-    provider = get_provider()
+    # The invoice's currency picks the provider (providers.provider_for_invoice); it never
+    # changes once the invoice exists, so it is read before the lock.
+    provider = get_provider(provider_for_invoice(_invoice(invoice_id)))
     with transaction.atomic():
         invoice = lock_invoice_to_pay(invoice_id)
         invoice_check_payable_online(invoice)

@@ -551,6 +551,9 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
         "saved": saved,
         "error": "",
         "stage": "card",
+        "rupee": payment.currency in sandbox_provider.UPI_CURRENCIES,
+        "vpas": sandbox_provider.TEST_VPAS.values(),
+        "banks": sandbox_provider.TEST_BANKS.items(),
     }
     if payment.status == PaymentStatus.SUCCEEDED:
         return redirect(data["s"])
@@ -565,6 +568,8 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     if action == "debit":
         iban = sandbox_provider.iban_for(request.POST.get("iban", ""))
         return _sandbox_debit(request, payment, context, success_url=data["s"], iban=iban)
+    if action in ("upi", "netbanking"):
+        return _sandbox_rupee(request, payment, context, action=action, success_url=data["s"])
     card = None
     if action in ("approve", "deny"):
         card = sandbox_provider.card_for_last4("3184")
@@ -640,6 +645,40 @@ def _sandbox_debit(
         sandbox_settle_debit, payment.pk, iban.iban, countdown=settings.SANDBOX_DEBIT_DELAY_SECONDS
     )
     return _Redirect303(success_url)
+
+
+def _sandbox_rupee(
+    request: HttpRequest, payment: Payment, context: dict, *, action: str, success_url: str
+) -> HttpResponse:
+    """UPI (a test VPA) or net banking (the test bank's success or failure button) for a
+    rupee invoice: the outcome Razorpay's webhook would bring, through the same services."""
+    if not context["rupee"]:
+        context["error"] = _("UPI and net banking are offered for INR invoices only.")
+        return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
+    if action == "upi":
+        vpa = sandbox_provider.vpa_for(request.POST.get("vpa", ""))
+        if vpa is None:
+            context["error"] = _("Use one of the test UPI IDs listed below.")
+            return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
+        brand, succeeds = sandbox_provider.UPI_BRAND, vpa.behaviour == "success"
+    else:
+        outcome = request.POST.get("outcome", "")
+        if request.POST.get("bank", "") not in sandbox_provider.TEST_BANKS or outcome not in (
+            "success",
+            "failure",
+        ):
+            context["error"] = _("Choose a test bank, then Success or Failure.")
+            return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
+        brand, succeeds = sandbox_provider.NETBANKING_BRAND, outcome == "success"
+    event = sandbox_provider.rupee_outcome_event(
+        payment.pk, brand=brand, succeeds=succeeds, checkout_id=payment.provider_checkout_id or ""
+    )
+    payments.provider_event_apply(event, actor="sandbox")
+    payment.refresh_from_db()
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return _Redirect303(success_url)
+    context["error"] = payment.failure_message or _("The payment did not go through.")
+    return render(request, "billing/payments/sandbox_checkout.html", context, status=402)
 
 
 @require_http_methods(["GET", "POST"])

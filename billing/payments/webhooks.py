@@ -1,4 +1,5 @@
-"""The Stripe webhook endpoint (/stripe/): verify, store raw once per event id, answer 200.
+"""The provider webhook endpoints (/stripe/, /razorpay/): verify, store raw once per provider
+and event id, answer 200.
 
 Applying an event is a worker's job (tasks.apply_webhook_event, queued on commit; the
 sweep tasks.sweep_webhook_events catches what was lost or failed), so the endpoint's speed
@@ -30,6 +31,7 @@ from contracts.auth import client_ip
 from core.queue import enqueue_on_commit
 
 from . import tasks
+from .providers import razorpay_provider
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
 from .services import EventOutOfOrder, find_payment, provider_event_apply
@@ -38,22 +40,30 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "stripe webhook"
 
+# How each provider's stored events turn into ProviderEvents, by WebhookEvent.provider.
+PARSERS = {
+    "stripe": event_from_stripe,
+    "razorpay": razorpay_provider.event_from_razorpay,
+}
+
 
 # A stored sample of a refused request keeps this much of its body.
 INVALID_SAMPLE_CHARS = 4_000
 
 
-def _invalid(request: HttpRequest, body: str, reason: str) -> HttpResponse:
+def _invalid(
+    request: HttpRequest, body: str, reason: str, *, provider: str = "stripe"
+) -> HttpResponse:
     """Refuse a request that is not a genuine event, keeping a sample, not the flood.
 
     Per client address and minute the first refusal is stored (its body cut to
     INVALID_SAMPLE_CHARS) and the later ones only counted on that row (`deliveries`);
     past STRIPE_WEBHOOK_INVALID_PER_MINUTE the address gets 429 and nothing is written.
-    Stripe itself never fails the check unless the secret is wrong, and retries anyway.
+    Stripe (or Razorpay) never fails the check unless the secret is wrong, and retries anyway.
     """
     address = client_ip(request)
     minute = int(time.time() // 60)
-    key = f"stripe-invalid:{hashlib.sha256(address.encode()).hexdigest()[:32]}:{minute}"
+    key = f"{provider}-invalid:{hashlib.sha256(address.encode()).hexdigest()[:32]}:{minute}"
     try:
         cache.add(key, 0, timeout=120)
         count = cache.incr(key)
@@ -74,6 +84,7 @@ def _invalid(request: HttpRequest, body: str, reason: str) -> HttpResponse:
         )
     if count == 1:
         sample = WebhookEvent.objects.create(
+            provider=provider,
             status=WebhookEventStatus.INVALID,
             body=_text(body[:INVALID_SAMPLE_CHARS]),
             note=_text(f"from {address or 'unknown address'}: {reason}"[:1000]),
@@ -136,7 +147,7 @@ def webhook_event_process(*, event_pk: int) -> str:
             if stored.status not in UNFINISHED:
                 return stored.status
             event = json.loads(stored.body)
-            domain_event = event_from_stripe(event)
+            domain_event = PARSERS[stored.provider](event)
             if domain_event is None:
                 result, status = "type not handled", WebhookEventStatus.IGNORED
             elif domain_event.kind == EventKind.METHOD_ATTACHED and _was_detached(
@@ -144,7 +155,7 @@ def webhook_event_process(*, event_pk: int) -> str:
             ):
                 result, status = "method already detached", WebhookEventStatus.IGNORED
             else:
-                result = provider_event_apply(domain_event, actor=ACTOR)
+                result = provider_event_apply(domain_event, actor=f"{stored.provider} webhook")
                 status = WebhookEventStatus.PROCESSED
             now = timezone.now()
             stored.status = status
@@ -228,15 +239,18 @@ _UPSERT = """
     INSERT INTO payments_webhookevent
         (provider, event_id, type, object_id, status, body, note, deliveries, received_at,
          attempts)
-    VALUES ('stripe', %s, %s, %s, %s, %s, '', 1, %s, 0)
-    ON CONFLICT (event_id) DO UPDATE
+    VALUES (%s, %s, %s, %s, %s, %s, '', 1, %s, 0)
+    ON CONFLICT (provider, event_id) DO UPDATE
         SET deliveries = payments_webhookevent.deliveries + 1
     RETURNING id, status, (xmax = 0)
 """
 
 
-def _store(*, event_id: str, type: str, object_id: str, body: str) -> tuple[int, str, bool]:
-    """Store a new event or count a redelivery; returns (pk, status, created).
+def _store(
+    *, event_id: str, type: str, object_id: str, body: str, provider: str = "stripe"
+) -> tuple[int, str, bool]:
+    """Store a new event or count a redelivery of the provider's event; returns
+    (pk, status, created).
 
     On PostgreSQL one INSERT ... ON CONFLICT statement, its own transaction: the intake's
     cost is one round trip and one commit (xmax = 0 tells a fresh row from an updated one).
@@ -245,16 +259,26 @@ def _store(*, event_id: str, type: str, object_id: str, body: str) -> tuple[int,
         with connection.cursor() as cursor:
             cursor.execute(
                 _UPSERT,
-                [event_id, type, object_id, WebhookEventStatus.RECEIVED, body, timezone.now()],
+                [
+                    provider,
+                    event_id,
+                    type,
+                    object_id,
+                    WebhookEventStatus.RECEIVED,
+                    body,
+                    timezone.now(),
+                ],
             )
             pk, status, created = cursor.fetchone()
         return pk, status, created
     try:
         stored, created = WebhookEvent.objects.get_or_create(
-            event_id=event_id, defaults={"type": type, "object_id": object_id, "body": body}
+            provider=provider,
+            event_id=event_id,
+            defaults={"type": type, "object_id": object_id, "body": body},
         )
     except IntegrityError:
-        stored, created = WebhookEvent.objects.get(event_id=event_id), False
+        stored, created = WebhookEvent.objects.get(provider=provider, event_id=event_id), False
     if not created:
         WebhookEvent.objects.filter(pk=stored.pk).update(deliveries=F("deliveries") + 1)
     return stored.pk, stored.status, created
@@ -283,5 +307,53 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     )
     if created or status in UNFINISHED:
         # Applied by a worker, not here: Stripe gets its 200 as soon as the event is stored.
+        enqueue_on_commit(tasks.apply_webhook_event, pk)
+    return HttpResponse("received", content_type="text/plain")
+
+
+# Which entity of a Razorpay payload names the event's object (WebhookEvent.object_id).
+_RAZORPAY_OBJECTS = ("payment_link", "refund", "payment")
+
+
+@csrf_exempt
+@require_POST
+def razorpay_webhook(request: HttpRequest) -> HttpResponse:
+    """Razorpay's events: the same intake as Stripe's (verify, store once, queue, 200).
+
+    Razorpay names each event in the x-razorpay-event-id header (the body has no id) and
+    sends it again under the same id when we do not answer 2xx in time.
+    """
+    body = _text(request.body.decode("utf-8", errors="replace"))
+    signature = request.headers.get("X-Razorpay-Signature", "")
+    if not razorpay_provider.verify_signature(request.body, signature):
+        reason = "signature missing" if not signature else "signature does not match"
+        return _invalid(request, body, reason, provider="razorpay")
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return _invalid(request, body, "signed body is not a Razorpay event", provider="razorpay")
+    event_id = request.headers.get("X-Razorpay-Event-Id", "")
+    if not (0 < len(event_id) <= 100 and event_id.isprintable()):
+        # Razorpay always names its events; a signed body without a name is still
+        # de-duplicated, by its content.
+        event_id = f"body-{hashlib.sha256(request.body).hexdigest()[:40]}"
+    payload = event.get("payload")
+    object_id = ""
+    for name in _RAZORPAY_OBJECTS:
+        wrapper = payload.get(name) if isinstance(payload, dict) else None
+        entity = wrapper.get("entity") if isinstance(wrapper, dict) else None
+        if isinstance(entity, dict) and entity.get("id"):
+            object_id = str(entity["id"])
+            break
+    pk, status, created = _store(
+        provider="razorpay",
+        event_id=event_id,
+        type=_text(event["event"][:100]),
+        object_id=_text(object_id[:100]),
+        body=body,
+    )
+    if created or status in UNFINISHED:
         enqueue_on_commit(tasks.apply_webhook_event, pk)
     return HttpResponse("received", content_type="text/plain")

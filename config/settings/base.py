@@ -202,8 +202,14 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-# Requests to /stripe/ that fail the signature check, per client address and minute,
-# before the address gets 429; one sample per address and minute is stored.
+# Razorpay serves Pay online for INR invoices once RAZORPAY_KEY_ID is set
+# (billing.payments.providers.provider_for_currency); its webhooks come to /razorpay/.
+RAZORPAY_KEY_ID = env("RAZORPAY_KEY_ID", default="")
+RAZORPAY_KEY_SECRET = env("RAZORPAY_KEY_SECRET", default="")
+RAZORPAY_WEBHOOK_SECRET = env("RAZORPAY_WEBHOOK_SECRET", default="")
+RAZORPAY_API_BASE = env("RAZORPAY_API_BASE", default="https://api.razorpay.com")
+# Requests to /stripe/ (and /razorpay/) that fail the signature check, per client address
+# and minute, before the address gets 429; one sample per address and minute is stored.
 STRIPE_WEBHOOK_INVALID_PER_MINUTE = env.int("STRIPE_WEBHOOK_INVALID_PER_MINUTE", default=60)
 # Two budgets for calls to Stripe: seconds to connect, seconds to wait for the answer,
 # retries. A web request (Pay online, a saved card, the admin's refund) makes at most two

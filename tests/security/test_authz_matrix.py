@@ -334,6 +334,7 @@ EXCLUDED = {
     "": "redirect to /invoices/, no content",
     "admin": "staff only: test_admin_refuses_customers below",
     "stripe-webhook": "no session; Stripe signature (billing/payments/test_webhooks_stripe.py)",
+    "razorpay-webhook": "no session; Razorpay signature (payments/test_webhooks_razorpay.py)",
     "api:schema": "public OpenAPI document without customer data",
     "api:docs": "public Swagger UI of that document, no customer data",
     # django.contrib.auth.urls: the person's own account, no customer objects.
@@ -457,6 +458,7 @@ def test_admin_refuses_customers(client, world):
         assert response["Location"].startswith("/admin/login/"), path
 
 
-def test_unsigned_webhook_is_refused(client, db):
-    response = client.post("/stripe/", "{}", content_type="application/json")
+@pytest.mark.parametrize("path", ["/stripe/", "/razorpay/"])
+def test_unsigned_webhook_is_refused(client, db, path):
+    response = client.post(path, "{}", content_type="application/json")
     assert response.status_code in (400, 403)

@@ -30,6 +30,7 @@ CSRF_EXEMPT = {
     "api:docs": "read-only page",
     r"^api/(?P<rest>.*)$": "JSON 404",
     "stripe-webhook": "Stripe signature",
+    "razorpay-webhook": "X-Razorpay-Signature",
 }
 EXTRA_URLS = {
     "": "/",
@@ -45,6 +46,7 @@ EXTRA_URLS = {
     "api:schema": "/api/schema/",
     "api:docs": "/api/docs/",
     "stripe-webhook": "/stripe/",
+    "razorpay-webhook": "/razorpay/",
 }
 
 

@@ -1,4 +1,4 @@
-"""Payment providers behind one interface; settings.PAYMENT_PROVIDER picks one."""
+"""Payment providers behind one interface; provider_for_invoice picks the one for an invoice."""
 
 from django.conf import settings
 
@@ -20,7 +20,29 @@ __all__ = [
     "ProviderUnavailable",
     "get_provider",
     "known_customer_ref",
+    "provider_for_currency",
+    "provider_for_invoice",
 ]
+
+# Currencies Razorpay collects for us (UPI, net banking, cards, wallets): rupee invoices.
+RAZORPAY_CURRENCIES = frozenset({"INR"})
+
+
+def provider_for_currency(currency: str) -> str:
+    """The provider that serves Pay online for an invoice in `currency`: the one rule.
+
+    Rupee invoices go to Razorpay once its key is configured (RAZORPAY_KEY_ID); without
+    it they stay with PAYMENT_PROVIDER like every other currency (the sandbox in
+    development, which simulates UPI and net banking for them; Stripe, which takes INR
+    cards, in a deployment that has no Razorpay account).
+    """
+    if currency.upper() in RAZORPAY_CURRENCIES and settings.RAZORPAY_KEY_ID:
+        return "razorpay"
+    return settings.PAYMENT_PROVIDER
+
+
+def provider_for_invoice(invoice) -> str:
+    return provider_for_currency(invoice.currency)
 
 
 def get_provider(name: str | None = None) -> PaymentProvider:
@@ -29,6 +51,10 @@ def get_provider(name: str | None = None) -> PaymentProvider:
         from .stripe_provider import StripeProvider
 
         return StripeProvider()
+    if name == "razorpay":
+        from .razorpay_provider import RazorpayProvider
+
+        return RazorpayProvider()
     if name == "sandbox":
         from .sandbox import SandboxProvider, sandbox_allowed
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .base import (
     AuthenticationRequired,
@@ -88,6 +89,48 @@ _IBAN_BY_LAST4 = {iban.last4: iban for iban in TEST_IBANS.values()}
 SEPA_BRAND = "SEPA Direct Debit"
 # A debit is offered for the currencies SEPA (EUR) collects in.
 DEBIT_CURRENCIES = frozenset({"EUR"})
+
+
+# Rupee invoices (Razorpay's methods): UPI with Razorpay's own test VPAs, and net banking
+# whose test bank page lets the payer succeed or fail. Both settle at once, like Razorpay's.
+UPI_CURRENCIES = frozenset({"INR"})
+UPI_BRAND = "UPI"
+NETBANKING_BRAND = "Net banking"
+
+
+@dataclass(frozen=True)
+class TestVpa:
+    vpa: str
+    behaviour: str  # success | failure
+    label: str
+
+
+TEST_VPAS = {
+    vpa.vpa: vpa
+    for vpa in (
+        TestVpa("success@razorpay", "success", "Succeeds"),
+        TestVpa("failure@razorpay", "failure", "Fails"),
+    )
+}
+TEST_BANKS = {"HDFC": "HDFC Bank", "ICIC": "ICICI Bank", "SBIN": "State Bank of India"}
+
+
+def vpa_for(value: str) -> TestVpa | None:
+    return TEST_VPAS.get(value.strip().lower())
+
+
+def rupee_outcome_event(
+    payment_id: int, *, brand: str, succeeds: bool, checkout_id: str = ""
+) -> ProviderEvent:
+    """A UPI or net-banking payment's outcome, as Razorpay's payment_link.paid or
+    payment.failed would report it."""
+    if not succeeds:
+        return failure_event(
+            payment_id,
+            code="payment_failed",
+            message=gettext("The bank declined this payment. Nothing was charged."),
+        )
+    return success_event(payment_id, TestCard("", brand, "", "", ""), checkout_id=checkout_id)
 
 
 def iban_for(value: str) -> TestIban | None:
