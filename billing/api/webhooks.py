@@ -50,6 +50,7 @@ from contracts.models import PAYING_ROLES, Customer, LeaseContract, Membership
 from core.audit import Actor, audit_record
 from core.errors import DomainError
 from core.models import AuditEntry
+from core.queue import enqueue
 
 from .models import (
     DeliveryStatus,
@@ -68,9 +69,7 @@ MAX_ENDPOINTS = 16
 # Delays after the 1st, 2nd, ... failed attempt (Stripe-like exponential back-off); the
 # last one repeats until the event is WEBHOOK_RETRY_DAYS old, when one final attempt is
 # made at that moment.
-RETRY_SCHEDULE = tuple(
-    datetime.timedelta(minutes=m) for m in (1, 5, 30, 60, 120, 240, 480, 720)
-)
+RETRY_SCHEDULE = tuple(datetime.timedelta(minutes=m) for m in (1, 5, 30, 60, 120, 240, 480, 720))
 # How long a claimed attempt keeps others off it: above the request timeout, so a worker
 # that died mid-request leaves the delivery to the sweep after this.
 IN_FLIGHT = datetime.timedelta(minutes=2)
@@ -102,8 +101,9 @@ def signature_header(secret: str, body: bytes, timestamp: int) -> str:
 
 
 def event_body(payload: dict) -> bytes:
-    """The exact bytes sent (and signed): compact JSON, the same on every attempt."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The exact bytes sent (and signed): compact JSON with sorted keys (PostgreSQL's jsonb
+    keeps no key order), the same on every attempt and replay."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
 # --- Where an endpoint may point ---------------------------------------------------------
@@ -317,7 +317,6 @@ def on_audit_entry_saved(sender, instance: AuditEntry, created: bool, **kwargs) 
 
 def _record_and_send(entry_id: int) -> None:
     from .tasks import deliver_webhook
-    from core.queue import enqueue
 
     try:
         delivery_ids = events_record_for_entry(entry_id)
@@ -519,8 +518,7 @@ def delivery_replay(
             customer=membership.customer,
             after={"event": delivery.event_id, "type": delivery.type},
         )
-        from .tasks import deliver_webhook
-        from core.queue import enqueue
+        from .tasks import deliver_webhook  # tasks imports this module
 
         transaction.on_commit(lambda: enqueue(deliver_webhook, delivery_id, True))
     return delivery
@@ -625,7 +623,6 @@ def _record(delivery_id: int, answer: Answer, *, replay: bool) -> None:
         delivery.save()
         if disabled:
             from .tasks import notify_webhook_disabled
-            from core.queue import enqueue
 
             endpoint_id = endpoint.pk
             transaction.on_commit(lambda: enqueue(notify_webhook_disabled, endpoint_id))
@@ -685,9 +682,7 @@ def endpoint_send_disabled_notice(*, endpoint_id: int) -> bool:
             return False
         customer = endpoint.customer
         recipients = customer.billing_recipients or list(
-            customer.memberships.filter(role__in=PAYING_ROLES).values_list(
-                "user__email", flat=True
-            )
+            customer.memberships.filter(role__in=PAYING_ROLES).values_list("user__email", flat=True)
         )
         endpoint.disabled_notice_sent_at = timezone.now()
         endpoint.save(update_fields=["disabled_notice_sent_at"])
