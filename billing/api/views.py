@@ -33,12 +33,15 @@ from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
 from contracts.models import Customer
 from contracts.services import BILLING_DETAIL_FIELDS, customer_update
+from core import activity
 from core.errors import DomainError
 
 from . import idempotency
 from .errors import ApiError, invalid, not_found
 from .ratelimit import check_rate
+from .schemas import ActivityList as ActivityListSchema
 from .schemas import (
+    ActivityListQuery,
     BillingDetails,
     BillingDetailsUpdate,
     CreditNoteListQuery,
@@ -50,6 +53,7 @@ from .schemas import (
     ReportRequest,
     StatementQuery,
     check_expand,
+    parse_activity_api_id,
 )
 from .schemas import CreditNote as CreditNoteSchema
 from .schemas import CreditNoteList as CreditNoteListSchema
@@ -674,6 +678,68 @@ def statement(request: HttpRequest, query: Query[StatementQuery]) -> dict:
         param = {"period": "end", "currency": "currency"}.get(exc.code)
         raise invalid(exc.message, param=param) from None
     return statement_object(result)
+
+
+@api.get(
+    "/activity",
+    response={200: ActivityListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_ACTIVITY),
+    summary="List the account's activity",
+    description=(
+        "Scope `activity:read`. What /account/activity/ shows, newest first: one plain "
+        "sentence per change (invoices, payments, contracts, account, e-mails sent), never "
+        "staff's notes. `kind` narrows to one group; `date_from`/`date_to` (inclusive, "
+        "YYYY-MM-DD) to a period."
+    ),
+    tags=["activity"],
+    url_name="activity",
+)
+@api.get(
+    "/activity/",
+    include_in_schema=False,
+    url_name="activity",
+    auth=ScopedBearer(ApiScope.READ_ACTIVITY),
+)
+def activity_list(request: HttpRequest, query: Query[ActivityListQuery]) -> dict:
+    _reject_unknown(request, ActivityListQuery)
+    dates = {
+        name: datetime.date.fromisoformat(value) if value else None
+        for name, value in (("date_from", query.date_from), ("date_to", query.date_to))
+    }
+    if dates["date_from"] and dates["date_to"] and dates["date_from"] > dates["date_to"]:
+        raise invalid("date_from is after date_to.", param="date_from")
+    qs = activity.customer_activity(
+        request.api_token.customer_id, kind=query.kind or "", **dates
+    ).order_by()
+    # Newest first by id (entries are appended; ids never repeat), like the other lists.
+    after = parse_activity_api_id(query.starting_after) if query.starting_after else None
+    before = parse_activity_api_id(query.ending_before) if query.ending_before else None
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    return {
+        "object": "list",
+        "url": "/api/activity",
+        "has_more": has_more,
+        "data": [
+            {
+                "id": f"act_{item.entry_id}",
+                "object": "activity",
+                "created": int(item.when.timestamp()),
+                "kind": item.kind,
+                "kind_label": item.kind_label,
+                "text": item.text,
+            }
+            for item in activity.describe(rows)
+        ],
+    }
 
 
 def billing_details_object(customer: Customer) -> dict:

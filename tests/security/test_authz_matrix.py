@@ -351,6 +351,12 @@ MATRIX: dict[str, Row] = {
         data=lambda w: {"purchase_order_reference": "PO-1"},
         api=True,
     ),
+    "api:activity": Row(
+        "get",
+        lambda w: "/api/activity",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        api=True,
+    ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
     r"^api/(?P<rest>.*)$": Row(
         "get",
