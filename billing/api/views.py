@@ -38,6 +38,7 @@ from core.errors import DomainError
 
 from . import idempotency
 from .errors import ApiError, invalid, not_found
+from .examples import with_examples
 from .ratelimit import check_rate
 from .schemas import ActivityList as ActivityListSchema
 from .schemas import (
@@ -891,10 +892,12 @@ def schema(request: HttpRequest) -> HttpResponse:
 
 def openapi_document() -> dict:
     """The generated document; its server is the site's URL of the moment (settings)."""
-    return {
-        **api.get_openapi_schema(path_prefix="/api/"),
-        "servers": [{"url": settings.SITE_URL}],
-    }
+    return with_examples(
+        {
+            **api.get_openapi_schema(path_prefix="/api/"),
+            "servers": [{"url": settings.SITE_URL}],
+        }
+    )
 
 
 @csrf_exempt
