@@ -30,6 +30,7 @@ from billing.invoices.credit_notes import credit_note_issue
 from billing.payments import services as payments
 from contracts.models import CancellationReason, Role
 from contracts.services import contract_cancel
+from core.activity import customer_activity, describe
 from core.errors import DomainError
 from core.models import AuditEntry
 from tests.factories import MembershipFactory, make_contract, make_invoice
@@ -226,6 +227,11 @@ def test_an_endpoint_failing_for_three_days_is_disabled_and_the_customer_told_on
     (message,) = mail.outbox
     assert message.to == [customer.email]
     assert "disabled" in message.subject and hook.url in message.body
+    texts = [a.text for a in describe(customer_activity(customer.pk))]
+    assert (
+        f"Webhook endpoint {hook.url} disabled: no event could be delivered to it for 3 days"
+        in (texts)
+    )
 
     # More events, more sweeps: nothing is sent to it and nobody is told again.
     with time_machine.travel(START + datetime.timedelta(days=4), tick=False):
