@@ -9,8 +9,7 @@ import datetime
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from billing.api.models import ApiScope
-from billing.api.models import WebhookAttempt, WebhookDelivery
+from billing.api.models import ApiScope, WebhookAttempt, WebhookDelivery
 from billing.api.tokens import token_create
 from billing.api.webhooks import endpoint_create
 from billing.collections.services import invoice_report_open

@@ -256,20 +256,31 @@ def _object_api_id(entry: AuditEntry, event_type: str) -> str | None:
     return f"{prefix}{entry.object_id}"
 
 
-def events_record_for_entry(entry_id: int) -> list[int]:
+def events_record_for_entry(entry_id: int, *, customer_id: int | None = None) -> list[int]:
     """The deliveries of the audit entry's event to the customer's enabled endpoints that
-    chose it (after the entry committed). Idempotent; returns the new deliveries' ids."""
+    chose it (after the entry committed). Idempotent; returns the new deliveries' ids.
+
+    With `customer_id` known (the hook), a customer without endpoints costs one query."""
+    candidates = None
+    if customer_id is not None:
+        candidates = list(WebhookEndpoint.objects.filter(customer_id=customer_id, enabled=True))
+        if not candidates:
+            return []
     entry = AuditEntry.objects.filter(pk=entry_id).first()
     if entry is None or entry.customer_id is None:
         return []
     event_type = EVENT_FOR_ACTION.get(entry.action)
     if event_type is None:
         return []
+    if candidates is None:
+        candidates = WebhookEndpoint.objects.filter(customer_id=entry.customer_id, enabled=True)
     endpoints = [
         e
-        for e in WebhookEndpoint.objects.filter(customer_id=entry.customer_id, enabled=True)
+        for e in candidates
         # No event from before the endpoint existed (the catch-up sweep looks back).
-        if event_type in e.events and e.created_at <= entry.created_at
+        if e.customer_id == entry.customer_id
+        and event_type in e.events
+        and e.created_at <= entry.created_at
     ]
     if not endpoints:
         return []
@@ -311,15 +322,15 @@ def on_audit_entry_saved(sender, instance: AuditEntry, created: bool, **kwargs) 
         return
     if instance.customer_id is None:
         return
-    entry_id = instance.pk
-    transaction.on_commit(lambda: _record_and_send(entry_id))
+    entry_id, customer_id = instance.pk, instance.customer_id
+    transaction.on_commit(lambda: _record_and_send(entry_id, customer_id))
 
 
-def _record_and_send(entry_id: int) -> None:
+def _record_and_send(entry_id: int, customer_id: int) -> None:
     from .tasks import deliver_webhook
 
     try:
-        delivery_ids = events_record_for_entry(entry_id)
+        delivery_ids = events_record_for_entry(entry_id, customer_id=customer_id)
     except Exception:
         # The business change has committed; its event is recorded by the catch-up sweep.
         logger.exception("webhooks: could not record the event of audit entry %s", entry_id)
@@ -584,8 +595,11 @@ def _record(delivery_id: int, answer: Answer, *, replay: bool) -> None:
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
             .select_related("endpoint")
-            .get(pk=delivery_id)
+            .filter(pk=delivery_id)
+            .first()
         )
+        if delivery is None:  # the endpoint was deleted while the request was out
+            return
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         WebhookAttempt.objects.create(
             delivery=delivery,

@@ -31,6 +31,7 @@ from billing.payments import services as payments
 from contracts.models import CancellationReason, Role
 from contracts.services import contract_cancel
 from core.activity import customer_activity, describe
+from core.audit import audit_record
 from core.errors import DomainError
 from core.models import AuditEntry
 from tests.factories import MembershipFactory, make_contract, make_invoice
@@ -367,3 +368,15 @@ def test_private_and_loopback_hosts_are_refused_unless_allowed(settings, receive
         f"http://localhost:{receiver.port}/", body=b"{}", secret="whsec_x", event_id="evt_1"
     )
     assert answer.ok and len(receiver.received) == 1
+
+
+def test_a_customer_without_endpoints_costs_one_query_after_commit(
+    customer, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    invoice = make_invoice(make_contract(customer))
+    with django_capture_on_commit_callbacks() as callbacks:
+        audit_record(actor="t", action="invoice.paid", target=invoice, customer=customer)
+    (callback,) = callbacks  # and nothing queried inside the business transaction
+    with django_assert_num_queries(1):
+        callback()
+    assert not WebhookDelivery.objects.exists()
