@@ -219,6 +219,18 @@ ACTIVITY = {
 }
 
 
+WEBHOOK_ENDPOINT = {
+    "id": "we_5",
+    "object": "webhook_endpoint",
+    "url": "https://erp.example.com/hooks/portal",
+    "description": "ERP",
+    "enabled_events": ["invoice.finalized", "invoice.paid"],
+    "status": "enabled",
+    "disabled_reason": None,
+    "created": 1772409600,
+}
+
+
 def _list(url: str, item: dict) -> dict:
     return {"object": "list", "url": url, "has_more": False, "data": [item]}
 
@@ -235,6 +247,8 @@ EXAMPLES: dict[str, Any] = {
     "Statement": STATEMENT,
     "Activity": ACTIVITY,
     "ActivityList": _list("/api/activity", ACTIVITY),
+    "WebhookEndpoint": WEBHOOK_ENDPOINT,
+    "WebhookEndpointList": _list("/api/webhook_endpoints", WEBHOOK_ENDPOINT),
 }
 
 

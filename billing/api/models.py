@@ -13,6 +13,7 @@ class ApiScope(models.TextChoices):
     READ_BILLING_DETAILS = "billing_details:read", "Read billing details"
     WRITE_BILLING_DETAILS = "billing_details:write", "Read and change billing details"
     READ_ACTIVITY = "activity:read", "Read the account's activity"
+    READ_WEBHOOK_ENDPOINTS = "webhook_endpoints:read", "Read webhook endpoints"
 
 
 # What each scope allows, on the tokens page and in the API document's introduction.
@@ -23,6 +24,9 @@ SCOPE_ALLOWS = {
     ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
     ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
     ApiScope.READ_ACTIVITY: "read the account's activity (what the activity page shows)",
+    ApiScope.READ_WEBHOOK_ENDPOINTS: (
+        "list the customer's webhook endpoints and their events (never their secrets)"
+    ),
 }
 
 

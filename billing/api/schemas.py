@@ -638,3 +638,61 @@ class ActivityListQuery(Schema):
         if len(value) != 10:
             raise _invalid(f"{info.field_name} must be a date such as 2026-01-31.")
         return value
+
+
+# --- Webhook endpoints ---------------------------------------------------------------------
+
+WEBHOOK_ENDPOINT_CURSOR = {"pattern": "^we_[0-9]{1,17}$"}
+
+
+def parse_webhook_endpoint_api_id(value: str) -> int | None:
+    digits = value.removeprefix("we_")
+    return (
+        int(digits) if value.startswith("we_") and digits.isdigit() and len(digits) < 18 else None
+    )
+
+
+class WebhookEndpoint(Schema):
+    """Stripe's webhook_endpoint, without the secret (shown on /settings/webhooks/ only)."""
+
+    id: str = Field(examples=["we_5"])
+    object: Literal["webhook_endpoint"]
+    url: str = Field(json_schema_extra={"format": "uri"})
+    description: str | None
+    enabled_events: list[str]
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    created: int
+
+
+class WebhookEndpointList(Schema):
+    object: Literal["list"]
+    url: str
+    has_more: bool
+    data: list[WebhookEndpoint]
+
+
+class WebhookEndpointListQuery(Schema):
+    """Newest first; a cursor is an endpoint id from a previous page."""
+
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(
+        None, examples=["we_5"], json_schema_extra=WEBHOOK_ENDPOINT_CURSOR
+    )
+    ending_before: str | None = Field(
+        None, examples=["we_5"], json_schema_extra=WEBHOOK_ENDPOINT_CURSOR
+    )
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIMIT}.")
+        return value
+
+    @field_validator("starting_after", "ending_before")
+    @classmethod
+    def _cursor(cls, value: str | None, info) -> str | None:
+        if value is not None and parse_webhook_endpoint_api_id(value) is None:
+            raise _invalid(f"{info.field_name} must be a webhook endpoint id such as we_12.")
+        return value

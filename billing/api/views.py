@@ -53,14 +53,17 @@ from .schemas import (
     PayRequest,
     ReportRequest,
     StatementQuery,
+    WebhookEndpointListQuery,
     check_expand,
     parse_activity_api_id,
+    parse_webhook_endpoint_api_id,
 )
 from .schemas import CreditNote as CreditNoteSchema
 from .schemas import CreditNoteList as CreditNoteListSchema
 from .schemas import Invoice as InvoiceSchema
 from .schemas import InvoiceList as InvoiceListSchema
 from .schemas import Statement as StatementSchema
+from .schemas import WebhookEndpointList as WebhookEndpointListSchema
 from .serializers import (
     STATUS_FOR_API,
     credit_note_object,
@@ -739,6 +742,62 @@ def activity_list(request: HttpRequest, query: Query[ActivityListQuery]) -> dict
                 "text": item.text,
             }
             for item in activity.describe(rows)
+        ],
+    }
+
+
+@api.get(
+    "/webhook_endpoints",
+    response={200: WebhookEndpointListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_WEBHOOK_ENDPOINTS),
+    summary="List webhook endpoints",
+    description=(
+        "Scope `webhook_endpoints:read`. The customer's endpoints (managed on "
+        "/settings/webhooks/), newest first, with the events each receives; never the "
+        "signing secret."
+    ),
+    tags=["webhooks"],
+    url_name="webhook-endpoint-list",
+)
+@api.get(
+    "/webhook_endpoints/",
+    include_in_schema=False,
+    url_name="webhook-endpoint-list",
+    auth=ScopedBearer(ApiScope.READ_WEBHOOK_ENDPOINTS),
+)
+def webhook_endpoint_list(request: HttpRequest, query: Query[WebhookEndpointListQuery]) -> dict:
+    from .selectors import webhook_endpoints
+
+    _reject_unknown(request, WebhookEndpointListQuery)
+    qs = webhook_endpoints(request.api_token.customer_id).order_by()
+    after = parse_webhook_endpoint_api_id(query.starting_after) if query.starting_after else None
+    before = parse_webhook_endpoint_api_id(query.ending_before) if query.ending_before else None
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    return {
+        "object": "list",
+        "url": "/api/webhook_endpoints",
+        "has_more": has_more,
+        "data": [
+            {
+                "id": f"we_{e.pk}",
+                "object": "webhook_endpoint",
+                "url": e.url,
+                "description": e.description or None,
+                "enabled_events": e.events,
+                "status": "enabled" if e.enabled else "disabled",
+                "disabled_reason": e.disabled_reason or None,
+                "created": int(e.created_at.timestamp()),
+            }
+            for e in rows
         ],
     }
 

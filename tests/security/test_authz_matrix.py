@@ -357,6 +357,13 @@ MATRIX: dict[str, Row] = {
         {"anonymous": 401, "other_owner": 200, "viewer": 401},
         api=True,
     ),
+    "api:webhook-endpoint-list": Row(
+        "get",
+        lambda w: "/api/webhook_endpoints",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        secret=lambda w: w.webhook.url,
+        api=True,
+    ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
     r"^api/(?P<rest>.*)$": Row(
         "get",
