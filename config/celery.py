@@ -59,6 +59,16 @@ app.conf.beat_schedule = {
         "task": "payments.sweep_webhook_events",
         "schedule": crontab(),
     },
+    # Customers' outgoing webhooks: attempts that are due (retries, lost messages), and
+    # events whose after-commit step was lost (billing.api.webhooks).
+    "outgoing-webhooks-send-minutely": {
+        "task": "api.send_due_webhooks",
+        "schedule": crontab(),
+    },
+    "outgoing-webhooks-catch-up": {
+        "task": "api.catch_up_webhook_events",
+        "schedule": crontab(minute="*/10"),
+    },
     "vies-recheck-daily": {
         "task": "contracts.vies_recheck",
         "schedule": crontab(minute=50, hour=4),

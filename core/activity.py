@@ -105,6 +105,7 @@ class Activity:
     kind_label: str
     text: str
     extra: dict[str, Any] = field(default_factory=dict)
+    entry_id: int | None = None  # the audit entry's id: the API's cursor
 
 
 def actor_phrase(entry: AuditEntry) -> str:
@@ -134,6 +135,7 @@ def describe(entries: Iterable[AuditEntry]) -> list[Activity]:
                 kind=registered.kind,
                 kind_label=KINDS[registered.kind],
                 text=registered.sentence(entry, loaded),
+                entry_id=entry.pk,
             )
         )
     return out

@@ -9,8 +9,9 @@ import datetime
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from billing.api.models import ApiScope
+from billing.api.models import ApiScope, WebhookAttempt, WebhookDelivery
 from billing.api.tokens import token_create
+from billing.api.webhooks import endpoint_create
 from billing.collections.services import invoice_report_open
 from billing.invoices.links import pay_token
 from billing.invoices.models import Invoice
@@ -82,6 +83,36 @@ def build_world() -> World:
         actor=owner,
     )
 
+    endpoint = endpoint_create(
+        membership=membership,
+        url="https://erp.dana-networks.example/hooks/portal-billing-events",
+        events=["invoice.finalized", "invoice.paid", "invoice.payment_failed"],
+        description="ERP",
+        actor=owner,
+    )
+    for n, codes in enumerate(([503, 500, 200], [None])):
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=f"evt_1f0c6a2b9e4d7c35a8b1e{n:03d}",
+            type="invoice.paid",
+            audit_entry_id=n,
+            object_api_id=f"in_{invoices['big_paid'].pk}",
+            payload={},
+            status="succeeded" if codes[-1] == 200 else "pending",
+            attempts=len(codes),
+            retry_until=datetime.datetime(2026, 6, 5, tzinfo=datetime.UTC),
+            next_attempt_at=None
+            if codes[-1] == 200
+            else datetime.datetime(2026, 6, 2, tzinfo=datetime.UTC),
+        )
+        for i, code in enumerate(codes):
+            WebhookAttempt.objects.create(
+                delivery=delivery,
+                at=datetime.datetime(2026, 6, 1, 9, i, tzinfo=datetime.UTC),
+                response_code=code,
+                error="" if code else "ConnectionRefusedError: [Errno 111] Connection refused",
+            )
+
     open_ = invoices["open"]
     paid = invoices["big_paid"]
     receipt = paid.payments.get()
@@ -108,6 +139,8 @@ def build_world() -> World:
         ("payment-methods", "/payment-methods/"),
         ("payment-method-remove", f"/payment-methods/{method.pk}/remove/"),
         ("api-tokens", "/settings/tokens/"),
+        ("webhooks", "/settings/webhooks/"),
+        ("webhook-detail", f"/settings/webhooks/{endpoint.pk}/"),
         ("pay-member", f"/invoices/{invoices['big'].number}/pay/"),
         ("pay-member-paid", f"/invoices/{paid.number}/pay/"),
         ("paid-return", f"/invoices/{paid.number}/pay/done/"),

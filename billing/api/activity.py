@@ -1,4 +1,7 @@
-"""How customers read their API token entries (see core.activity)."""
+"""How customers read their API token and webhook endpoint entries (see core.activity)."""
+
+from django.conf import settings
+from django.utils.translation import gettext as _
 
 from core.activity import actor_phrase, customer_action
 
@@ -13,3 +16,44 @@ def _created(entry, loaded) -> str:
 @customer_action("api_token.revoked", kind="account")
 def _revoked(entry, loaded) -> str:
     return f"API token “{entry.object_repr}” revoked{actor_phrase(entry)}"
+
+
+@customer_action("webhook_endpoint.created", kind="account")
+def _webhook_created(entry, loaded) -> str:
+    events = ", ".join(entry.after.get("events") or [])
+    return _("Webhook endpoint %(url)s added%(by)s (%(events)s)") % {
+        "url": entry.object_repr,
+        "by": actor_phrase(entry),
+        "events": events,
+    }
+
+
+@customer_action("webhook_endpoint.deleted", kind="account")
+def _webhook_deleted(entry, loaded) -> str:
+    return _("Webhook endpoint %(url)s deleted%(by)s") % {
+        "url": entry.object_repr,
+        "by": actor_phrase(entry),
+    }
+
+
+@customer_action("webhook_endpoint.enabled", kind="account")
+def _webhook_enabled(entry, loaded) -> str:
+    return _("Webhook endpoint %(url)s enabled%(by)s") % {
+        "url": entry.object_repr,
+        "by": actor_phrase(entry),
+    }
+
+
+@customer_action("webhook_endpoint.disabled", kind="account")
+def _webhook_disabled(entry, loaded) -> str:
+    return _("Webhook endpoint %(url)s disabled%(by)s") % {
+        "url": entry.object_repr,
+        "by": actor_phrase(entry),
+    }
+
+
+@customer_action("webhook_endpoint.disabled_failing", kind="account")
+def _webhook_disabled_failing(entry, loaded) -> str:
+    return _(
+        "Webhook endpoint %(url)s disabled: no event could be delivered to it for %(days)s days"
+    ) % {"url": entry.object_repr, "days": settings.WEBHOOK_RETRY_DAYS}

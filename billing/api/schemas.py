@@ -6,6 +6,7 @@ lowercase currencies, Unix seconds. The class names are the component names in t
 generated document (`#/components/schemas/Invoice`, `.../Error`).
 """
 
+import datetime
 from typing import Literal
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from pydantic import ConfigDict, StrictBool, StrictStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.models import Customer as CustomerModel
+from core.activity import KINDS as ACTIVITY_KINDS
 
 from .serializers import (
     EXPANDABLE,
@@ -618,6 +620,131 @@ class PaymentMethodListQuery(Schema):
     ending_before: str | None = Field(None, json_schema_extra=PAYMENT_METHOD_CURSOR)
     type: str | None = Field(
         None, json_schema_extra={"enum": ["card", "sepa_debit", "us_bank_account"]}
+# --- Activity ---------------------------------------------------------------------------
+
+ACTIVITY_CURSOR = {"pattern": "^act_[0-9]{1,17}$"}
+DATE = {"format": "date"}
+
+
+def parse_activity_api_id(value: str) -> int | None:
+    digits = value.removeprefix("act_")
+    return (
+        int(digits) if value.startswith("act_") and digits.isdigit() and len(digits) < 18 else None
+    )
+
+
+class Activity(Schema):
+    """One line of the account's activity, in the words /account/activity/ uses."""
+
+    id: str = Field(examples=["act_981"])
+    object: Literal["activity"]
+    created: int = Field(description="Unix seconds.")
+    kind: Literal[tuple(ACTIVITY_KINDS)]  # type: ignore[valid-type]
+    kind_label: str
+    text: str = Field(description="What happened, as a sentence (never staff's notes).")
+
+
+class ActivityList(Schema):
+    object: Literal["list"]
+    url: str
+    has_more: bool
+    data: list[Activity]
+
+
+class ActivityListQuery(Schema):
+    """Newest first; a cursor is an activity id from a previous page."""
+
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(
+        None, examples=["act_981"], json_schema_extra=ACTIVITY_CURSOR
+    )
+    ending_before: str | None = Field(None, examples=["act_981"], json_schema_extra=ACTIVITY_CURSOR)
+    kind: str | None = Field(
+        None,
+        description="One group of the activity page.",
+        json_schema_extra={"enum": list(ACTIVITY_KINDS)},
+    )
+    date_from: str | None = Field(
+        None, description="First day, YYYY-MM-DD.", json_schema_extra=DATE
+    )
+    date_to: str | None = Field(None, description="Last day, YYYY-MM-DD.", json_schema_extra=DATE)
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIMIT}.")
+        return value
+
+    @field_validator("starting_after", "ending_before")
+    @classmethod
+    def _cursor(cls, value: str | None, info) -> str | None:
+        if value is not None and parse_activity_api_id(value) is None:
+            raise _invalid(f"{info.field_name} must be an activity id such as act_123.")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in ACTIVITY_KINDS:
+            raise _invalid(f"Unknown kind {value!r}; use {', '.join(ACTIVITY_KINDS)}.")
+        return value
+
+    @field_validator("date_from", "date_to")
+    @classmethod
+    def _date(cls, value: str | None, info) -> str | None:
+        if value is None:
+            return value
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise _invalid(f"{info.field_name} must be a date such as 2026-01-31.") from None
+        if len(value) != 10:
+            raise _invalid(f"{info.field_name} must be a date such as 2026-01-31.")
+        return value
+
+
+# --- Webhook endpoints ---------------------------------------------------------------------
+
+WEBHOOK_ENDPOINT_CURSOR = {"pattern": "^we_[0-9]{1,17}$"}
+
+
+def parse_webhook_endpoint_api_id(value: str) -> int | None:
+    digits = value.removeprefix("we_")
+    return (
+        int(digits) if value.startswith("we_") and digits.isdigit() and len(digits) < 18 else None
+    )
+
+
+class WebhookEndpoint(Schema):
+    """Stripe's webhook_endpoint, without the secret (shown on /settings/webhooks/ only)."""
+
+    id: str = Field(examples=["we_5"])
+    object: Literal["webhook_endpoint"]
+    url: str = Field(json_schema_extra={"format": "uri"})
+    description: str | None
+    enabled_events: list[str]
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    created: int
+
+
+class WebhookEndpointList(Schema):
+    object: Literal["list"]
+    url: str
+    has_more: bool
+    data: list[WebhookEndpoint]
+
+
+class WebhookEndpointListQuery(Schema):
+    """Newest first; a cursor is an endpoint id from a previous page."""
+
+    limit: int = Field(10, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    starting_after: str | None = Field(
+        None, examples=["we_5"], json_schema_extra=WEBHOOK_ENDPOINT_CURSOR
+    )
+    ending_before: str | None = Field(
+        None, examples=["we_5"], json_schema_extra=WEBHOOK_ENDPOINT_CURSOR
     )
 
     @field_validator("limit")
@@ -641,4 +768,6 @@ class PaymentMethodListQuery(Schema):
     def _type(cls, value: str | None) -> str | None:
         if value is not None and value not in ("card", "sepa_debit", "us_bank_account"):
             raise _invalid("type must be card, sepa_debit or us_bank_account.")
+        if value is not None and parse_webhook_endpoint_api_id(value) is None:
+            raise _invalid(f"{info.field_name} must be a webhook endpoint id such as we_12.")
         return value

@@ -1,6 +1,6 @@
 from django.urls import include, path, re_path
 
-from . import token_views, views
+from . import token_views, views, webhook_views
 
 app_name = "api"
 
@@ -18,4 +18,17 @@ urlpatterns = [
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("settings/tokens/", token_views.token_list, name="tokens"),
     path("settings/tokens/<int:pk>/revoke/", token_views.token_revoke_view, name="token-revoke"),
+    path("settings/webhooks/", webhook_views.webhook_list, name="webhooks"),
+    path("settings/webhooks/<int:pk>/", webhook_views.webhook_detail, name="webhook-detail"),
+    path("settings/webhooks/<int:pk>/secret/", webhook_views.webhook_secret, name="webhook-secret"),
+    path("settings/webhooks/<int:pk>/enable/", webhook_views.webhook_enable, name="webhook-enable"),
+    path(
+        "settings/webhooks/<int:pk>/disable/", webhook_views.webhook_disable, name="webhook-disable"
+    ),
+    path("settings/webhooks/<int:pk>/delete/", webhook_views.webhook_delete, name="webhook-delete"),
+    path(
+        "settings/webhooks/<int:pk>/deliveries/<int:delivery_pk>/replay/",
+        webhook_views.webhook_replay,
+        name="webhook-replay",
+    ),
 ]

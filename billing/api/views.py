@@ -39,12 +39,16 @@ from billing.payments.models import PaymentMethod
 from contracts.auth import FailureCounter, client_ip
 from contracts.models import Customer
 from contracts.services import BILLING_DETAIL_FIELDS, customer_update
+from core import activity
 from core.errors import DomainError
 
 from . import idempotency
 from .errors import ApiError, invalid, not_found
+from .examples import with_examples
 from .ratelimit import check_rate
+from .schemas import ActivityList as ActivityListSchema
 from .schemas import (
+    ActivityListQuery,
     BillingDetails,
     BillingDetailsUpdate,
     CreditNoteListQuery,
@@ -56,7 +60,10 @@ from .schemas import (
     PayRequest,
     ReportRequest,
     StatementQuery,
+    WebhookEndpointListQuery,
     check_expand,
+    parse_activity_api_id,
+    parse_webhook_endpoint_api_id,
 )
 from .schemas import CreditNote as CreditNoteSchema
 from .schemas import CreditNoteList as CreditNoteListSchema
@@ -64,6 +71,7 @@ from .schemas import Invoice as InvoiceSchema
 from .schemas import InvoiceList as InvoiceListSchema
 from .schemas import PaymentMethodList as PaymentMethodListSchema
 from .schemas import Statement as StatementSchema
+from .schemas import WebhookEndpointList as WebhookEndpointListSchema
 from .serializers import (
     STATUS_FOR_API,
     credit_note_object,
@@ -747,6 +755,124 @@ def statement(request: HttpRequest, query: Query[StatementQuery]) -> dict:
     return statement_object(result)
 
 
+@api.get(
+    "/activity",
+    response={200: ActivityListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_ACTIVITY),
+    summary="List the account's activity",
+    description=(
+        "Scope `activity:read`. What /account/activity/ shows, newest first: one plain "
+        "sentence per change (invoices, payments, contracts, account, e-mails sent), never "
+        "staff's notes. `kind` narrows to one group; `date_from`/`date_to` (inclusive, "
+        "YYYY-MM-DD) to a period."
+    ),
+    tags=["activity"],
+    url_name="activity",
+)
+@api.get(
+    "/activity/",
+    include_in_schema=False,
+    url_name="activity",
+    auth=ScopedBearer(ApiScope.READ_ACTIVITY),
+)
+def activity_list(request: HttpRequest, query: Query[ActivityListQuery]) -> dict:
+    _reject_unknown(request, ActivityListQuery)
+    dates = {
+        name: datetime.date.fromisoformat(value) if value else None
+        for name, value in (("date_from", query.date_from), ("date_to", query.date_to))
+    }
+    if dates["date_from"] and dates["date_to"] and dates["date_from"] > dates["date_to"]:
+        raise invalid("date_from is after date_to.", param="date_from")
+    qs = activity.customer_activity(
+        request.api_token.customer_id, kind=query.kind or "", **dates
+    ).order_by()
+    # Newest first by id (entries are appended; ids never repeat), like the other lists.
+    after = parse_activity_api_id(query.starting_after) if query.starting_after else None
+    before = parse_activity_api_id(query.ending_before) if query.ending_before else None
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    return {
+        "object": "list",
+        "url": "/api/activity",
+        "has_more": has_more,
+        "data": [
+            {
+                "id": f"act_{item.entry_id}",
+                "object": "activity",
+                "created": int(item.when.timestamp()),
+                "kind": item.kind,
+                "kind_label": item.kind_label,
+                "text": item.text,
+            }
+            for item in activity.describe(rows)
+        ],
+    }
+
+
+@api.get(
+    "/webhook_endpoints",
+    response={200: WebhookEndpointListSchema, **_errors(400, 401, 403, 429)},
+    auth=ScopedBearer(ApiScope.READ_WEBHOOK_ENDPOINTS),
+    summary="List webhook endpoints",
+    description=(
+        "Scope `webhook_endpoints:read`. The customer's endpoints (managed on "
+        "/settings/webhooks/), newest first, with the events each receives; never the "
+        "signing secret."
+    ),
+    tags=["webhooks"],
+    url_name="webhook-endpoint-list",
+)
+@api.get(
+    "/webhook_endpoints/",
+    include_in_schema=False,
+    url_name="webhook-endpoint-list",
+    auth=ScopedBearer(ApiScope.READ_WEBHOOK_ENDPOINTS),
+)
+def webhook_endpoint_list(request: HttpRequest, query: Query[WebhookEndpointListQuery]) -> dict:
+    from .selectors import webhook_endpoints
+
+    _reject_unknown(request, WebhookEndpointListQuery)
+    qs = webhook_endpoints(request.api_token.customer_id).order_by()
+    after = parse_webhook_endpoint_api_id(query.starting_after) if query.starting_after else None
+    before = parse_webhook_endpoint_api_id(query.ending_before) if query.ending_before else None
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    return {
+        "object": "list",
+        "url": "/api/webhook_endpoints",
+        "has_more": has_more,
+        "data": [
+            {
+                "id": f"we_{e.pk}",
+                "object": "webhook_endpoint",
+                "url": e.url,
+                "description": e.description or None,
+                "enabled_events": e.events,
+                "status": "enabled" if e.enabled else "disabled",
+                "disabled_reason": e.disabled_reason or None,
+                "created": int(e.created_at.timestamp()),
+            }
+            for e in rows
+        ],
+    }
+
+
 def billing_details_object(customer: Customer) -> dict:
     return {
         "id": f"cus_{customer.pk}",
@@ -900,10 +1026,12 @@ def schema(request: HttpRequest) -> HttpResponse:
 
 def openapi_document() -> dict:
     """The generated document; its server is the site's URL of the moment (settings)."""
-    return {
-        **api.get_openapi_schema(path_prefix="/api/"),
-        "servers": [{"url": settings.SITE_URL}],
-    }
+    return with_examples(
+        {
+            **api.get_openapi_schema(path_prefix="/api/"),
+            "servers": [{"url": settings.SITE_URL}],
+        }
+    )
 
 
 @csrf_exempt

@@ -262,6 +262,16 @@ VIES_ENABLED = env.bool("VIES_ENABLED", default=False)
 VIES_TIMEOUT_SECONDS = env.int("VIES_TIMEOUT_SECONDS", default=20)
 VIES_RECHECK_DAYS = env.int("VIES_RECHECK_DAYS", default=30)
 
+# --- Outgoing webhooks (billing.api.webhooks) ------------------------------------------
+# Customers' endpoints may not be private, loopback or link-local addresses: the portal
+# would otherwise post into its own network for whoever registers such a URL. Development
+# and the tests (a receiver on 127.0.0.1) switch it on.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+# Seconds to connect and to wait for the answer of one delivery attempt.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Retries of an event go on this long; an endpoint failing this long is disabled.
+WEBHOOK_RETRY_DAYS = env.int("WEBHOOK_RETRY_DAYS", default=3)
+
 # --- Celery ------------------------------------------------------------------
 # The broker is Redis in production (CELERY_BROKER_URL); local.py uses the filesystem
 # transport so `make demo` needs no server. Tasks are acknowledged after they ran, and

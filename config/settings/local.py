@@ -27,3 +27,6 @@ if not env.str("REDIS_URL", default=""):
             "LOCATION": str(BASE_DIR / "var" / "cache"),
         }
     }
+
+# Receivers on this machine (a local test server, 127.0.0.1) may get outgoing webhooks.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=True)

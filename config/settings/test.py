@@ -29,3 +29,6 @@ SANDBOX_ALLOWED = True
 # The schemathesis run sends hundreds of made-up tokens from one address on purpose;
 # tests/security/test_login_throttle.py sets its own, small limit.
 API_TOKEN_FAILURE_LIMIT = 100_000
+
+# Receivers on this machine (a local test server, 127.0.0.1) may get outgoing webhooks.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=True)

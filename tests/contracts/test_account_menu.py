@@ -21,6 +21,7 @@ def test_the_account_menu_reaches_what_the_role_may_use(client, owner, customer)
     for href in (
         'href="/payment-methods/"',
         'href="/settings/tokens/"',
+        'href="/settings/webhooks/"',
         'href="/account/activity/"',
     ):
         assert href in menu
@@ -30,6 +31,7 @@ def test_the_account_menu_reaches_what_the_role_may_use(client, owner, customer)
     client.force_login(viewer)
     menu = _menu(client.get("/contracts/").content.decode())
     assert "/payment-methods/" not in menu and "/settings/tokens/" not in menu
+    assert "/settings/webhooks/" not in menu
     assert "/account/activity/" in menu and "/account/billing/" in menu and "Log out" in menu
 
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
-from billing.api.models import ApiScope
+from billing.api.models import ApiScope, WebhookDelivery, WebhookEndpoint
 from billing.api.tokens import token_create
 from billing.invoices.credit_notes import credit_note_issue
 from billing.payments.models import PaymentMethod
@@ -52,6 +52,22 @@ def world(db):
         scopes=list(ApiScope),
         expires_at=None,
         actor="t",
+    )
+    w.webhook = WebhookEndpoint.objects.create(
+        customer=w.customer,
+        url="https://alpha-secret-hooks.example/portal",
+        events=["invoice.paid"],
+        secret="whsec_alpha_secret_signing_key",
+    )
+    w.delivery = WebhookDelivery.objects.create(
+        endpoint=w.webhook,
+        event_id="evt_alpha_secret",
+        type="invoice.paid",
+        audit_entry_id=1,
+        object_api_id=f"in_{w.invoice.pk}",
+        payload={"id": "evt_alpha_secret"},
+        status="succeeded",
+        retry_until=w.invoice.created_at,
     )
     w.other_customer = CustomerFactory(name="Bravo Ltd")
     w.other = MembershipFactory(customer=w.other_customer, role=Role.OWNER)

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from billing.api.models import ApiToken
+from billing.api.models import ApiToken, WebhookAttempt, WebhookEndpoint
 from billing.api.serializers import invoice_api_id
 from billing.collections.models import InvoiceReport
 from billing.invoices.links import pay_token
@@ -252,6 +252,54 @@ MATRIX: dict[str, Row] = {
         data=lambda w: {},
         secret=lambda w: w.token.name,
     ),
+    # Webhook endpoints: owners and billing members, like the tokens page.
+    "api:webhooks": Row(
+        "get",
+        lambda w: "/settings/webhooks/",
+        {"anonymous": LOGIN, "other_owner": 200, "viewer": 403},
+        secret=lambda w: w.webhook.url,
+    ),
+    "api:webhook-detail": Row(
+        "get",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        secret=lambda w: w.webhook.url,
+    ),
+    "api:webhook-secret": Row(
+        "post",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/secret/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.webhook.secret,
+    ),
+    "api:webhook-enable": Row(
+        "post",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/enable/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.webhook.url,
+    ),
+    "api:webhook-disable": Row(
+        "post",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/disable/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.webhook.url,
+    ),
+    "api:webhook-delete": Row(
+        "post",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/delete/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.webhook.url,
+    ),
+    "api:webhook-replay": Row(
+        "post",
+        lambda w: f"/settings/webhooks/{w.webhook.pk}/deliveries/{w.delivery.pk}/replay/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 403},
+        data=lambda w: {},
+        secret=lambda w: w.delivery.event_id,
+    ),
     # The API authenticates by bearer token only: a session (the viewer's) is not enough.
     "api:invoice-list": Row(
         "get",
@@ -318,6 +366,19 @@ MATRIX: dict[str, Row] = {
         lambda w: "/api/billing_details",
         {"anonymous": 401, "other_owner": 200, "viewer": 401},
         data=lambda w: {"purchase_order_reference": "PO-1"},
+        api=True,
+    ),
+    "api:activity": Row(
+        "get",
+        lambda w: "/api/activity",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        api=True,
+    ),
+    "api:webhook-endpoint-list": Row(
+        "get",
+        lambda w: "/api/webhook_endpoints",
+        {"anonymous": 401, "other_owner": 200, "viewer": 401},
+        secret=lambda w: w.webhook.url,
         api=True,
     ),
     # Unknown API paths answer a JSON 404 to everybody, before any authentication.
@@ -426,6 +487,8 @@ def test_matrix(client, world, route, actor):
         assert InvoiceReport.objects.count() == reports_before
         assert ApiToken.objects.get(pk=world.token.pk).revoked_at is None
         assert PaymentMethod.objects.filter(pk=world.method.pk).exists()
+        assert WebhookEndpoint.objects.filter(pk=world.webhook.pk, enabled=True).exists()
+        assert not WebhookAttempt.objects.exists()
     if route == "contracts:customer-switch" and actor == "other_owner":
         assert client.session.get(SESSION_KEY) != world.customer.pk
 
