@@ -126,7 +126,7 @@ def _with_text(line: InvoiceLine) -> InvoiceLine:
     return line
 
 
-def _grouped_iban(iban: str) -> str:
+def grouped_iban(iban: str) -> str:
     compact = iban.replace(" ", "")
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
@@ -149,7 +149,7 @@ def _render_html(invoice: Invoice, language: str) -> str:
         "language": language,
         "invoice": invoice,
         "seller": settings.SELLER,
-        "iban": _grouped_iban(settings.SELLER["iban"]),
+        "iban": grouped_iban(settings.SELLER["iban"]),
         "bill_to": buyer,
         "references": doc.references(invoice),
         "contract_reference": invoice.contract.reference if invoice.contract_id else "",
@@ -328,7 +328,7 @@ def render_credit_note_html(note: CreditNote) -> str:
                 "note": note,
                 "invoice": note.invoice,
                 "seller": settings.SELLER,
-                "iban": _grouped_iban(settings.SELLER["iban"]),
+                "iban": grouped_iban(settings.SELLER["iban"]),
                 "bill_to": buyer,
                 "references": doc.references(note.invoice),
                 "contract_reference": (
