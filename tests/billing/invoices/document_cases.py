@@ -28,6 +28,7 @@ VALIDATOR = Path(settings.BASE_DIR).parent / "shared" / "einvoice" / "validate-e
 CII = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
 }
 
 
