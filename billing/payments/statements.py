@@ -44,7 +44,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, gettext_noop
+from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
 from billing.invoices.documents.pdf import grouped_iban, html_to_pdf
 from billing.invoices.models import (
@@ -73,7 +73,7 @@ KIND_LABELS = {
     INVOICE: gettext_lazy("Invoice"),
     CREDIT_NOTE: gettext_lazy("Credit note"),
     PAYMENT: gettext_lazy("Payment"),
-    REFUND: gettext_lazy("Refund"),
+    REFUND: pgettext_lazy("statement line", "Refund"),
     ADJUSTMENT: gettext_lazy("Credit adjustment"),
 }
 AGING_BUCKETS = (
@@ -86,6 +86,13 @@ AGING_BUCKETS = (
 # A line's description is kept as parts (a message and its values) and written out when it
 # is read, so one statement reads in English on a page and in German in a German PDF.
 _Part = tuple[str, dict | None]  # (msgid, values); values None: text shown as it is
+# How a payment without a card came in (PaymentKind's labels), for the catalogue.
+PAYMENT_KIND_NAMES = (
+    gettext_noop("Pay online"),
+    gettext_noop("Automatic charge"),
+    gettext_noop("API"),
+    gettext_noop("Recorded by staff"),
+)
 MAX_PERIOD_DAYS = 3 * 366
 
 
@@ -323,19 +330,19 @@ def statement_build(
             )
         )
     for pay in payments.filter(succeeded_at__gte=lo, succeeded_at__lt=hi).select_related("invoice"):
-        method = (
-            f"{pay.method_brand.capitalize()} •••• {pay.method_last4}"
+        method: _Part = (
+            (f"{pay.method_brand.capitalize()} •••• {pay.method_last4}", None)
             if pay.method_brand
-            else pay.get_kind_display()
+            else (str(pay.get_kind_display()), {})
         )
         raw.append(
             StatementLine(
                 timezone.localdate(pay.succeeded_at),
                 PAYMENT,
                 pay.invoice.number,
-                ((method, None), (gettext_noop("duplicate, returned"), {}))
+                (method, (gettext_noop("duplicate, returned"), {}))
                 if pay.is_duplicate
-                else ((method, None),),
+                else (method,),
                 -pay.collected,
                 ZERO,
                 reverse("invoices:invoice-detail", args=[pay.invoice.number]),
