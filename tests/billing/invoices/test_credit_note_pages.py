@@ -161,4 +161,4 @@ def test_german_invoice_names_its_credit_notes_and_credit_in_german(customer):
     invoice.refresh_from_db()
     text = pdf_text(invoice_pdf_document(invoice).content)
     assert "Verrechnetes Guthaben" in text
-    assert f"Gutschrift {note.number} vom" in text
+    assert f"Rechnungskorrektur {note.number} vom" in text
