@@ -70,11 +70,11 @@ _ORDER = {INVOICE: 0, CREDIT_NOTE: 1, PAYMENT: 2, REFUND: 3, ADJUSTMENT: 4}
 # Lazy: a label is read in the language active where it is shown (a page, the PDF in the
 # customer's document language).
 KIND_LABELS = {
-    INVOICE: gettext_lazy("Invoice"),
-    CREDIT_NOTE: gettext_lazy("Credit note"),
-    PAYMENT: gettext_lazy("Payment"),
+    INVOICE: pgettext_lazy("statement line", "Invoice"),
+    CREDIT_NOTE: pgettext_lazy("statement line", "Credit note"),
+    PAYMENT: pgettext_lazy("statement line", "Payment"),
     REFUND: pgettext_lazy("statement line", "Refund"),
-    ADJUSTMENT: gettext_lazy("Credit adjustment"),
+    ADJUSTMENT: pgettext_lazy("statement line", "Credit adjustment"),
 }
 AGING_BUCKETS = (
     ("current", gettext_lazy("Current")),
@@ -96,11 +96,23 @@ PAYMENT_KIND_NAMES = (
 MAX_PERIOD_DAYS = 3 * 366
 
 
+def _written(part: _Part) -> str:
+    text, values = part
+    if values is None:
+        return text
+    return _(text) % {key: _shown(value) for key, value in values.items()}
+
+
 def _shown(value) -> str:
+    """A value in the active language: a date, an amount, a (start, end) period, or a part."""
     if isinstance(value, datetime.date):
         return l10n.date(value)
     if isinstance(value, Decimal):
         return l10n.amount(value)
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], datetime.date):
+        return l10n.period(*value)
+    if isinstance(value, tuple):
+        return _written(value)
     return str(value)
 
 
@@ -122,10 +134,7 @@ class StatementLine:
     @property
     def description(self) -> str:
         """The parts in the active language, dates and amounts as it writes them."""
-        return "; ".join(
-            text if values is None else _(text) % {k: _shown(v) for k, v in values.items()}
-            for text, values in self.parts
-        )
+        return "; ".join(_written(part) for part in self.parts)
 
     @property
     def debit(self) -> Decimal | None:
@@ -277,8 +286,8 @@ def statement_build(
     for inv in invoices.filter(issue_date__gte=start, issue_date__lte=end):
         parts: list[_Part] = [
             (
-                gettext_noop("Period %(start)s to %(end)s"),
-                {"start": inv.period_start, "end": inv.period_end},
+                gettext_noop("Period %(period)s"),
+                {"period": (inv.period_start, inv.period_end)},
             )
         ]
         if inv.status == InvoiceStatus.VOID:
@@ -352,13 +361,18 @@ def statement_build(
     for ref in refunds.filter(succeeded_at__gte=lo, succeeded_at__lt=hi).select_related(
         "payment__invoice", "credit_note"
     ):
-        parts = [(gettext_noop("Refund to your payment method"), {})]
-        if ref.credit_note_id:
-            parts.append(
-                (gettext_noop("for credit note %(number)s"), {"number": ref.credit_note.number})
-            )
-        elif ref.reason:
-            parts.append((ref.reason, None))
+        why: _Part | None = (
+            (gettext_noop("for credit note %(number)s"), {"number": ref.credit_note.number})
+            if ref.credit_note_id
+            else (ref.reason, None)
+            if ref.reason
+            else None
+        )
+        parts = [
+            (gettext_noop("Refund to your payment method (%(why)s)"), {"why": why})
+            if why
+            else (gettext_noop("Refund to your payment method"), {})
+        ]
         raw.append(
             StatementLine(
                 timezone.localdate(ref.succeeded_at),
