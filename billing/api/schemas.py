@@ -463,6 +463,10 @@ class CreditNote(Schema):
     type: Literal["pre_payment", "post_payment", "mixed"]
     voided_at: None
     pdf: str = Field(json_schema_extra={"format": "uri"})
+    credit_note_xml: str = Field(
+        json_schema_extra={"format": "uri"},
+        description="EN 16931 XML (XRechnung CII, type 381) naming the invoice it corrects.",
+    )
     total_taxes: list[CreditNoteTax]
     refunds: list[CreditNoteRefund]
     lines: CreditNoteLineList

@@ -255,6 +255,9 @@ def credit_note_object(note: CreditNote) -> dict:
         "type": note.kind,
         "voided_at": None,
         "pdf": settings.SITE_URL + reverse("invoices:credit-note-pdf", args=[note.number]),
+        # Every credit note carries one: it is issued, and corrects an issued invoice.
+        "credit_note_xml": settings.SITE_URL
+        + reverse("invoices:credit-note-xml", args=[note.number]),
         "total_taxes": [
             {
                 "amount": to_minor_units(t.amount),

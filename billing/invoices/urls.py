@@ -21,4 +21,5 @@ urlpatterns = [
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", document_views.credit_note_pdf, name="credit-note-pdf"),
     path("invoices/<str:number>/xml/", document_views.invoice_xml, name="invoice-xml"),
+    path("credit-notes/<str:number>/xml/", document_views.credit_note_xml, name="credit-note-xml"),
 ]

@@ -42,9 +42,11 @@ from django.db.models import Case, DecimalField, F, QuerySet, Sum, When
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
-from billing.invoices.documents.pdf import html_to_pdf
+from billing.invoices.documents.pdf import grouped_iban, html_to_pdf
 from billing.invoices.models import (
     PAYABLE_STATUSES,
     BalanceTransactionKind,
@@ -55,6 +57,7 @@ from billing.invoices.models import (
     InvoiceStatus,
 )
 from contracts.models import PAYING_ROLES, Customer
+from core import l10n
 from core.audit import Actor, audit_record
 from core.errors import DomainError
 from core.money import ZERO, normalize_currency
@@ -64,21 +67,53 @@ from .models import Payment, PaymentStatus, Refund, RefundStatus
 INVOICE, CREDIT_NOTE, PAYMENT, REFUND = "invoice", "credit_note", "payment", "refund"
 ADJUSTMENT = "adjustment"
 _ORDER = {INVOICE: 0, CREDIT_NOTE: 1, PAYMENT: 2, REFUND: 3, ADJUSTMENT: 4}
+# Lazy: a label is read in the language active where it is shown (a page, the PDF in the
+# customer's document language).
 KIND_LABELS = {
-    INVOICE: "Invoice",
-    CREDIT_NOTE: "Credit note",
-    PAYMENT: "Payment",
-    REFUND: "Refund",
-    ADJUSTMENT: "Credit adjustment",
+    INVOICE: pgettext_lazy("statement line", "Invoice"),
+    CREDIT_NOTE: pgettext_lazy("statement line", "Credit note"),
+    PAYMENT: pgettext_lazy("statement line", "Payment"),
+    REFUND: pgettext_lazy("statement line", "Refund"),
+    ADJUSTMENT: pgettext_lazy("statement line", "Credit adjustment"),
 }
 AGING_BUCKETS = (
-    ("current", "Current"),
-    ("1_30", "1-30 days"),
-    ("31_60", "31-60 days"),
-    ("61_90", "61-90 days"),
-    ("over_90", "Over 90 days"),
+    ("current", gettext_lazy("Current")),
+    ("1_30", gettext_lazy("1-30 days")),
+    ("31_60", gettext_lazy("31-60 days")),
+    ("61_90", gettext_lazy("61-90 days")),
+    ("over_90", gettext_lazy("Over 90 days")),
+)
+# A line's description is kept as parts (a message and its values) and written out when it
+# is read, so one statement reads in English on a page and in German in a German PDF.
+_Part = tuple[str, dict | None]  # (msgid, values); values None: text shown as it is
+# How a payment without a card came in (PaymentKind's labels), for the catalogue.
+PAYMENT_KIND_NAMES = (
+    gettext_noop("Pay online"),
+    gettext_noop("Automatic charge"),
+    gettext_noop("API"),
+    gettext_noop("Recorded by staff"),
 )
 MAX_PERIOD_DAYS = 3 * 366
+
+
+def _written(part: _Part) -> str:
+    text, values = part
+    if values is None:
+        return text
+    return _(text) % {key: _shown(value) for key, value in values.items()}
+
+
+def _shown(value) -> str:
+    """A value in the active language: a date, an amount, a (start, end) period, or a part."""
+    if isinstance(value, datetime.date):
+        return l10n.date(value)
+    if isinstance(value, Decimal):
+        return l10n.amount(value)
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], datetime.date):
+        return l10n.period(*value)
+    if isinstance(value, tuple):
+        return _written(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -86,7 +121,7 @@ class StatementLine:
     date: datetime.date
     kind: str
     reference: str
-    description: str
+    parts: tuple[_Part, ...]
     amount: Decimal  # + raises what the customer owes, - lowers it
     balance: Decimal
     url: str = ""
@@ -94,7 +129,12 @@ class StatementLine:
 
     @property
     def kind_label(self) -> str:
-        return KIND_LABELS[self.kind]
+        return str(KIND_LABELS[self.kind])
+
+    @property
+    def description(self) -> str:
+        """The parts in the active language, dates and amounts as it writes them."""
+        return "; ".join(_written(part) for part in self.parts)
 
     @property
     def debit(self) -> Decimal | None:
@@ -244,19 +284,36 @@ def statement_build(
     )
     raw: list[StatementLine] = []
     for inv in invoices.filter(issue_date__gte=start, issue_date__lte=end):
-        note = f"Period {inv.period_start:%Y-%m-%d} to {inv.period_end:%Y-%m-%d}"
+        parts: list[_Part] = [
+            (
+                gettext_noop("Period %(period)s"),
+                {"period": (inv.period_start, inv.period_end)},
+            )
+        ]
         if inv.status == InvoiceStatus.VOID:
-            note += f"; void, {inv.owed} of {inv.total} credited before"
+            parts.append(
+                (
+                    gettext_noop("void, %(owed)s of %(total)s credited before"),
+                    {"owed": inv.owed, "total": inv.total},
+                )
+            )
         elif inv.amount_refunded:
-            note += f"; total {inv.total}, {inv.amount_refunded} refunded and not owed"
+            parts.append(
+                (
+                    gettext_noop("total %(total)s, %(refunded)s refunded and not owed"),
+                    {"total": inv.total, "refunded": inv.amount_refunded},
+                )
+            )
         if inv.applied_balance:
-            note += f"; {inv.applied_balance} paid from your credit"
+            parts.append(
+                (gettext_noop("%(amount)s paid from your credit"), {"amount": inv.applied_balance})
+            )
         raw.append(
             StatementLine(
                 inv.issue_date,
                 INVOICE,
                 inv.number,
-                note,
+                tuple(parts),
                 inv.owed,
                 ZERO,
                 reverse("invoices:invoice-detail", args=[inv.number]),
@@ -269,7 +326,12 @@ def statement_build(
                 cn.issue_date,
                 CREDIT_NOTE,
                 cn.number,
-                f"Credits {cn.invoice.number}: {cn.reason}",
+                (
+                    (
+                        gettext_noop("Credits %(number)s: %(reason)s"),
+                        {"number": cn.invoice.number, "reason": cn.reason},
+                    ),
+                ),
                 -cn.total,
                 ZERO,
                 reverse("invoices:credit-note-detail", args=[cn.number]),
@@ -277,17 +339,19 @@ def statement_build(
             )
         )
     for pay in payments.filter(succeeded_at__gte=lo, succeeded_at__lt=hi).select_related("invoice"):
-        method = (
-            f"{pay.method_brand.capitalize()} •••• {pay.method_last4}"
+        method: _Part = (
+            (f"{pay.method_brand.capitalize()} •••• {pay.method_last4}", None)
             if pay.method_brand
-            else pay.get_kind_display()
+            else (str(pay.get_kind_display()), {})
         )
         raw.append(
             StatementLine(
                 timezone.localdate(pay.succeeded_at),
                 PAYMENT,
                 pay.invoice.number,
-                f"{method}{' (duplicate, returned)' if pay.is_duplicate else ''}",
+                (method, (gettext_noop("duplicate, returned"), {}))
+                if pay.is_duplicate
+                else (method,),
                 -pay.collected,
                 ZERO,
                 reverse("invoices:invoice-detail", args=[pay.invoice.number]),
@@ -297,13 +361,24 @@ def statement_build(
     for ref in refunds.filter(succeeded_at__gte=lo, succeeded_at__lt=hi).select_related(
         "payment__invoice", "credit_note"
     ):
-        why = f"for credit note {ref.credit_note.number}" if ref.credit_note_id else ref.reason
+        why: _Part | None = (
+            (gettext_noop("for credit note %(number)s"), {"number": ref.credit_note.number})
+            if ref.credit_note_id
+            else (ref.reason, None)
+            if ref.reason
+            else None
+        )
+        parts = [
+            (gettext_noop("Refund to your payment method (%(why)s)"), {"why": why})
+            if why
+            else (gettext_noop("Refund to your payment method"), {})
+        ]
         raw.append(
             StatementLine(
                 timezone.localdate(ref.succeeded_at),
                 REFUND,
                 ref.payment.invoice.number,
-                f"Refund to your payment method{f' ({why})' if why else ''}",
+                tuple(parts),
                 ref.amount,
                 ZERO,
                 reverse("invoices:invoice-detail", args=[ref.payment.invoice.number]),
@@ -316,7 +391,14 @@ def statement_build(
                 timezone.localdate(adj.created_at),
                 ADJUSTMENT,
                 "",
-                f"Credit balance {'added' if adj.amount > 0 else 'taken away'}: {adj.note}",
+                (
+                    (
+                        gettext_noop("Credit balance added: %(note)s")
+                        if adj.amount > 0
+                        else gettext_noop("Credit balance taken away: %(note)s"),
+                        {"note": adj.note},
+                    ),
+                ),
                 -adj.amount,
                 ZERO,
                 "",
@@ -335,7 +417,7 @@ def statement_build(
                 line.date,
                 line.kind,
                 line.reference,
-                line.description,
+                line.parts,
                 line.amount,
                 balance,
                 line.url,
@@ -427,19 +509,39 @@ def statement_filename(statement: Statement, ext: str) -> str:
     )
 
 
+def statement_language(customer: Customer) -> str:
+    """Statements are documents: in the customer's document language, like invoices."""
+    code = customer.document_language
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def statement_pdf(statement: Statement) -> bytes:
-    return html_to_pdf(
-        render_to_string(
+    language = statement_language(statement.customer)
+    with translation.override(language):
+        customer = statement.customer
+        html = render_to_string(
             "billing/pdf/statement.html",
             {
+                "language": language,
                 "s": statement,
                 "seller": settings.SELLER,
-                "customer": statement.customer,
-                "page_label": "Page",
-                "of_label": "of",
+                "iban": grouped_iban(settings.SELLER["iban"]),
+                "customer": customer,
+                "address_lines": [
+                    p
+                    for p in (
+                        customer.address_line1,
+                        customer.address_line2,
+                        " ".join(x for x in (customer.postal_code, customer.city) if x),
+                        customer.state,
+                    )
+                    if p
+                ],
+                "page_label": _("Page"),
+                "of_label": _("of"),
             },
         )
-    )
+    return html_to_pdf(html, variant="pdf/a-3b")
 
 
 # --- E-mail (staff, from admin) -----------------------------------------------------

@@ -107,6 +107,6 @@ def test_report_credit_note_and_the_customer_sees_it(browser, live_server, tmp_p
     assert caught.value.suggested_filename == f"{note.number}.pdf"
     text = pdf_text(path.read_bytes())
     assert f"Credit note {note.number}" in text and invoice.number in text
-    assert "Total credited EUR -47.60 EUR" in text
+    assert "Total credited -€47.60" in text
     context.close()
     admin_context.close()

@@ -204,6 +204,12 @@ MATRIX: dict[str, Row] = {
         {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
         secret=lambda w: "%PDF",
     ),
+    "invoices:credit-note-xml": Row(
+        "get",
+        lambda w: f"/credit-notes/{w.credit_note.number}/xml/",
+        {"anonymous": LOGIN, "other_owner": 404, "viewer": 200},
+        secret=lambda w: "CrossIndustryInvoice",
+    ),
     # Statements are of the person's own customer: B's owner gets B's, never A's lines.
     "payments:statement": Row(
         "get",

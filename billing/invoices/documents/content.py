@@ -6,17 +6,23 @@ finalised); a draft has none yet and shows the customer and contract as they are
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
+from billing.invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 from core import l10n
 
 # What the billing run writes on a lease line (services._draft_for_period), in English.
 _LEASE_LINE = re.compile(
     r"^IPv4 lease (?P<prefix>\S+) \((?P<size>\d+) addresses\), .+?"
     r"(?: \(prorated (?P<days>\d+)/(?P<month_days>\d+) days\))?$"
+)
+# What credit_note_issue writes on a credit note's lines (credit_notes.py), in English.
+_PART_OF = "Part of: "
+_FREE_CREDIT = re.compile(
+    r"^Credit on invoice (?P<number>\S+)(?: \((?P<tax>.+) (?P<rate>[\d.]+)%\))?$"
 )
 
 
@@ -108,3 +114,47 @@ def line_description(line: InvoiceLine) -> str:
             "month_days": match["month_days"],
         }
     return text
+
+
+def credit_line_description(line: CreditNoteLine) -> str:
+    """A credit note's line in the active language: the credited invoice line's own text
+    (a part of it so marked), or the free amount's sentence; anything else as written."""
+    original = line.invoice_line
+    if original is not None:
+        if line.description == original.description:
+            return line_description(original)
+        if line.description == _PART_OF + original.description:
+            return _("Part of: %(line)s") % {"line": line_description(original)}
+        return line.description
+    match = _FREE_CREDIT.match(line.description)
+    if not match:
+        return line.description
+    text = _("Credit on invoice %(number)s") % {"number": match["number"]}
+    if match["tax"]:
+        text += f" ({_(match['tax'])} {l10n.percent(Decimal(match['rate']))})"
+    return text
+
+
+def credit_note_settlement(note: CreditNote) -> str:
+    """Where a credit note's money went, one sentence per way, in the active language."""
+    currency = note.currency
+    parts = []
+    if note.pre_payment_amount:
+        parts.append(
+            _("%(amount)s taken off the amount due on invoice %(number)s.")
+            % {
+                "amount": l10n.money(note.pre_payment_amount, currency),
+                "number": note.invoice.number,
+            }
+        )
+    if note.refund_amount:
+        parts.append(
+            _("%(amount)s refunded to the original payment method.")
+            % {"amount": l10n.money(note.refund_amount, currency)}
+        )
+    if note.credit_amount:
+        parts.append(
+            _("%(amount)s added to your credit balance.")
+            % {"amount": l10n.money(note.credit_amount, currency)}
+        )
+    return " ".join(parts)

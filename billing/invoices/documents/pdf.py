@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 # Bump when the template changes in a way that must replace already stored documents.
 # r3: credit notes and the applied balance in the sums.
-TEMPLATE_REVISION = "r3"
+# r4: credit notes in the customer's language, PDF/A-3 with their Factur-X XML.
+TEMPLATE_REVISION = "r4"
 _PDF_HEADER = b"%PDF-"
 _PDF_TRAILER = b"%%EOF"
 
@@ -125,7 +126,7 @@ def _with_text(line: InvoiceLine) -> InvoiceLine:
     return line
 
 
-def _grouped_iban(iban: str) -> str:
+def grouped_iban(iban: str) -> str:
     compact = iban.replace(" ", "")
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
@@ -148,7 +149,7 @@ def _render_html(invoice: Invoice, language: str) -> str:
         "language": language,
         "invoice": invoice,
         "seller": settings.SELLER,
-        "iban": _grouped_iban(settings.SELLER["iban"]),
+        "iban": grouped_iban(settings.SELLER["iban"]),
         "bill_to": buyer,
         "references": doc.references(invoice),
         "contract_reference": invoice.contract.reference if invoice.contract_id else "",
@@ -299,28 +300,70 @@ def credit_note_etag(note: CreditNote) -> str:
 
 
 def with_credit_note_data(qs: QuerySet[CreditNote]) -> QuerySet[CreditNote]:
-    return qs.select_related("invoice", "customer").prefetch_related(
+    return qs.select_related("invoice__customer", "invoice__contract", "customer").prefetch_related(
         Prefetch("lines", queryset=CreditNoteLine.objects.select_related("invoice_line__block")),
         "tax_lines",
     )
 
 
 def render_credit_note_html(note: CreditNote) -> str:
-    tax_lines = list(note.tax_lines.all())
-    line_notes = {t.note for t in tax_lines if t.note}
-    return render_to_string(
-        "billing/pdf/credit_note.html",
-        {
-            "note": note,
-            "invoice": note.invoice,
-            "seller": settings.SELLER,
-            "bill_to": doc.buyer(note.invoice),
-            "page_label": "Page",
-            "of_label": "of",
-            "lines": list(note.lines.all()),
-            "tax_lines": tax_lines,
-            "tax_note": note.tax_note if note.tax_note not in line_notes else "",
-        },
+    """The credit note's HTML in its invoice's document language (the customer's as billed)."""
+    language = doc.language(note.invoice)
+    with translation.override(language):
+        tax_lines = list(note.tax_lines.all())
+        line_notes = {t.note for t in tax_lines if t.note}
+        lines = []
+        for line in note.lines.all():
+            line.text = doc.credit_line_description(line)
+            original = line.invoice_line
+            line.block_prefix = original.block.prefix if original and original.block_id else ""
+            line.period_start = (original and original.period_start) or note.invoice.period_start
+            line.period_end = (original and original.period_end) or note.invoice.period_end
+            lines.append(line)
+        buyer = doc.buyer(note.invoice)
+        return render_to_string(
+            "billing/pdf/credit_note.html",
+            {
+                "language": language,
+                "note": note,
+                "invoice": note.invoice,
+                "seller": settings.SELLER,
+                "iban": grouped_iban(settings.SELLER["iban"]),
+                "bill_to": buyer,
+                "references": doc.references(note.invoice),
+                "contract_reference": (
+                    note.invoice.contract.reference if note.invoice.contract_id else ""
+                ),
+                "lines": lines,
+                "tax_lines": tax_lines,
+                "tax_note": note.tax_note if note.tax_note not in line_notes else "",
+                "show_sac": buyer.country == "IN",
+                "sac_code": settings.INDIA_SAC_CODE,
+                "page_label": _("Page"),
+                "of_label": _("of"),
+            },
+        )
+
+
+def render_credit_note_pdf_bytes(note: CreditNote) -> bytes:
+    """PDF/A-3b carrying the credit note's Factur-X (EN 16931, type 381) XML."""
+    pdf = html_to_pdf(render_credit_note_html(note), variant="pdf/a-3b")
+    language = doc.language(note.invoice)
+    with translation.override(language):
+        xml = einvoice.build_credit_note_xml(note)
+        return einvoice.embed_in_pdf(pdf, xml, note, lang=language)
+
+
+def _with_credit_note_data(note: CreditNote) -> CreditNote:
+    if "lines" in getattr(note, "_prefetched_objects_cache", {}):
+        return note
+    return with_credit_note_data(CreditNote.objects.all()).get(pk=note.pk)
+
+
+def credit_note_xrechnung(note: CreditNote) -> bytes:
+    """The XRechnung (CII) XML of a credit note."""
+    return einvoice.build_credit_note_xml(
+        _with_credit_note_data(note), guideline=einvoice.XRECHNUNG_CII
     )
 
 
@@ -332,8 +375,6 @@ def credit_note_pdf_document(note: CreditNote) -> InvoiceDocument:
     content = _read_cached(name)
     if content is not None:
         return InvoiceDocument(content, filename, etag, name)
-    if "lines" not in getattr(note, "_prefetched_objects_cache", {}):
-        note = with_credit_note_data(CreditNote.objects.all()).get(pk=note.pk)
-    content = html_to_pdf(render_credit_note_html(note))
+    content = render_credit_note_pdf_bytes(_with_credit_note_data(note))
     stored = _store(name, content)
     return InvoiceDocument(content, filename, etag, name if stored else None)

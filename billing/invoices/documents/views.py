@@ -23,6 +23,7 @@ from .pdf import (
     cached_etag,
     credit_note_etag,
     credit_note_pdf_document,
+    credit_note_xrechnung,
     invoice_pdf_document,
     invoice_xrechnung,
     with_document_data,
@@ -140,9 +141,31 @@ def invoice_xml(request: HttpRequest, number: str) -> HttpResponse:
             "Please try again in a minute; if it keeps failing, contact billing support.",
             status=503,
         )
+    return _xml_response(xml, invoice.number)
+
+
+@require_GET
+@member_required()
+def credit_note_xml(request: HttpRequest, number: str) -> HttpResponse:
+    """The credit note's XRechnung (EN 16931, CII, type 381) beside its PDF, for any member."""
+    note = credit_note_for_customer_or_404(request.customer, number, light=True)
+    try:
+        xml = credit_note_xrechnung(note)
+    except Exception:  # the person gets a clear message, never a 500 page
+        logger.exception("e-invoice of credit note %s could not be produced", note.pk)
+        return _refuse(
+            request,
+            f"The e-invoice of {note.number} could not be produced just now. "
+            "Please try again in a minute; if it keeps failing, contact billing support.",
+            status=503,
+        )
+    return _xml_response(xml, note.number)
+
+
+def _xml_response(xml: bytes, number: str) -> HttpResponse:
     response = HttpResponse(xml, content_type="application/xml; charset=utf-8")
     response["Content-Length"] = str(len(xml))
-    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.xml"'
+    response["Content-Disposition"] = f'attachment; filename="{number}.xml"'
     response["Cache-Control"] = "private, no-cache"
     response["X-Content-Type-Options"] = "nosniff"
     return response

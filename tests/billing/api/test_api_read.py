@@ -326,6 +326,7 @@ def test_credit_notes_in_stripes_shape_with_the_invoice_amounts(
     assert body["type"] == "pre_payment" and body["memo"] == "wrong period"
     assert body["total_taxes"][0]["amount"] == 380
     assert body["lines"]["data"][0]["invoice_line_item"] == f"il_{line.pk}"
+    assert body["credit_note_xml"] == f"http://testserver/credit-notes/{note.number}/xml/"
     inv = assert_invoice_schema(api("get", f"/api/invoices/in_{invoice.pk}", token).json())
     assert inv["pre_payment_credit_notes_amount"] == 2380
     assert inv["post_payment_credit_notes_amount"] == 0

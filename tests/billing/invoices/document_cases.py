@@ -28,6 +28,7 @@ VALIDATOR = Path(settings.BASE_DIR).parent / "shared" / "einvoice" / "validate-e
 CII = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
 }
 
 
@@ -155,3 +156,37 @@ def run_validator(paths: list[Path]) -> str:
         timeout=300,
     )
     return result.stdout + result.stderr
+
+
+def case_credit_note(case_name: str, language: str, started: datetime.date = STARTED):
+    """A credit note on the case's invoice that credits its first lease line whole, part of
+    the second and the manual line whole: every kind of credited line, one document."""
+    from billing.invoices.credit_notes import CreditLine, credit_note_issue
+
+    invoice = case_invoice(case_name, language, started)
+    first, second, manual = invoice.lines.order_by("position")
+    return credit_note_issue(
+        invoice_id=invoice.pk,
+        actor="test",
+        reason="Block delivered late; rDNS zone not set up",
+        settle="credit",
+        lines=[
+            CreditLine(first.pk),
+            CreditLine(second.pk, Decimal("100.00")),
+            CreditLine(manual.pk),
+        ],
+    )
+
+
+def case_free_credit_note(case_name: str, language: str):
+    """A credit note of a free gross amount (Stripe's `amount`) on the case's invoice."""
+    from billing.invoices.credit_notes import credit_note_issue
+
+    invoice = case_invoice(case_name, language)
+    return credit_note_issue(
+        invoice_id=invoice.pk,
+        actor="test",
+        reason="Goodwill for the outage in October",
+        settle="credit",
+        amount=Decimal("123.45"),
+    )

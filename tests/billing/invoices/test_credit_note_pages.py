@@ -89,9 +89,9 @@ def test_credit_note_pdf_reads_back(client_of, customer):
     assert response["Content-Disposition"] == f'attachment; filename="{note.number}.pdf"'
     text = pdf_text(response.content)
     assert f"Credit note {note.number}" in text
-    assert f"Credits invoice {invoice.number} of {invoice.issue_date:%Y-%m-%d}" in text
+    assert f"Corrects invoice {invoice.number} of 1 Mar 2026." in text
     assert "Wrong period billed" in text
-    assert "Total credited EUR -40.00 EUR" in text
+    assert "Total credited -€40.00" in text
     assert "Reverse charge" in text  # the original's tax note, kept
     again = client_of.get(
         reverse("invoices:credit-note-pdf", args=[note.number]),
@@ -161,4 +161,4 @@ def test_german_invoice_names_its_credit_notes_and_credit_in_german(customer):
     invoice.refresh_from_db()
     text = pdf_text(invoice_pdf_document(invoice).content)
     assert "Verrechnetes Guthaben" in text
-    assert f"Gutschrift {note.number} vom" in text
+    assert f"Rechnungskorrektur {note.number} vom" in text

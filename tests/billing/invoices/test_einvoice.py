@@ -15,6 +15,8 @@ from django.urls import reverse
 from billing.invoices import services as invoice_services
 from billing.invoices.documents import einvoice
 from billing.invoices.documents.pdf import (
+    credit_note_pdf_document,
+    credit_note_xrechnung,
     invoice_pdf_document,
     invoice_xrechnung,
     with_document_data,
@@ -26,6 +28,8 @@ from contracts.models import Role
 from tests.billing.invoices.document_cases import (
     CASES,
     VALIDATOR,
+    case_credit_note,
+    case_free_credit_note,
     case_invoice,
     embedded_xml,
     reader,
@@ -261,6 +265,26 @@ def test_every_case_passes_the_en16931_business_rules(tmp_path):
             pdf.write_bytes(invoice_pdf_document(invoice).content)
             xml = tmp_path / f"{case_name}-{language}-xrechnung.xml"
             xml.write_bytes(invoice_xrechnung(invoice))
+            files += [pdf, xml]
+
+    output = run_validator(files)
+
+    for path in files:
+        assert f"{path}: 0 fatal," in output, output
+    assert "fatal:" not in output, output
+
+
+@pytest.mark.skipif(not VALIDATOR.exists(), reason="../shared/einvoice is not beside the repo")
+def test_every_credit_note_passes_the_en16931_business_rules(tmp_path):
+    files = []
+    for case_name in CASES:
+        notes = [(language, case_credit_note(case_name, language)) for language in LANGUAGES]
+        notes.append(("free", case_free_credit_note(case_name, "en")))
+        for label, note in notes:
+            pdf = tmp_path / f"cn-{case_name}-{label}.pdf"
+            pdf.write_bytes(credit_note_pdf_document(note).content)
+            xml = tmp_path / f"cn-{case_name}-{label}-xrechnung.xml"
+            xml.write_bytes(credit_note_xrechnung(note))
             files += [pdf, xml]
 
     output = run_validator(files)

@@ -272,7 +272,7 @@ def test_statement_page_pdf_and_csv(
     text = pdf_text(pdf.content)
     assert "Statement of account" in text and refunded.number in text
     assert "Closing balance EUR 178.50" in text
-    assert "31-60 days 119.00 EUR" in text
+    assert "31-60 days €119.00" in text
     response = member_client.get(reverse("payments:statement-csv") + query)
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == ["date", "type", "reference", "description", "amount", "balance", "currency"]
