@@ -106,11 +106,8 @@ def invoice_ordered(qs: QuerySet[Invoice], *, sort_key: str, descending: bool) -
 def invoice_page(
     qs: QuerySet[Invoice], *, sort_key: str, descending: bool, offset: int, limit: int, count: int
 ) -> list[Invoice]:
-    """One page of the sorted list. Past the middle, it reads from the other end.
-
-    OFFSET makes PostgreSQL walk and throw away every row before the page; the last page
-    of 100,000 invoices is the first page of the reverse order.
-    """
+    """One page by number (old ?page=N links only). Past the middle, it reads from the
+    other end: the last page of 100,000 invoices is the first page of the reverse order."""
     if offset + limit / 2 <= count / 2:
         return list(
             invoice_ordered(qs, sort_key=sort_key, descending=descending)[offset : offset + limit]
@@ -121,6 +118,92 @@ def invoice_page(
     )
     rows.reverse()
     return rows
+
+
+# --- Keyset pagination ------------------------------------------------------------------
+#
+# A page is "the next `limit` invoices after this one" in the sort order (column, then id),
+# read from the index where the cursor's row is: the cost does not grow with how far into
+# the list the page is, as OFFSET's did. Drafts have no number, issue or due date: they
+# sort first when descending and last when ascending (as PostgreSQL's btree returns them).
+
+# Greater than any id: a jump to a date starts before every invoice of that date.
+_MAX_ID = 2**63 - 1
+
+
+@dataclass
+class KeysetPage:
+    rows: list[Invoice]
+    has_previous: bool
+    has_next: bool
+
+
+def _walk(qs: QuerySet[Invoice], column: str, descending: bool, start, limit: int) -> list[Invoice]:
+    """Up to `limit` rows in the order (column, id), both `descending` or both ascending,
+    NULLs first when descending and last when ascending, that come strictly after the
+    place `start` (value, id), or from the beginning when `start` is None.
+
+    The condition on a non-NULL start is written as a range on the column (an index
+    condition) plus a filter on the tie, so PostgreSQL seeks to the place in the index
+    instead of reading from the start of the customer's range.
+    """
+    col, pk = F(column), F("id")
+    order = [col.desc(nulls_first=True), pk.desc()] if descending else [
+        col.asc(nulls_last=True), pk.asc()]  # fmt: skip
+    if start is None:
+        return list(qs.order_by(*order)[:limit])
+    value, start_pk = start
+    lt, le = ("lt", "lte") if descending else ("gt", "gte")
+    if value is None:
+        # In the NULL part: the rest of it by id, then (descending) every non-NULL row.
+        rest = Q(**{f"{column}__isnull": True, f"id__{lt}": start_pk})
+        if descending:
+            rest |= Q(**{f"{column}__isnull": False})
+        return list(qs.filter(rest).order_by(*order)[:limit])
+    after = Q(**{f"{column}__{le}": value}) & (
+        Q(**{f"{column}__{lt}": value}) | Q(**{f"id__{lt}": start_pk})
+    )
+    rows = list(qs.filter(after).order_by(*order)[:limit])
+    if not descending and len(rows) < limit:
+        # Ascending, the NULLs come after every value: a second, short read (only at the
+        # end of the list), so the first one stays an index range scan.
+        rows += qs.filter(**{f"{column}__isnull": True}).order_by(pk.asc())[: limit - len(rows)]
+    return rows
+
+
+def invoice_keyset_page(
+    qs: QuerySet[Invoice],
+    *,
+    sort_key: str,
+    descending: bool,
+    limit: int,
+    cursor=None,
+    last: bool = False,
+    jump: datetime.date | None = None,
+) -> KeysetPage:
+    """The page after (or before) `cursor`, the last page, the page starting at the issue
+    date `jump` (date sort), or the first page: one query, two at the end of an ascending
+    list with drafts, one more for a jump (is there anything before it)."""
+    column = SORT_FIELDS[sort_key]
+    if last or (cursor is not None and not cursor.after):
+        start = None if last else (cursor.value, cursor.pk)
+        rows = _walk(qs, column, not descending, start, limit + 1)
+        has_previous = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
+        return KeysetPage(rows, has_previous, has_next=not last)
+    if jump is not None:
+        start = (jump, _MAX_ID) if descending else (jump - datetime.timedelta(days=1), _MAX_ID)
+        rows = _walk(qs, column, descending, start, limit + 1)
+        before = _walk(qs, column, not descending, start, 1)  # anything before the date?
+        return KeysetPage(rows[:limit], bool(before), len(rows) > limit)
+    start = None if cursor is None else (cursor.value, cursor.pk)
+    rows = _walk(qs, column, descending, start, limit + 1)
+    return KeysetPage(rows[:limit], cursor is not None, len(rows) > limit)
+
+
+def cursor_value(invoice: Invoice, sort_key: str):
+    return getattr(invoice, SORT_FIELDS[sort_key])
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:

@@ -5,21 +5,28 @@ billing.payments.views.
 """
 
 import csv
-import hashlib
-from urllib.parse import urlencode
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
-from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
+from django.template.defaultfilters import floatformat
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from billing.invoices import page_cache, selectors
+from billing.invoices import selectors
 from contracts.context import member_required
 
-from .filters import DEFAULT_PAGE_SIZE, PAGE_SIZES, SORT_LABELS, STATUS_CHOICES, parse_invoice_query
+from .filters import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_SIZES,
+    SORT_LABELS,
+    STATUS_CHOICES,
+    Cursor,
+    parse_invoice_query,
+)
 
 
 def _sort_headers(query) -> list[dict]:
@@ -46,68 +53,158 @@ def _sort_headers(query) -> list[dict]:
     return headers
 
 
+@dataclass
+class _Row:
+    """One table row, every value ready to print: the template only concatenates."""
+
+    ref: str
+    number: str
+    url: str
+    pdf_url: str
+    pay_url: str
+    xml_url: str
+    issued: str
+    due: str
+    amount: str
+    currency: str
+    badge: str
+    badge_label: str
+    processing: bool
+    under_review: bool
+    credit_notes: list[tuple[str, str, str]]  # number, url, amount
+
+
+class _Urls:
+    """Each row URL reversed once per request (with a placeholder) instead of per row."""
+
+    def __init__(self, name: str):
+        self.head, _, self.tail = reverse(name, args=["PLACEHOLDER"]).partition("PLACEHOLDER")
+
+    def __call__(self, ref: str) -> str:
+        return f"{self.head}{quote(ref)}{self.tail}"
+
+
+def _display_rows(invoices, *, today, can_pay: bool) -> list[_Row]:
+    detail, pdf, xml = (_Urls(f"invoices:invoice-{n}") for n in ("detail", "pdf", "xml"))
+    pay, note = _Urls("payments:invoice-pay"), _Urls("invoices:credit-note-detail")
+    overdue = _("Overdue")
+    rows = []
+    for inv in invoices:
+        ref = inv.ref
+        late = inv.is_overdue(today)
+        rows.append(
+            _Row(
+                ref=ref,
+                number=inv.number or "",
+                url=detail(ref),
+                pdf_url=pdf(ref) if inv.number else "",
+                pay_url=pay(ref)
+                if can_pay and inv.is_payable and not inv.payment_processing
+                else "",
+                xml_url=xml(ref) if inv.has_einvoice else "",
+                issued=inv.issue_date.isoformat() if inv.issue_date else "—",
+                due=inv.due_date.isoformat() if inv.due_date else "—",
+                amount=floatformat(inv.total, "2g"),
+                currency=inv.currency,
+                badge="overdue" if late else inv.status,
+                badge_label=overdue if late else inv.get_status_display(),
+                processing=inv.payment_processing,
+                under_review=inv.under_review,
+                credit_notes=[
+                    (n.number, note(n.number), floatformat(n.total, "2g"))
+                    for n in inv.credit_notes.all()
+                ],
+            )
+        )
+    return rows
+
+
+def _page_links(query, page, rows, keep: dict) -> dict:
+    """First / previous / next / last links of a keyset page (cursors of its edge rows)."""
+    base = urlencode(keep)
+    links = {}
+    if page.has_previous:
+        links["first"] = f"?{base}"
+        first = rows[0]
+        cursor = Cursor(query.sort, selectors.cursor_value(first, query.sort_key), first.pk, False)
+        links["previous"] = f"?{base}&{urlencode({'cursor': cursor.encode()})}"
+    if page.has_next:
+        last = rows[-1]
+        cursor = Cursor(query.sort, selectors.cursor_value(last, query.sort_key), last.pk, True)
+        links["next"] = f"?{base}&{urlencode({'cursor': cursor.encode()})}"
+        links["last"] = f"?{base}&last=1"
+    return links
+
+
 @require_GET
 @member_required()
-@page_cache.per_browser
 def invoice_list(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
-    query = parse_invoice_query(request.GET, customer=request.customer, today=today)
+    customer = request.customer
+    query = parse_invoice_query(request.GET, customer=customer, today=today)
     can_pay = request.membership.can_pay
-    # The page body is a function of the customer's invoices and of what the key names: the
-    # query with its notes, today (the Overdue badge) and the role (Pay online). It is cached
-    # under the customer's invoice-list version, which every invoice change replaces, and
-    # holds no CSRF token, so any member's browser may be served it.
-    notes = hashlib.blake2b("\n".join(query.notes).encode(), digest_size=8).hexdigest()
-    key = (
-        f"page:{today}:{query.filter_key()}:{query.sort}:{query.per_page}:{query.page}"
-        f":{notes}:{int(can_pay)}"
-    )
-    body = selectors.cached_for_customer(
-        request.customer.pk,
-        key,
-        lambda: _invoice_list_body(request.customer, query, today=today, can_pay=can_pay),
-    )
+    filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
+    totals = selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
+    rows_qs = selectors.invoice_list_rows(filtered)
+    if query.page > 1 and not (query.cursor or query.last or query.jump):
+        # An old ?page=N link: still served (reading from the nearer end), with keyset
+        # links onwards.
+        pages = max(-(-totals.count // query.per_page), 1)
+        if query.page > pages:
+            query.notes.append(
+                _("There is no page %(page)s; showing page %(last)s, the last one.")
+                % {"page": query.page, "last": pages}
+            )
+            query.page = pages
+        invoices = selectors.invoice_page(
+            rows_qs,
+            sort_key=query.sort_key,
+            descending=query.descending,
+            offset=(query.page - 1) * query.per_page,
+            limit=query.per_page,
+            count=totals.count,
+        )
+        page = selectors.KeysetPage(
+            invoices, query.page > 1, query.page * query.per_page < totals.count
+        )
+    else:
+        page = selectors.invoice_keyset_page(
+            rows_qs,
+            sort_key=query.sort_key,
+            descending=query.descending,
+            limit=query.per_page,
+            cursor=query.cursor,
+            last=query.last,
+            jump=query.jump,
+        )
+    params = query.filter_params()
+    keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
     return render(
         request,
         "billing/invoice_list.html",
-        {"body_html": mark_safe(body)},  # noqa: S308 - our own template's output
-    )
-
-
-def _invoice_list_body(customer, query, *, today, can_pay: bool) -> str:
-    """The list page below the site header: notes, summary, filters, table, pagination."""
-    filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
-    count = selectors.invoice_count(customer, query, today=today, filtered=filtered)
-    paginator = Paginator(range(count), query.per_page)
-    number = query.page
-    if number > paginator.num_pages:
-        query.notes.append(
-            f"There is no page {number}; showing page {paginator.num_pages}, the last one."
-        )
-        number = paginator.num_pages
-    params = query.filter_params()
-    keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
-    return render_to_string(
-        "billing/_invoice_list_body.html",
         {
             "query": query,
-            "page": Page([], number, paginator),  # navigation only; the rows come next
-            "invoices": selectors.invoice_page(
-                selectors.invoice_list_rows(filtered),
-                sort_key=query.sort_key,
-                descending=query.descending,
-                offset=(number - 1) * query.per_page,
-                limit=query.per_page,
-                count=count,
-            ),
-            "today": today,
-            "summary": selectors.invoice_summary(
-                customer, today=today, date_from=query.date_from, date_to=query.date_to
-            ),
+            "count": totals.count,
+            "count_is_lower_bound": totals.count_is_lower_bound,
+            "page": page,
+            "page_links": _page_links(query, page, page.rows, keep),
+            "rows": _display_rows(page.rows, today=today, can_pay=can_pay),
+            "invoices": page.rows,
+            "summary": totals.summary,
+            "summary_cards": [
+                {
+                    "currency": t.currency,
+                    "paid": floatformat(t.paid, "2g"),
+                    "pending": floatformat(t.pending, "2g"),
+                    "overdue": floatformat(t.overdue, "2g"),
+                    "written_off": floatformat(t.written_off, "2g") if t.written_off else "",
+                }
+                for t in totals.summary
+            ],
             "status_choices": STATUS_CHOICES,
             "page_sizes": PAGE_SIZES,
             "sort_headers": _sort_headers(query),
-            "page_query": urlencode(keep),
+            "keep_fields": [(k, v) for k, v in keep.items()],
             # The cards link to the filter that lists what each one adds up.
             "summary_query": "".join(
                 f"{urlencode({k: params[k]})}&" for k in ("date_from", "date_to") if params.get(k)
