@@ -189,7 +189,7 @@ class InvoiceFilterSet(django_filters.FilterSet):
     date_to = django_filters.DateFilter(
         field_name="issue_date", lookup_expr="lte", input_formats=["%Y-%m-%d"]
     )
-    # Validated here; applied by selectors.invoice_page (drafts first, keyset from either end).
+    # Validated here; applied by selectors.invoice_keyset_page (drafts first when descending).
     sort = django_filters.ChoiceFilter(
         choices=[(key, SORT_LABELS[key]) for key in SORT_FIELDS]
         + [(f"-{key}", SORT_LABELS[key]) for key in SORT_FIELDS],
@@ -214,11 +214,7 @@ class InvoiceFilterSet(django_filters.FilterSet):
         return queryset
 
     def filter_status(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
-        if value == OVERDUE:
-            return qs.filter(overdue_q(self.today))
-        if value == UNDER_REVIEW:
-            return qs.filter(under_review_q())
-        return qs.filter(status=value)
+        return status_filter(qs, value, self.today)
 
     def filter_search(self, qs: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
         return search_invoices(qs, self.customer, value)
@@ -307,8 +303,29 @@ def parse_invoice_query(
 def invoice_filter_queryset(
     qs: QuerySet[Invoice], query: InvoiceQuery, *, customer: Customer, today: datetime.date
 ) -> QuerySet[Invoice]:
-    """Apply a parsed query's filters (status, dates, search) through the FilterSet."""
-    return InvoiceFilterSet(query.filter_params(), queryset=qs, customer=customer, today=today).qs
+    """Apply a parsed (already validated) query's filters: status, dates, search.
+
+    The same filters as the FilterSet's, applied straight away: a second FilterSet (its
+    filters deep-copied, its form built and validated again) cost about a millisecond
+    per page view.
+    """
+    if query.status:
+        qs = status_filter(qs, query.status, today)
+    if query.date_from:
+        qs = qs.filter(issue_date__gte=query.date_from)
+    if query.date_to:
+        qs = qs.filter(issue_date__lte=query.date_to)
+    if query.q:
+        qs = search_invoices(qs, customer, query.q)
+    return qs
+
+
+def status_filter(qs: QuerySet[Invoice], value: str, today: datetime.date) -> QuerySet[Invoice]:
+    if value == OVERDUE:
+        return qs.filter(overdue_q(today))
+    if value == UNDER_REVIEW:
+        return qs.filter(under_review_q())
+    return qs.filter(status=value)
 
 
 # The start of an invoice number ("INV-2026-0001", "inv-"): series letters and a dash.

@@ -5,18 +5,20 @@ billing.payments.views.
 """
 
 import csv
-from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.template.defaultfilters import floatformat
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import get_format
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from billing.invoices import selectors
+from billing.invoices.models import InvoiceStatus
 from contracts.context import member_required
 
 from .filters import (
@@ -53,25 +55,18 @@ def _sort_headers(query) -> list[dict]:
     return headers
 
 
-@dataclass
-class _Row:
-    """One table row, every value ready to print: the template only concatenates."""
+class _Amounts:
+    """Amounts as the template's floatformat:"2g" writes them ("1,234.50"; German
+    "1.234,50"), with the separators looked up once per page: floatformat itself took
+    about as long as the rest of a row."""
 
-    ref: str
-    number: str
-    url: str
-    pdf_url: str
-    pay_url: str
-    xml_url: str
-    issued: str
-    due: str
-    amount: str
-    currency: str
-    badge: str
-    badge_label: str
-    processing: bool
-    under_review: bool
-    credit_notes: list[tuple[str, str, str]]  # number, url, amount
+    def __init__(self):
+        self.table = str.maketrans(
+            {",": str(get_format("THOUSAND_SEPARATOR")), ".": str(get_format("DECIMAL_SEPARATOR"))}
+        )
+
+    def __call__(self, value) -> str:
+        return f"{value:,.2f}".translate(self.table)
 
 
 class _Urls:
@@ -84,39 +79,111 @@ class _Urls:
         return f"{self.head}{quote(ref)}{self.tail}"
 
 
-def _display_rows(invoices, *, today, can_pay: bool) -> list[_Row]:
+def _rows_html(invoices, *, today, can_pay: bool) -> str:
+    """The table rows, written here rather than by the template engine.
+
+    Django's engine spent about 5 ms of Python on 25 rows (some 30 variables, an include
+    and a translation per row, each resolved, localized and escaped on its own); this
+    is the same markup for a small fraction of that. Every value from the database goes
+    through escape(); labels are translated once per page.
+    """
+    if not invoices:
+        empty = escape(_("No invoices match this filter."))
+        return f'<tr><td colspan="8" class="empty">{empty}</td></tr>'
     detail, pdf, xml = (_Urls(f"invoices:invoice-{n}") for n in ("detail", "pdf", "xml"))
-    pay, note = _Urls("payments:invoice-pay"), _Urls("invoices:credit-note-detail")
-    overdue = _("Overdue")
-    rows = []
+    pay, note_url = _Urls("payments:invoice-pay"), _Urls("invoices:credit-note-detail")
+    label = {
+        key: escape(text)
+        for key, text in {
+            "draft": _("Draft"),
+            "draft_name": _("draft invoice"),
+            "select": _("Select"),
+            "issued": _("Issued"),
+            "due": _("Due"),
+            "credit": _("Credit notes"),
+            "none": _("none"),
+            "credit_of": _("Credit note of"),
+            "actions": _("Actions for"),
+            "view": _("View"),
+            "pdf": _("Download pdf"),
+            "pay": _("Pay online"),
+            "xml": _("Download XML (XRechnung)"),
+            "overdue": _("Overdue"),
+            "processing": _("Payment processing"),
+            "review": _("Under review"),
+        }.items()
+    }
+    status_label = {value: escape(text) for value, text in InvoiceStatus.choices}
+    amount = _Amounts()
+    out = []
     for inv in invoices:
         ref = inv.ref
-        late = inv.is_overdue(today)
-        rows.append(
-            _Row(
-                ref=ref,
-                number=inv.number or "",
-                url=detail(ref),
-                pdf_url=pdf(ref) if inv.number else "",
-                pay_url=pay(ref)
-                if can_pay and inv.is_payable and not inv.payment_processing
-                else "",
-                xml_url=xml(ref) if inv.has_einvoice else "",
-                issued=inv.issue_date.isoformat() if inv.issue_date else "—",
-                due=inv.due_date.isoformat() if inv.due_date else "—",
-                amount=floatformat(inv.total, "2g"),
-                currency=inv.currency,
-                badge="overdue" if late else inv.status,
-                badge_label=overdue if late else inv.get_status_display(),
-                processing=inv.payment_processing,
-                under_review=inv.under_review,
-                credit_notes=[
-                    (n.number, note(n.number), floatformat(n.total, "2g"))
-                    for n in inv.credit_notes.all()
-                ],
+        url = escape(detail(ref))
+        number = escape(inv.number or "")
+        name = number or label["draft_name"]
+        currency = escape(inv.currency)
+        if inv.is_overdue(today):
+            badge = f'<span class="badge badge--overdue">{label["overdue"]}</span>'
+        else:
+            badge = (
+                f'<span class="badge badge--{escape(inv.status)}">'
+                f"{status_label.get(inv.status, escape(inv.status))}</span>"
             )
+        if inv.payment_processing:
+            badge += f' <span class="badge badge--processing">{label["processing"]}</span>'
+        if inv.under_review:
+            badge += f' <span class="badge badge--review">{label["review"]}</span>'
+        notes = selectors.credit_notes_of(inv)
+        if notes:
+            credit = ", ".join(
+                f'<a href="{escape(note_url(note))}" title="{label["credit_of"]} '
+                f'{amount(total)} {currency}">{escape(note)}</a>'
+                for note, total in notes
+            )
+            credit_class = "col-credit"
+        else:
+            credit = f'<span class="muted" aria-label="{label["none"]}">—</span>'
+            credit_class = "col-credit col-credit--none"
+        menu = [f'<li role="none"><a role="menuitem" href="{url}">{label["view"]}</a></li>']
+        if inv.number:
+            menu.append(
+                f'<li role="none"><a role="menuitem" href="{escape(pdf(ref))}" download>'
+                f"{label['pdf']}</a></li>"
+            )
+        if can_pay and inv.is_payable and not inv.payment_processing:
+            menu.append(
+                f'<li role="none"><button role="menuitem" type="submit" form="pay-form" '
+                f'formaction="{escape(pay(ref))}">{label["pay"]}</button></li>'
+            )
+        if inv.has_einvoice:
+            menu.append(
+                f'<li role="none"><a role="menuitem" href="{escape(xml(ref))}" download>'
+                f"{label['xml']}</a></li>"
+            )
+        select = (
+            f'<label class="check-hit"><input type="checkbox" name="numbers" value="{number}" '
+            f'form="download-form" aria-label="{label["select"]} {number}"></label>'
+            if number
+            else ""
         )
-    return rows
+        out.append(
+            f'<tr data-invoice="{escape(ref)}">'
+            f'<td class="col-select">{select}</td>'
+            f'<td class="col-number"><a href="{url}">{number or label["draft"]}</a></td>'
+            f'<td class="col-issued" data-label="{label["issued"]}">'
+            f"{inv.issue_date.isoformat() if inv.issue_date else '—'}</td>"
+            f'<td class="col-due" data-label="{label["due"]}">'
+            f"{inv.due_date.isoformat() if inv.due_date else '—'}</td>"
+            f'<td class="num col-amount">{amount(inv.total)} {currency}</td>'
+            f'<td class="col-status">{badge}</td>'
+            f'<td class="{credit_class}" data-label="{label["credit"]}">{credit}</td>'
+            f'<td class="col-menu"><details class="row-menu" data-menu>'
+            f'<summary class="row-menu__button" aria-haspopup="menu" '
+            f'aria-label="{label["actions"]} {name}"><span aria-hidden="true">⋮</span></summary>'
+            f'<ul class="row-menu__list" role="menu" aria-label="{label["actions"]} {name}">'
+            f"{''.join(menu)}</ul></details></td></tr>"
+        )
+    return "\n".join(out)
 
 
 def _page_links(query, page, rows, keep: dict) -> dict:
@@ -147,8 +214,8 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
     totals = selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
     rows_qs = selectors.invoice_list_rows(filtered)
     if query.page > 1 and not (query.cursor or query.last or query.jump):
-        # An old ?page=N link: still served (reading from the nearer end), with keyset
-        # links onwards.
+        # An old ?page=N link: the page after the invoice just before it (found through
+        # the index from the nearer end), with keyset links onwards.
         pages = max(-(-totals.count // query.per_page), 1)
         if query.page > pages:
             query.notes.append(
@@ -156,29 +223,28 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
                 % {"page": query.page, "last": pages}
             )
             query.page = pages
-        invoices = selectors.invoice_page(
-            rows_qs,
-            sort_key=query.sort_key,
-            descending=query.descending,
-            offset=(query.page - 1) * query.per_page,
-            limit=query.per_page,
-            count=totals.count,
-        )
-        page = selectors.KeysetPage(
-            invoices, query.page > 1, query.page * query.per_page < totals.count
-        )
-    else:
-        page = selectors.invoice_keyset_page(
-            rows_qs,
-            sort_key=query.sort_key,
-            descending=query.descending,
-            limit=query.per_page,
-            cursor=query.cursor,
-            last=query.last,
-            jump=query.jump,
-        )
+        if query.page > 1:
+            place = selectors.invoice_place_at(
+                filtered,
+                sort_key=query.sort_key,
+                descending=query.descending,
+                position=(query.page - 1) * query.per_page - 1,
+                count=totals.count,
+            )
+            if place is not None:
+                query.cursor = Cursor(query.sort, place[0], place[1], True)
+    page = selectors.invoice_keyset_page(
+        rows_qs,
+        sort_key=query.sort_key,
+        descending=query.descending,
+        limit=query.per_page,
+        cursor=query.cursor,
+        last=query.last,
+        jump=query.jump,
+    )
     params = query.filter_params()
     keep = {**params, "sort": query.sort, "per_page": str(query.per_page)}
+    amount = _Amounts()
     return render(
         request,
         "billing/invoice_list.html",
@@ -188,16 +254,18 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "count_is_lower_bound": totals.count_is_lower_bound,
             "page": page,
             "page_links": _page_links(query, page, page.rows, keep),
-            "rows": _display_rows(page.rows, today=today, can_pay=can_pay),
+            "rows_html": mark_safe(  # noqa: S308 - every value escaped in _rows_html
+                _rows_html(page.rows, today=today, can_pay=can_pay)
+            ),
             "invoices": page.rows,
             "summary": totals.summary,
             "summary_cards": [
                 {
                     "currency": t.currency,
-                    "paid": floatformat(t.paid, "2g"),
-                    "pending": floatformat(t.pending, "2g"),
-                    "overdue": floatformat(t.overdue, "2g"),
-                    "written_off": floatformat(t.written_off, "2g") if t.written_off else "",
+                    "paid": amount(t.paid),
+                    "pending": amount(t.pending),
+                    "overdue": amount(t.overdue),
+                    "written_off": amount(t.written_off) if t.written_off else "",
                 }
                 for t in totals.summary
             ],
