@@ -400,8 +400,8 @@ def invoice_list_buckets(
         if today > this_month:
             for late, sign in ((1, ""), (0, "-")):
                 parts.append(
-                    f"SELECT currency, status, {late}, {sign}1, {sign}amount_paid,"  # noqa: S608 - constant SQL, values are parameters
-                    f" {sign}{_OWED_SQL} FROM invoices_invoice"
+                    f"SELECT currency, status, {late} AS late, {sign}1 AS n,"  # noqa: S608 - constant SQL
+                    f" {sign}amount_paid AS paid, {sign}{_OWED_SQL} AS owed FROM invoices_invoice"
                     " WHERE customer_id = %(customer)s AND status = %(open)s"
                     " AND due_date >= %(this_month)s AND due_date < %(today)s" + issued
                 )
@@ -412,7 +412,8 @@ def invoice_list_buckets(
             ranges.append(f"(issue_date >= %(first{i})s AND issue_date <= %(last{i})s)")
         parts.append(
             "SELECT currency, status, CASE WHEN status = %(open)s AND due_date < %(today)s"  # noqa: S608 - constant SQL, values are parameters
-            f" THEN 1 ELSE 0 END, 1, amount_paid, {_OWED_SQL} FROM invoices_invoice"
+            f" THEN 1 ELSE 0 END AS late, 1 AS n, amount_paid AS paid, {_OWED_SQL} AS owed"
+            " FROM invoices_invoice"
             f" WHERE customer_id = %(customer)s AND ({' OR '.join(ranges)})"
         )
     sql = (
