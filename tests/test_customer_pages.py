@@ -32,7 +32,7 @@ def _template_files() -> list[pathlib.Path]:
 
 def test_every_template_file_is_found():
     names = {f.name for f in _template_files()}
-    assert {"base.html", "_invoice_list_body.html", "invoice.html", "receipt.txt"} <= names
+    assert {"base.html", "invoice_list.html", "invoice.html", "receipt.txt"} <= names
 
 
 @pytest.mark.parametrize("path", _template_files(), ids=lambda p: str(p.name))

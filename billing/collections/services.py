@@ -24,7 +24,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing.invoices.models import CreditNote, Invoice, InvoiceStatus, overdue_q
-from billing.invoices.services import lock_invoice, mark_invoice_list_changed
+from billing.invoices.services import lock_invoice
 from billing.payments.tasks import expire_checkout_sessions
 from contracts.models import CancellationReason, ContractStatus, LeaseContract
 from contracts.services import contract_cancel, contract_extend_grace, contract_mark_past_due
@@ -287,7 +287,6 @@ def invoice_report_open(
             },
             note=description[:300],
         )
-        mark_invoice_list_changed(invoice)
         transaction.on_commit(lambda: _queue_report_notice(report.pk))
     logger.info("invoice %s reported (%s)", invoice.number, reason)
     return report
@@ -341,7 +340,6 @@ def _set_report_status(
         after={"status": target, "invoice": invoice.number, **(after or {})},
         note=report.staff_message[:300] if target not in UNRESOLVED_STATUSES else "",
     )
-    mark_invoice_list_changed(invoice)
 
 
 def _fresh_grace_window(invoice: Invoice, *, actor: Actor, today: datetime.date) -> datetime.date:

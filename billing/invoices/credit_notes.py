@@ -46,7 +46,6 @@ from .numbering import allocate_invoice_number
 from .services import (
     emit_after_commit,
     lock_invoice,
-    mark_invoice_list_changed,
     restore_standing_if_settled,
     set_invoice_status,
 )
@@ -439,7 +438,6 @@ def _apply_to_invoice(
     if not settled:
         invoice.state_version += 1
         invoice.save()
-        mark_invoice_list_changed(invoice)
         return
     nothing_received = invoice.amount_paid == ZERO and invoice.applied_balance == ZERO
     set_invoice_status(

@@ -519,3 +519,46 @@ class CustomerBalanceTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount}"
+
+
+# --- The invoice list's rollup ------------------------------------------------------
+
+# Drafts have no issue date and no due date; the rollup's key columns are NOT NULL (so a
+# plain unique index serves the upsert on both vendors), and this date stands for "none".
+NO_DATE = datetime.date(1, 1, 1)
+
+
+class InvoiceRollup(models.Model):
+    """Counts and sums of a customer's invoices per currency, status, issue month and due
+    month: what the invoice list's count and summary cards read instead of the invoices.
+
+    Written only by database triggers on invoices_invoice (migration 0006, both vendors),
+    in the same transaction as the invoice write, so no code path (a service, bulk_create,
+    queryset.update, the admin, raw SQL) can leave it behind. `check_invoice_rollup`
+    recomputes it from the invoices. Rows are never deleted by the triggers: a key whose
+    invoices all moved on keeps a row of zeros.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16)
+    # First day of the month of issue_date / due_date, or NO_DATE.
+    issue_month = models.DateField()
+    due_month = models.DateField()
+    invoice_count = models.BigIntegerField(default=0)
+    total = models.DecimalField(max_digits=18, decimal_places=2, default=ZERO)
+    amount_paid = models.DecimalField(max_digits=18, decimal_places=2, default=ZERO)
+    # Still owed: total - pre-payment credit notes - applied balance - amount paid (what
+    # the Pending, Overdue and Written off cards add up).
+    owed = models.DecimalField(max_digits=18, decimal_places=2, default=ZERO)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "currency", "status", "issue_month", "due_month"],
+                name="invrollup_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.currency} {self.status} {self.issue_month}"

@@ -26,7 +26,7 @@ from core.db import database_unreachable
 from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
 
-from . import selectors, signals
+from . import signals
 from .balance import apply_balance_locked, unapply_balance_locked
 from .models import (
     INVOICE_TRANSITIONS,
@@ -59,18 +59,6 @@ def emit_after_commit(signal: Signal, **kwargs) -> None:
                 logger.error("receiver %r failed for %s", receiver, kwargs, exc_info=result)
 
     transaction.on_commit(send)
-
-
-def mark_invoice_list_changed(invoice: Invoice) -> None:
-    """The customer's cached list counts and summary cards are stale once this commits.
-
-    Bumped now (so this transaction's own later reads, and tests, see fresh numbers) and
-    again after commit: a concurrent reader that cached the old numbers in between did so
-    under the intermediate version, which the second bump abandons.
-    """
-    customer_id = invoice.customer_id
-    selectors.invoice_list_changed(customer_id)
-    transaction.on_commit(lambda: selectors.invoice_list_changed(customer_id))
 
 
 def lock_invoice(invoice_id: int) -> Invoice:
@@ -121,7 +109,6 @@ def set_invoice_status(
         setattr(invoice, stamp, now or timezone.now())
     invoice.state_version += 1
     invoice.save()
-    mark_invoice_list_changed(invoice)
     audit_record(
         actor=actor,
         action=f"invoice.{target}",
@@ -183,7 +170,6 @@ def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
     InvoiceLine.objects.bulk_create(lines)
     invoice.subtotal = invoice.total = sum((line.amount for line in lines), ZERO)
     invoice.save(update_fields=["subtotal", "total"])
-    mark_invoice_list_changed(invoice)
     return invoice
 
 

@@ -28,7 +28,6 @@ from billing.invoices.models import PAYABLE_STATUSES, CreditNote, Invoice, Invoi
 from billing.invoices.services import (
     emit_after_commit,
     lock_invoice,
-    mark_invoice_list_changed,
     restore_standing_if_settled,
     set_invoice_status,
 )
@@ -385,7 +384,6 @@ def payment_record_success(
                 invoice.amount_paid += applied
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
-                mark_invoice_list_changed(invoice)
                 audit_record(
                     actor=actor,
                     action="payment.short",
@@ -451,7 +449,6 @@ def payment_record_processing(
             customer=invoice.customer,
             note="submitted to the bank; the outcome follows in days",
         )
-        mark_invoice_list_changed(invoice)
     return payment
 
 
@@ -511,7 +508,6 @@ def payment_record_failure(
         payment.failed_at = now or timezone.now()
         payment_set_status(payment, target, actor=actor, customer=invoice.customer, note=message)
         if was_processing:
-            mark_invoice_list_changed(invoice)
             _fresh_grace_after_late_failure(invoice, payment, actor=actor)
         emit_after_commit(signals.payment_failed, payment_id=payment.pk)
     return payment
@@ -744,7 +740,6 @@ def _refund_undo_locked(
         invoice.save(
             update_fields=["amount_paid", "amount_refunded", "state_version", "updated_at"]
         )
-        mark_invoice_list_changed(invoice)
 
 
 # In the idempotency key of our refunds that return an excess (see EXCESS below).
@@ -863,7 +858,6 @@ def payment_record_refund(
             invoice.amount_paid -= share
             invoice.state_version += 1
             invoice.save(update_fields=["amount_paid", "state_version", "updated_at"])
-            mark_invoice_list_changed(invoice)
         elif share:
             refunded = invoice.amount_refunded + share
             if invoice.status == InvoiceStatus.PAID and refunded == invoice.amount_paid:
@@ -879,7 +873,6 @@ def payment_record_refund(
                 invoice.amount_refunded = refunded
                 invoice.state_version += 1
                 invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
-                mark_invoice_list_changed(invoice)
     return refund
 
 
@@ -2021,7 +2014,6 @@ def _uncount_credit_note_refund_locked(invoice: Invoice, refund: Refund, *, acto
         return
     invoice.state_version += 1
     invoice.save(update_fields=["amount_refunded", "state_version", "updated_at"])
-    mark_invoice_list_changed(invoice)
 
 
 # --- Credit notes -------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_pages_and_the_api_keep_working_while_redis_is_down(settings, customer, 
     # Logging in through the form: the session is written to the database alone.
     response = client.post("/accounts/login/", {"username": owner.username, "password": "pw"})
     assert response.status_code == 302
-    for _ in range(2):  # the second view has a CSRF cookie: it asks the page cache too
+    for _ in range(2):  # the second view has a CSRF cookie and a cached session to look up
         assert client.get("/invoices/").status_code == 200
     assert client.get(invoice.get_absolute_url()).status_code == 200
     membership = MembershipFactory(customer=customer, role=Role.BILLING)
