@@ -159,6 +159,9 @@ GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
 DISPUTE_WINDOW_DAYS = env.int("DISPUTE_WINDOW_DAYS", default=90)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
+# Contracts per billing-run chunk: one transaction and one Celery message each
+# (docs/decisions.md, "Billing run fan-out").
+BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=100)
 CREDIT_NOTE_NUMBER_SERIES = env("CREDIT_NOTE_NUMBER_SERIES", default="CN")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF", "INR")
