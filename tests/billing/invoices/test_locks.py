@@ -4,7 +4,7 @@ import threading
 
 import psycopg
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import connection, connections, transaction
 
 from billing.invoices import services
 from tests.factories import make_contract, make_invoice
@@ -71,9 +71,7 @@ def test_a_database_error_on_one_contract_does_not_lose_the_others_in_its_chunk(
     assert "inv_one_per_contract_period" in result.errors[bad.pk]
     assert first.invoices.count() == 1 and last.invoices.count() == 1
     assert bad.invoices.count() == 1, "only the invoice that was there"
-    assert sorted(result.invoice_ids) == sorted(
-        [first.invoices.get().pk, last.invoices.get().pk]
-    )
+    assert sorted(result.invoice_ids) == sorted([first.invoices.get().pk, last.invoices.get().pk])
     numbers = sorted(Invoice.objects.exclude(number=None).values_list("number", flat=True))
     assert numbers == ["INV-2026-000001", "INV-2026-000002"], "the rolled-back chunk left no gap"
     bad.refresh_from_db()
