@@ -66,6 +66,8 @@ def environment(**extra) -> dict:
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         LOG_LEVEL="WARNING",
         VIES_ENABLED="false",
+        # Staff alerts and receipts go nowhere (a console backend would print each one).
+        EMAIL_URL="dummymail://",
     )
     env.update(extra)
     return env
@@ -91,7 +93,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -101,7 +103,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer within 30 s")
+    raise SystemExit(f"gunicorn did not answer within {timeout:.0f} s")
 
 
 def post(port: int, requests: list[tuple[str, str, dict]]) -> list[int]:
@@ -278,7 +280,8 @@ from core.money import to_minor_units
 from tests.fixtures.stripe.helpers import event, load
 tag, n = sys.argv[1], int(sys.argv[2])
 customer = Customer.objects.get_or_create(name="Bench apply", defaults={
-    "email": "apply@example.com", "country": "DE", "city": "Berlin"})[0]
+    "email": "apply@example.com", "country": "DE", "city": "Berlin",
+    "stripe_customer_id": "cus_bench"})[0]
 today = datetime.date.today()
 invoices = Invoice.objects.bulk_create(Invoice(
     number=f"WH-{tag}-{i}", customer=customer, status=InvoiceStatus.OPEN, currency="EUR",
