@@ -39,8 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.scratch import use_scratch  # noqa: E402
+from bench.scratch import own_session, use_scratch  # noqa: E402
 
+own_session()
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
 os.environ["BENCH_BROKER_URL"] = BROKER
 DB_NAME = use_scratch("portal_bench_billing")
