@@ -16,8 +16,11 @@ Figures per round, in an order that alternates (forward, then backward) so drift
 shared machine hits every figure alike:
 - floor: the same number of invoices (complete, numbered) and lines inserted with two
   bulk INSERTs in one transaction: what issuing them costs at the least.
-- inprocess: services.billing_run() in this process; every query counted (execute wrapper)
+- inprocess: services.billing_run() in one process; every query counted (execute wrapper)
   and the invoice-number counter's lock hold measured (from its statement to the commit).
+Floor and in-process run in a child process started like the workers (a session of its
+own: Linux autogroups share the CPU between sessions, so on a busy machine a process in
+the script's own session got half a worker's share; see bench/scratch.own_session).
 - worker1 / worker2: the chunks published (bill_contract_chunk, one message per chunk),
   timed from the first publish until every contract's invoice is committed (polled).
 Tasks the chunks queue after commit (invoices.invoices_issued) go to the default queue,
@@ -28,6 +31,7 @@ ratios (subject time per invoice / floor time per invoice) per round and of the 
 
 import argparse
 import datetime
+import json
 import os
 import signal
 import statistics
@@ -156,10 +160,19 @@ def run_floor(n: int, round_no: int) -> dict:
 
 def run_inprocess(n: int, day: datetime.date, chunk: int) -> dict:
     counter = Counter()
+    profile = None
+    if os.environ.get("BENCH_PROFILE"):  # a cProfile dump of this figure, to look inside
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     with connection.execute_wrapper(counter):
         started = time.perf_counter()
         result = services.billing_run(today=day, chunk_size=chunk)
         seconds = time.perf_counter() - started
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ["BENCH_PROFILE"])
     assert len(result.invoice_ids) == n and not result.errors, (len(result.invoice_ids), result)
     return {
         "seconds": seconds,
@@ -181,6 +194,27 @@ def run_workers(n: int, day: datetime.date, chunk: int, queue: str) -> dict:
             raise SystemExit(f"workers did not bill {n} contracts within 600 s")
         time.sleep(0.02)
     return {"seconds": time.perf_counter() - started, "invoices": n}
+
+
+def run_child(figure: str, n: int, round_no: int, day: datetime.date | None, chunk: int) -> dict:
+    """Run the floor or the in-process figure in a process started like a worker (a session
+    of its own, so the scheduler gives it a worker's share of the CPU), and read its row."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", figure, str(n), str(round_no),
+         day.isoformat() if day else "", str(chunk)],
+        cwd=ROOT, env={**os.environ, "BENCH_OWN_SESSION": "1"}, start_new_session=True,
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def child(figure: str, n: int, round_no: int, day: str, chunk: int) -> None:
+    if figure == "floor":
+        run_floor(n, 1000 + round_no)  # warm: the same statements once, not timed
+        row = run_floor(n, round_no)
+    else:
+        row = run_inprocess(n, datetime.date.fromisoformat(day), chunk)
+    print(json.dumps(row))
 
 
 def start_worker(name: str, queues: str) -> subprocess.Popen:
@@ -242,9 +276,9 @@ def main() -> None:
             order = chosen if r % 2 == 0 else list(reversed(chosen))
             for figure in order:
                 if figure == "floor":
-                    row = run_floor(n, r)
+                    row = run_child("floor", n, r, None, args.chunk)
                 elif figure == "inprocess":
-                    row = run_inprocess(n, months.next(), args.chunk)
+                    row = run_child("inprocess", n, r, months.next(), args.chunk)
                 else:
                     queue = "bench1" if figure == "worker1" else "bench2"
                     row = run_workers(n, months.next(), args.chunk, queue)
@@ -298,4 +332,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:
+        figure, n, round_no, day, chunk = sys.argv[2:7]
+        child(figure, int(n), int(round_no), day, int(chunk))
+    else:
+        main()
