@@ -1,6 +1,13 @@
 """Load run: gunicorn (production settings, 4 workers) on loopback, driven by wrk.
 
-    .venv/bin/python bench/load_run.py [--duration 20] [--connections 4] [--workers 4]
+    .venv/bin/python bench/load_run.py [--duration 10] [--rounds 3] [--connections 4]
+        [--workers 4] [--only list,list-csrf,api]
+
+Each round runs every scenario and the baseline, a trivial GET (one query through the same
+stack, bench/webhook_intake_urls.py), in an order that alternates (forward, then backward);
+it prints every round, then per scenario the median and min-max req/s and p50, and the
+ratio to the trivial GET per round and of the medians. Zero non-2xx and zero socket errors
+are required.
 
 Needs `wrk` (Debian: `apt-get install -y wrk`). Recreates the scratch database
 `portal_bench_load`, seeds it with `seed_demo`, logs the demo owner in and creates a
@@ -21,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import string
 import subprocess
 import sys
@@ -32,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 DB_NAME = "portal_bench_load"
+BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
 
 SETUP = """
 import django
@@ -57,12 +66,12 @@ print("TOKEN=" + raw)
 def environment() -> dict:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SETTINGS_MODULE="bench.webhook_intake_settings",
         DJANGO_SECRET_KEY="bench-only-" + "x" * 50,
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-        REDIS_URL="redis://127.0.0.1:6379/9",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/9",
+        REDIS_URL=BROKER,
+        CELERY_BROKER_URL=BROKER,
         DJANGO_SECURE_SSL_REDIRECT="false",
         SANDBOX_ALLOWED="true",
         API_RATE_LIMIT_PER_MINUTE="100000000",
@@ -99,7 +108,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -109,7 +118,7 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer within 30 s")
+    raise SystemExit(f"gunicorn did not answer within {timeout:.0f} s")
 
 
 def parse_wrk(output: str) -> dict:
@@ -130,7 +139,9 @@ def parse_wrk(output: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=20, help="seconds per scenario")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="list,list-csrf,api", help="scenarios besides trivial")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
@@ -151,17 +162,22 @@ def main() -> None:
     # A browser also holds a CSRF cookie (logging in through the form sets it); with it,
     # a repeat view of the list is served from the page cache (billing.page_cache).
     csrf_secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
-    scenarios = {
-        "/invoices/ (session)": ("/invoices/", f"Cookie: sessionid={values['SESSION']}"),
-        "/invoices/ (session + CSRF cookie)": (
+    every = {
+        "trivial": ("GET /bench/trivial-get/", "/bench/trivial-get/", "X-Bench: 1"),
+        "list": ("/invoices/ (session)", "/invoices/", f"Cookie: sessionid={values['SESSION']}"),
+        "list-csrf": (
+            "/invoices/ (session + CSRF cookie)",
             "/invoices/",
             f"Cookie: sessionid={values['SESSION']}; csrftoken={csrf_secret}",
         ),
-        "GET /api/invoices/ (token)": (
+        "api": (
+            "GET /api/invoices/ (token)",
             "/api/invoices/",
             f"Authorization: Bearer {values['TOKEN']}",
         ),
     }
+    chosen = ["trivial", *[k for k in args.only.split(",") if k in every and k != "trivial"]]
+    scenarios = {every[k][0]: every[k][1:] for k in chosen}
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -171,11 +187,11 @@ def main() -> None:
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip
     print(f"gunicorn pid {proc.pid}, {args.workers} workers on {base}", flush=True)
-    results = {}
+    results: dict[str, list[dict]] = {name: [] for name in scenarios}
     try:
         wait_ready(base, proc)
         opener = urllib.request.build_opener(NoRedirect)
-        for name, (path, header) in scenarios.items():
+        for path, header in scenarios.values():
             key, value = header.split(": ", 1)
             try:
                 status = opener.open(
@@ -185,12 +201,20 @@ def main() -> None:
                 status = exc.code
             if status != 200:
                 raise SystemExit(f"{path} answered {status} before the load run; not measuring")
-            cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-                   "--latency", "--timeout", "10s", "-H", header, base + path]  # fmt: skip
-            wrk_out = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=args.duration + 30
-            ).stdout
-            results[name] = parse_wrk(wrk_out)
+        for r in range(args.rounds):
+            order = list(scenarios) if r % 2 == 0 else list(reversed(scenarios))
+            for name in order:
+                path, header = scenarios[name]
+                cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}",
+                       f"-d{args.duration}s", "--latency", "--timeout", "10s", "-H", header,
+                       base + path]  # fmt: skip
+                wrk_out = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=args.duration + 30
+                ).stdout
+                row = parse_wrk(wrk_out)
+                results[name].append(row)
+                print(f"round {r + 1} {name:36s} {row['rps']:>9s} req/s p50 {row['p50']}",
+                      flush=True)  # fmt: skip
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -201,19 +225,25 @@ def main() -> None:
         print(f"gunicorn {proc.pid} stopped", flush=True)
 
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"gunicorn {args.workers} sync workers, production settings"
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} "
+        f"interleaved rounds, gunicorn {args.workers} sync workers, production settings; "
+        "machine shared with other helpers' test suites"
     )
-    print(
-        f"{'scenario':36s} {'requests':>9s} {'req/s':>9s} {'p50':>9s} {'p99':>9s}  non-2xx  errors"
-    )
+    print(f"{'scenario':36s} {'req/s median (min-max)':>24s} {'trivial / it':>22s}  errors")
+    trivial = [float(r["rps"]) for r in results["GET /bench/trivial-get/"]]
     failed = False
-    for name, r in results.items():
+    for name, rows in results.items():
+        rates = [float(r["rps"]) for r in rows]
+        per_round = [t / x for t, x in zip(trivial, rates, strict=True)]
+        non2xx = sum(int(r["non2xx"]) for r in rows)
+        errors = sorted({r["socket_errors"] for r in rows} - {"none"})
         print(
-            f"{name:36s} {r['requests']:>9s} {r['rps']:>9s} {r['p50']:>9s} {r['p99']:>9s}  "
-            f"{r['non2xx']:>7s}  {r['socket_errors']}"
+            f"{name:36s} {statistics.median(rates):>9,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+            f" {statistics.median(trivial) / statistics.median(rates):>6.2f}x "
+            f"({min(per_round):.2f}-{max(per_round):.2f}x)  {non2xx} non-2xx, "
+            f"{', '.join(errors) or 'no socket errors'}"
         )
-        failed |= r["non2xx"] != "0" or r["socket_errors"] != "none"
+        failed |= non2xx > 0 or bool(errors)
     if failed:
         print("FAILED: non-2xx responses or socket errors during the load run")
         sys.exit(1)

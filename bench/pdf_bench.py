@@ -1,15 +1,21 @@
-"""Invoice PDF benchmark (issue 4). Prints results; not part of the test run.
+"""Invoice PDF benchmark (issues 4, 20). Prints results; not part of the test run.
 
-    .venv/bin/python bench/pdf_bench.py
+    .venv/bin/python bench/pdf_bench.py [--only render,download,zip] [--rounds 10]
 
-Creates a throw-away test database (test_<name>) and media directory, then measures:
-1. median render time (20 runs) of a 1-page and a ~20-page invoice;
-2. a cached PDF download through the Django test client vs the same bytes served
-   as a static file (django.views.static.serve) through the same middleware stack;
-3. peak RSS above idle while streaming a ZIP of 100 PDFs (in a fresh child process,
+Creates a throw-away database portal_bench_pdf_test (inside the portal_bench* guard) and
+a media directory, then measures:
+1. render: time of a 1-page and a ~20-page invoice, rounds alternating the two; median,
+   min and max;
+2. download: a cached PDF download through the Django test client, A/B interleaved in
+   rounds (order alternating) with the same bytes served as a static file
+   (django.views.static.serve) behind the same login and customer lookup
+   (member_required), and anonymously; per round the median of --per-round requests,
+   then the median of the rounds, min-max, and the ratio per round and of the medians;
+3. zip: peak RSS above idle while streaming a ZIP of 100 PDFs (in a fresh child process,
    so earlier rendering does not count), with the PDFs cached and uncached.
 """
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -25,7 +31,6 @@ from bench.scratch import PREFIX, use_scratch  # noqa: E402
 use_scratch("portal_bench_pdf")  # its throw-away database is portal_bench_pdf_test
 
 RUNS = 20
-RENDER_RUNS_LONG = int(os.environ.get("PDF_BENCH_LONG_RUNS", RUNS))
 ZIP_COUNT = 100
 
 
@@ -82,7 +87,31 @@ def zip_child(db_name: str, numbers: list[str], username: str) -> None:
     print(f"{idle:.1f} {_peak_rss_mb():.1f} {size} {elapsed:.2f}")
 
 
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
+
+
+def _interleaved(arms: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Per arm, the median ms of each round; arms run in turn, the order reversed every
+    other round, so drift on a shared machine hits them alike."""
+    medians: dict[str, list[float]] = {name: [] for name in arms}
+    for r in range(rounds):
+        order = list(arms) if r % 2 == 0 else list(reversed(arms))
+        for name in order:
+            medians[name].append(_median_ms(arms[name], per_round))
+    return medians
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="render,download,zip")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--per-round", type=int, default=50, help="downloads per arm and round")
+    parser.add_argument("--render-rounds", type=int, default=10)
+    args = parser.parse_args()
     media = tempfile.mkdtemp(prefix="pdf-bench-media-")
     os.environ["DJANGO_MEDIA_ROOT"] = media
     _setup()
@@ -100,12 +129,12 @@ def main() -> None:
     db_name = connection.creation.create_test_db(verbosity=0, keepdb=False)
     assert db_name == scratch, db_name
     try:
-        _bench(db_name, settings, Client, media)
+        _bench(db_name, settings, Client, media, args)
     finally:
         connection.creation.destroy_test_db(db_name, verbosity=0)
 
 
-def _bench(db_name, settings, Client, media) -> None:
+def _bench(db_name, settings, Client, media, args) -> None:
     import importlib
 
     from django.apps import apps
@@ -124,17 +153,29 @@ def _bench(db_name, settings, Client, media) -> None:
     customer = CustomerFactory(name="Müller GmbH", city="Zürich", country="CH")
     user = MembershipFactory(customer=customer).user
 
+    chosen = set(args.only.split(","))
     one = _with_lines(make_invoice(customer=customer, blocks=3))
-    twenty = _with_lines(invoice_with_lines(customer, 760))
-    pages_one = len(reader(render_invoice_pdf_bytes(one)).pages)
-    pages_twenty = len(reader(render_invoice_pdf_bytes(twenty)).pages)
-    render_one = _median_ms(lambda: render_invoice_pdf_bytes(one))
-    render_twenty = _median_ms(lambda: render_invoice_pdf_bytes(twenty), RENDER_RUNS_LONG)
-    print(f"render, {pages_one} page (3 lines): median {render_one:.1f} ms over {RUNS}")
-    print(
-        f"render, {pages_twenty} pages (760 lines): median {render_twenty:.1f} ms "
-        f"over {RENDER_RUNS_LONG}"
-    )
+    if "render" in chosen:
+        twenty = _with_lines(invoice_with_lines(customer, 760))
+        pages_one = len(reader(render_invoice_pdf_bytes(one)).pages)
+        pages_twenty = len(reader(render_invoice_pdf_bytes(twenty)).pages)
+        rendered = _interleaved(
+            {
+                "one": lambda: render_invoice_pdf_bytes(one),
+                "twenty": lambda: render_invoice_pdf_bytes(twenty),
+            },
+            args.render_rounds,
+            1,
+        )
+        print(
+            f"render, {pages_one} page (3 lines): {_spread(rendered['one'], '{:.1f}')} ms, "
+            f"median (min-max) of {args.render_rounds}"
+        )
+        print(
+            f"render, {pages_twenty} pages (760 lines): "
+            f"{_spread(rendered['twenty'], '{:.0f}')} ms, median (min-max) of "
+            f"{args.render_rounds}, alternating with the 1-page render"
+        )
 
     name = invoice_pdf_render(invoice_id=one.pk)
     static_dir = Path(media) / "static-copy"
@@ -176,19 +217,24 @@ def _bench(db_name, settings, Client, media) -> None:
             print("   ", q["time"], q["sql"][:120])
         settings.DEBUG = False
         pstats.Stats("/tmp/pdfbench.prof").sort_stats("cumulative").print_stats(30)
-    runs = 200
-    t_cached = _median_ms(cached, runs)
-    t_static = _median_ms(static, runs)
-    t_member = _median_ms(member_static, runs)
-    print(f"cached PDF download through the test client: {t_cached:.2f} ms (median of {runs})")
-    print(
-        f"  vs static file, anonymous:               {t_static:.2f} ms -> "
-        f"ratio {t_cached / t_static:.2f}x (target <= 1.5x)"
-    )
-    print(
-        f"  vs static file behind member_required:   {t_member:.2f} ms -> "
-        f"ratio {t_cached / t_member:.2f}x (target <= 1.5x)"
-    )
+    if "download" in chosen:
+        times = _interleaved(
+            {"cached PDF": cached, "member static": member_static, "anonymous static": static},
+            args.rounds,
+            args.per_round,
+        )
+        print(
+            f"download, {args.rounds} interleaved rounds of {args.per_round} requests per arm "
+            "(ms per request: median of round medians, min-max):"
+        )
+        for arm, values in times.items():
+            print(f"  {arm:18s} {_spread(values)} ms")
+        for base in ("member static", "anonymous static"):
+            pair = [c / b for c, b in zip(times["cached PDF"], times[base], strict=True)]
+            ratio = statistics.median(times["cached PDF"]) / statistics.median(times[base])
+            print(f"  cached PDF / {base}: {ratio:.2f}x (medians); per round {_spread(pair)}x")
+    if "zip" not in chosen:
+        return
 
     from billing.invoices.models import Invoice
 
@@ -220,7 +266,7 @@ def _bench(db_name, settings, Client, media) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--zip-child":
+    if len(sys.argv) > 1 and sys.argv[1] == "--zip-child":  # argv: db, user, numbers
         zip_child(sys.argv[2], sys.argv[4:], sys.argv[3])
     else:
         main()

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each in its own process, outputs one after another.
 
-    .venv/bin/python bench/run.py [--only core,list,pdf,load,webhooks] [--skip load]
+    .venv/bin/python bench/run.py [--only billing,core,list,pdf,load,webhooks] [--skip load]
 
 Each benchmark uses its own scratch PostgreSQL database on 127.0.0.1:5432; see
 docs/benchmarks-core.md. Not part of the test suite.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {
+    "billing": "bench/billing_run.py",
     "core": "bench/core_bench.py",
     "list": "bench/list_page.py",
     "pdf": "bench/pdf_bench.py",

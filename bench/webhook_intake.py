@@ -1,16 +1,28 @@
-"""Benchmark: Stripe events acknowledged per second through gunicorn, A/B against a trivial POST.
+"""Benchmark: Stripe events acknowledged through gunicorn, and applied by Celery workers.
 
-    .venv/bin/python bench/webhook_intake.py [--rounds 6] [--per-round 1200]
-        [--clients 4] [--workers 4]
+    .venv/bin/python bench/webhook_intake.py [--only intake,apply] [--rounds 6]
+        [--per-round 1200] [--clients 4] [--workers 4] [--apply-rounds 4] [--apply-events 600]
 
 Recreates the scratch database `portal_bench_webhooks` (refuses any name outside the
-`portal_bench` prefix), starts gunicorn (production settings plus one trivial POST view,
-bench/webhook_intake_settings.py) with 4 sync workers on loopback, and alternates rounds
-of A = POST /bench/trivial-post/ (reads the body, SELECT 1) and B = POST /stripe/ with a
-fresh, correctly signed payment_intent.succeeded event per request (stored, apply task
-published to Redis database 9, not run). The order alternates A B, B A, ... so drift hits
-both alike. Every round's rate is printed, then medians, min-max spread and the ratio of
-the medians. Afterwards it checks that every event was stored exactly once and answered 200.
+`portal_bench` prefix); broker and cache on Redis database 7 (BENCH_BROKER_URL overrides).
+
+intake: two gunicorns (production settings plus one trivial POST view,
+bench/webhook_intake_settings.py), 4 sync workers each, on loopback: "batched" with the
+default STRIPE_WEBHOOK_APPLY_BATCH_SECONDS (one apply wake-up per window per process) and
+"per-event" with 0 (one apply task published per event, the code before this change).
+Rounds alternate A = POST /bench/trivial-post/ (reads the body, SELECT 1), B = POST /stripe/
+batched, C = POST /stripe/ per-event (A B C, then C B A, ...), each request a fresh,
+correctly signed payment_intent.succeeded event; tasks are published to Redis, not run.
+Prints every round, then median, min-max per arm and the ratios to the trivial POST (of the
+medians, and per round). Checks every event was stored once and none applied.
+
+apply: two Celery worker processes (solo pool, production settings; worker 1 consumes
+`apply1` and `apply2`, worker 2 only `apply2`). Each round stores --apply-events signed
+payment_intent.succeeded events for pending checkout payments of open invoices (rows
+written in bulk, as the endpoint leaves them) and times until every one is applied (the
+payment succeeded, the invoice paid): "1 worker" publishes one apply_waiting_webhook_events
+to `apply1`, "2 workers" one to `apply2` for each worker; rounds alternate. Checks each
+payment was credited once.
 """
 
 import argparse
@@ -35,10 +47,10 @@ PY = sys.executable
 DB_NAME = os.environ.get("BENCH_WEBHOOK_DB", "portal_bench_webhooks")
 if not DB_NAME.startswith(PREFIX):
     sys.exit(f"refusing to benchmark in {DB_NAME!r}: scratch databases start with {PREFIX!r}")
-BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
 
 
-def environment() -> dict:
+def environment(**extra) -> dict:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="bench.webhook_intake_settings",
@@ -53,7 +65,11 @@ def environment() -> dict:
         STRIPE_API_BASE="https://api.stripe.invalid",
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         LOG_LEVEL="WARNING",
+        VIES_ENABLED="false",
+        # Staff alerts and receipts go nowhere (a console backend would print each one).
+        EMAIL_URL="dummymail://",
     )
+    env.update(extra)
     return env
 
 
@@ -77,7 +93,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -87,7 +103,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer within 30 s")
+    raise SystemExit(f"gunicorn did not answer within {timeout:.0f} s")
 
 
 def post(port: int, requests: list[tuple[str, str, dict]]) -> list[int]:
@@ -151,84 +167,273 @@ def run_round(pool, port: int, requests: list, clients: int) -> float:
     return len(statuses) / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=6, help="A/B pairs")
-    parser.add_argument("--per-round", type=int, default=1200, help="requests per round")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    args = parser.parse_args()
-
-    env = environment()
-    recreate_database()
-    flush_broker()
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                   check=True)  # fmt: skip
+def start_gunicorn(workers: int, **extra) -> tuple[subprocess.Popen, int]:
     gunicorn = Path(PY).with_name("gunicorn")
     port = free_port()
     proc = subprocess.Popen(
-        [str(gunicorn), "config.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
+        [str(gunicorn), "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
          "--log-level", "warning"],
-        cwd=ROOT, env=env, start_new_session=True,
+        cwd=ROOT, env=environment(**extra), start_new_session=True,
     )  # fmt: skip
-    print(f"gunicorn pid {proc.pid}, {args.workers} sync workers on 127.0.0.1:{port}", flush=True)
-    rates: dict[str, list[float]] = {"trivial POST": [], "POST /stripe/": []}
+    return proc, port
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
+
+
+def django_check(code: str) -> list[str]:
+    return subprocess.run(
+        [PY, "-c", "import django; django.setup()\n" + code],
+        cwd=ROOT, env=environment(), check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+
+
+def bench_intake(args) -> None:
+    arms = {
+        "trivial POST": None,
+        "stripe batched": start_gunicorn(args.workers),
+        "stripe per-event": start_gunicorn(args.workers, STRIPE_WEBHOOK_APPLY_BATCH_SECONDS="0"),
+    }
+    trivial_port = arms["stripe batched"][1]
+    for name, started in arms.items():
+        if started:
+            print(f"{name}: gunicorn pid {started[0].pid}, {args.workers} sync workers on "
+                  f"127.0.0.1:{started[1]}", flush=True)  # fmt: skip
+    rates: dict[str, list[float]] = {name: [] for name in arms}
     sent = 0
     try:
-        wait_ready(port, proc)
+        for started in arms.values():
+            if started:
+                wait_ready(started[1], started[0])
         with multiprocessing.Pool(args.clients) as pool:
             # Warm-up: every worker has imported, connected and verified once.
-            run_round(pool, port, trivial_requests(200), args.clients)
-            run_round(pool, port, stripe_requests(200), args.clients)
-            sent += 200
+            for started in arms.values():
+                if started:
+                    run_round(pool, started[1], trivial_requests(100), args.clients)
+                    run_round(pool, started[1], stripe_requests(100), args.clients)
+                    sent += 100
             for i in range(args.rounds):
-                order = ["trivial POST", "POST /stripe/"]
-                if i % 2:
-                    order.reverse()
+                order = list(arms) if i % 2 == 0 else list(reversed(arms))
                 for name in order:
                     if name == "trivial POST":
-                        requests = trivial_requests(args.per_round)
+                        port, requests = trivial_port, trivial_requests(args.per_round)
                     else:
-                        requests = stripe_requests(args.per_round)
+                        port, requests = arms[name][1], stripe_requests(args.per_round)
                         sent += len(requests)
                     rate = run_round(pool, port, requests, args.clients)
                     rates[name].append(rate)
-                    print(f"round {i + 1} {name:14s} {rate:8,.0f} req/s", flush=True)
+                    print(f"round {i + 1} {name:16s} {rate:8,.0f} req/s", flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        print(f"gunicorn {proc.pid} stopped", flush=True)
-    check = subprocess.run(
-        [PY, "-c", "import django; django.setup(); from billing.payments.models import "
-         "WebhookEvent as W; print(W.objects.count(), W.objects.filter(deliveries__gt=1).count(),"
-         " W.objects.exclude(status='received').count())"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    flush_broker()
+        for started in arms.values():
+            if started:
+                stop(started[0])
+    stored, redelivered, applied = (
+        int(x)
+        for x in django_check(
+            "from billing.payments.models import WebhookEvent as W\n"
+            "print(W.objects.count(), W.objects.filter(deliveries__gt=1).count(),"
+            " W.objects.exclude(status='received').count())"
+        )
+    )
     print()
     print(
-        f"{args.rounds} interleaved A/B rounds of {args.per_round} requests, "
-        f"{args.clients} client processes, gunicorn {args.workers} sync workers"
+        f"{args.rounds} interleaved rounds of {args.per_round} requests per arm, "
+        f"{args.clients} client processes, gunicorn {args.workers} sync workers; "
+        "machine shared with other helpers' test suites"
     )
-    print(f"{'':16s} {'median':>9s} {'min':>9s} {'max':>9s}  (req/s)")
+    print(f"{'':18s} {'req/s median (min-max)':>24s}")
     for name, values in rates.items():
+        print(f"{name:18s} {spread(values):>24s}")
+    for name in ("stripe batched", "stripe per-event"):
+        pair = [t / s for t, s in zip(rates["trivial POST"], rates[name], strict=True)]
+        ratio = statistics.median(rates["trivial POST"]) / statistics.median(rates[name])
         print(
-            f"{name:16s} {statistics.median(values):9,.0f} {min(values):9,.0f} {max(values):9,.0f}"
+            f"{name} vs trivial POST: {ratio:.2f}x (medians); per round {spread(pair, '{:.2f}')}x"
         )
-    a, b = (statistics.median(v) for v in rates.values())
-    pair = [t / s for t, s in zip(rates["trivial POST"], rates["POST /stripe/"], strict=True)]
-    print(
-        f"trivial / webhook: {a / b:.2f}x (median of rates); per round "
-        f"{min(pair):.2f}x-{max(pair):.2f}x"
-    )
-    stored, redelivered, applied = (int(x) for x in check)
     print(f"events sent {sent:,}, stored {stored:,}, redelivered {redelivered}, applied {applied}")
     if stored != sent or redelivered or applied:
         raise SystemExit("stored events do not match what was sent")
+
+
+# --- apply: events applied by one and by two Celery workers -----------------------------
+
+APPLY_SETUP = """
+import datetime, json, sys
+from decimal import Decimal
+from billing.invoices.models import Invoice, InvoiceStatus
+from billing.payments.models import Payment, PaymentKind, WebhookEvent
+from contracts.models import Customer
+from core.money import to_minor_units
+from tests.fixtures.stripe.helpers import event, load
+tag, n = sys.argv[1], int(sys.argv[2])
+customer = Customer.objects.get_or_create(name="Bench apply", defaults={
+    "email": "apply@example.com", "country": "DE", "city": "Berlin",
+    "stripe_customer_id": "cus_bench"})[0]
+today = datetime.date.today()
+invoices = Invoice.objects.bulk_create(Invoice(
+    number=f"WH-{tag}-{i}", customer=customer, status=InvoiceStatus.OPEN, currency="EUR",
+    period_start=today, period_end=today, issue_date=today,
+    due_date=today + datetime.timedelta(days=14), subtotal=Decimal("350.00"),
+    tax=Decimal("66.50"), total=Decimal("416.50"), bill_to_name="Bench", bill_to_country="DE",
+) for i in range(n))
+payments = Payment.objects.bulk_create(Payment(
+    invoice=inv, provider="stripe", kind=PaymentKind.CHECKOUT, amount=inv.total,
+    currency="EUR", idempotency_key=f"bench-{inv.pk}", provider_checkout_id=f"cs_bench_{inv.pk}",
+) for inv in invoices)
+rows = []
+for p in payments:
+    intent = load("payment_intent", id=f"pi_bench_{p.pk}", amount=to_minor_units(p.amount),
+        amount_received=to_minor_units(p.amount), currency="eur", customer="cus_bench",
+        metadata={"invoice_id": str(p.invoice_id), "payment_id": str(p.pk)},
+        status="succeeded", latest_charge=f"ch_bench_{p.pk}", last_payment_error=None,
+        next_action=None)
+    body = event("payment_intent.succeeded", intent, event_id=f"evt_apply_{p.pk}")
+    rows.append(WebhookEvent(provider="stripe", event_id=body["id"], type=body["type"],
+        object_id=intent["id"], status="received", body=json.dumps(body)))
+WebhookEvent.objects.bulk_create(rows)
+"""
+
+
+def waiting_events() -> int:
+    """Events not applied yet, over one kept connection (a new one per poll would cost the
+    machine a backend process 50 times a second)."""
+    import psycopg
+
+    conn = _poller.get("conn")
+    if conn is None:
+        conn = _poller["conn"] = psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}", autocommit=True
+        )
+    return conn.execute(
+        "SELECT count(*) FROM payments_webhookevent WHERE status = 'received'"
+    ).fetchone()[0]
+
+
+_poller: dict = {}
+
+
+def start_worker(name: str, queues: str) -> subprocess.Popen:
+    celery = Path(PY).with_name("celery")
+    return subprocess.Popen(
+        [str(celery), "-A", "config", "worker", "--pool", "solo", "-Q", queues,
+         "-n", f"{name}@bench", "--loglevel", "warning", "--without-heartbeat",
+         "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=environment(DJANGO_SETTINGS_MODULE="config.settings.production"),
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def publish_apply(queue: str, copies: int) -> None:
+    """Publish by task name from a plain Celery app: no Django start-up inside the timing."""
+    from celery import Celery
+
+    app = _publisher.get("app")
+    if app is None:
+        app = _publisher["app"] = Celery(broker=BROKER)
+    for _ in range(copies):
+        app.send_task("payments.apply_waiting_webhook_events", queue=queue)
+
+
+_publisher: dict = {}
+
+
+def bench_apply(args) -> None:
+    # The intake's events name no payment: out of the way of the "waiting" count.
+    django_check("from billing.payments.models import WebhookEvent as W\nW.objects.all().delete()")
+    workers = [start_worker("a1", "apply1,apply2"), start_worker("a2", "apply2")]
+    print(f"celery workers {[w.pid for w in workers]} (solo pool) on {BROKER}", flush=True)
+    rates: dict[str, list[float]] = {"1 worker": [], "2 workers": []}
+    try:
+        time.sleep(3)
+        # Warm-up round (imports, connections) on both workers.
+        subject_round("warm", 100, "apply2", 2)
+        for i in range(args.apply_rounds):
+            order = list(rates) if i % 2 == 0 else list(reversed(rates))
+            for name in order:
+                queue, copies = ("apply1", 1) if name == "1 worker" else ("apply2", 2)
+                rate = subject_round(f"{i}{copies}", args.apply_events, queue, copies)
+                rates[name].append(rate)
+                print(f"round {i + 1} {name:9s} {rate:8,.0f} events/s applied", flush=True)
+    finally:
+        for w in workers:
+            stop(w)
+        if "conn" in _poller:
+            _poller.pop("conn").close()
+    not_once = django_check(
+        "from billing.payments.models import WebhookEvent as W\n"
+        "from billing.invoices.models import Invoice\n"
+        "print(W.objects.exclude(status='processed').count(),"
+        " Invoice.objects.filter(number__startswith='WH-').exclude(status='paid').count())"
+    )
+    print()
+    print(
+        f"{args.apply_rounds} interleaved rounds of {args.apply_events} events; "
+        "machine shared with other helpers' test suites"
+    )
+    for name, values in rates.items():
+        print(f"{name:9s} {spread(values):>24s} events/s applied")
+    pair = [b / a for a, b in zip(rates["1 worker"], rates["2 workers"], strict=True)]
+    ratio = statistics.median(rates["2 workers"]) / statistics.median(rates["1 worker"])
+    print(f"two workers / one: {ratio:.2f}x (medians); per round {spread(pair, '{:.2f}')}x")
+    print(f"events not processed: {not_once[0]}, bench invoices not paid: {not_once[1]}")
+    if not_once[0] != "0" or not_once[1] != "0":
+        raise SystemExit("not every event was applied")
+
+
+def subject_round(tag: str, n: int, queue: str, copies: int) -> float:
+    subprocess.run(
+        [PY, "-c", "import django; django.setup()\n" + APPLY_SETUP, tag, str(n)],
+        cwd=ROOT, env=environment(), check=True,
+    )  # fmt: skip
+    assert waiting_events() == n
+    started = time.perf_counter()
+    publish_apply(queue, copies)
+    deadline = started + 600
+    while waiting_events():
+        if time.perf_counter() > deadline:
+            raise SystemExit("events not applied within 600 s")
+        time.sleep(0.02)
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="intake,apply", help="intake, apply or both")
+    parser.add_argument("--rounds", type=int, default=6, help="intake rounds (A/B/C each)")
+    parser.add_argument("--per-round", type=int, default=1200, help="requests per arm and round")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--apply-rounds", type=int, default=4)
+    parser.add_argument("--apply-events", type=int, default=600, help="events per apply round")
+    args = parser.parse_args()
+    chosen = set(args.only.split(","))
+
+    recreate_database()
+    flush_broker()
+    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env=environment(), check=True)  # fmt: skip
+    try:
+        if "intake" in chosen:
+            bench_intake(args)
+        if "apply" in chosen:
+            if "intake" in chosen:
+                print()
+            bench_apply(args)
+    finally:
+        flush_broker()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def audit_record(
+def audit_entry(
     *,
     actor: Actor,
     action: str,
@@ -32,9 +32,10 @@ def audit_record(
     after: dict[str, Any] | None = None,
     note: str = "",
 ) -> AuditEntry:
+    """The entry audit_record writes, unsaved: for audit_record_many."""
     user = actor if isinstance(actor, AbstractBaseUser) else None
     label = str(actor.get_username()) if user else (actor or "system")
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor=user,
         actor_label=label[:64],
         customer=customer,
@@ -46,3 +47,31 @@ def audit_record(
         after=_plain(after or {}),
         note=note,
     )
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    target: models.Model,
+    customer: models.Model | None = None,  # a contracts.Customer
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    note: str = "",
+) -> AuditEntry:
+    entry = audit_entry(
+        actor=actor,
+        action=action,
+        target=target,
+        customer=customer,
+        before=before,
+        after=after,
+        note=note,
+    )
+    entry.save(force_insert=True)
+    return entry
+
+
+def audit_record_many(entries: list[AuditEntry]) -> None:
+    """Write entries built by audit_entry in one INSERT (the billing run: two per invoice)."""
+    AuditEntry.objects.bulk_create(entries)

@@ -624,6 +624,32 @@ class PaymentMethodListQuery(Schema):
     ending_before: str | None = Field(None, json_schema_extra=PAYMENT_METHOD_CURSOR)
     type: str | None = Field(
         None, json_schema_extra={"enum": ["card", "sepa_debit", "us_bank_account"]}
+    )
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIMIT}.")
+        return value
+
+    @field_validator("starting_after", "ending_before")
+    @classmethod
+    def _cursor(cls, value: str | None, info) -> str | None:
+        if value is not None and not (
+            0 < len(value) <= 100 and value.isascii() and value.replace("_", "").isalnum()
+        ):
+            raise _invalid(f"{info.field_name} must be a payment method id such as pm_123.")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("card", "sepa_debit", "us_bank_account"):
+            raise _invalid("type must be card, sepa_debit or us_bank_account.")
+        return value
+
+
 # --- Activity ---------------------------------------------------------------------------
 
 ACTIVITY_CURSOR = {"pattern": "^act_[0-9]{1,17}$"}
@@ -761,17 +787,6 @@ class WebhookEndpointListQuery(Schema):
     @field_validator("starting_after", "ending_before")
     @classmethod
     def _cursor(cls, value: str | None, info) -> str | None:
-        if value is not None and not (
-            0 < len(value) <= 100 and value.isascii() and value.replace("_", "").isalnum()
-        ):
-            raise _invalid(f"{info.field_name} must be a payment method id such as pm_123.")
-        return value
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("card", "sepa_debit", "us_bank_account"):
-            raise _invalid("type must be card, sepa_debit or us_bank_account.")
         if value is not None and parse_webhook_endpoint_api_id(value) is None:
             raise _invalid(f"{info.field_name} must be a webhook endpoint id such as we_12.")
         return value

@@ -11,7 +11,7 @@ from billing.invoices.models import InvoiceStatus
 from billing.payments import signals as payment_signals
 from core.queue import enqueue_on_commit
 
-from . import tasks
+from . import selectors, tasks
 from .models import InvoiceReport
 from .services import invoice_report_open
 
@@ -20,6 +20,15 @@ from .services import invoice_report_open
 def on_invoice_finalized(sender, invoice_id: int, **kwargs) -> None:
     # Its PDF is rendered by the status change to Open (billing.invoices.receivers).
     enqueue_on_commit(tasks.charge_invoice, invoice_id)
+
+
+@receiver(invoice_signals.invoices_issued, dispatch_uid="collections.invoices_issued")
+def on_invoices_issued(sender, invoice_ids: list[int], **kwargs) -> None:
+    # Sent in a worker, once per billing-run chunk: one charge task for the chunk's
+    # invoices that have a card to charge (none is queued when no customer has one).
+    chargeable = selectors.invoices_to_charge_automatically(invoice_ids)
+    if chargeable:
+        enqueue_on_commit(tasks.charge_invoices, chargeable)
 
 
 @receiver(invoice_signals.invoice_status_changed, dispatch_uid="collections.invoice_paid")

@@ -158,6 +158,20 @@ def invoices_due_for_charge_retry(*, today: datetime.date) -> list[int]:
     return due
 
 
+def invoices_to_charge_automatically(invoice_ids: list[int]) -> list[int]:
+    """Of these new invoices, those whose customer has a default payment method (one query;
+    the charge service decides the rest under the invoice's lock)."""
+    has_default = PaymentMethod.objects.filter(
+        customer_id=OuterRef("customer_id"), provider=settings.PAYMENT_PROVIDER, is_default=True
+    )
+    return list(
+        Invoice.objects.filter(pk__in=invoice_ids, status=InvoiceStatus.OPEN)
+        .filter(Exists(has_default))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 # An automatic charge queued at finalisation normally runs within seconds; one that has
 # not started (or stopped half-way) after this long is started (or resumed) by the sweep,
 # which runs every 15 minutes (config.celery): a lost message costs at most half an hour.

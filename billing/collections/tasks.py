@@ -11,7 +11,7 @@ from billing.payments import services as payments
 from billing.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from contracts.models import CancellationReason, ContractStatus, LeaseContract
 from core.queue import enqueue
-from core.tasks import PortalTask
+from core.tasks import RETRIED_ERRORS, PortalTask
 
 from . import notifications, selectors, services
 
@@ -35,6 +35,24 @@ def charge_invoice(invoice_id: int) -> None:
     payments.invoice_charge_automatically(
         invoice_id=invoice_id, actor=CALENDAR, hold=held_for_review
     )
+
+
+@shared_task(base=PortalTask, name="collections.charge_invoices", retry_backoff=60)
+def charge_invoices(invoice_ids: list[int]) -> None:
+    """The automatic charges of a billing-run chunk, one after another in this worker.
+
+    A provider that cannot answer for one invoice does not hold up the others: the first
+    such error is raised after the loop, so the task is retried; the retry skips what was
+    charged meanwhile (no longer payable) and resumes pending attempts under their keys.
+    """
+    failed: Exception | None = None
+    for invoice_id in invoice_ids:
+        try:
+            charge_invoice(invoice_id)
+        except RETRIED_ERRORS as exc:
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 def held_for_review(invoice: Invoice) -> str | None:

@@ -16,6 +16,11 @@ def on_invoice_status_changed(sender, invoice_id: int, **kwargs) -> None:
     enqueue_on_commit(tasks.render_invoice_pdf, invoice_id)
 
 
+@receiver(signals.invoices_issued, dispatch_uid="invoices.render_pdfs")
+def on_invoices_issued(sender, invoice_ids: list[int], **kwargs) -> None:
+    enqueue_on_commit(tasks.render_invoice_pdfs, invoice_ids)
+
+
 @receiver(billing_details_check, dispatch_uid="invoices.billing_details_taxable")
 def on_billing_details_check(sender, country: str, tax_id: str, is_business: bool, **kwargs):
     return billing_details_problem(

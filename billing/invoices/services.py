@@ -14,31 +14,34 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Prefetch
 from django.dispatch import Signal
 from django.utils import timezone
 
-from contracts.models import ContractStatus, LeaseContract
+from contracts.models import ContractStatus, IPBlock, LeaseContract
 from contracts.periods import add_months, period_for
 from contracts.services import contract_restore
-from core.audit import Actor, audit_record
+from core.audit import Actor, audit_entry, audit_record, audit_record_many
 from core.db import database_unreachable
 from core.errors import DomainError, check_transition
 from core.money import ZERO, quantize
+from core.queue import enqueue_on_commit
 
 from . import signals
 from .balance import apply_balance_locked, unapply_balance_locked
 from .models import (
     INVOICE_TRANSITIONS,
     BillingReason,
+    CustomerBalance,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
     InvoiceTax,
     overdue_q,
 )
-from .numbering import allocate_invoice_number
-from .tax import tax_breakdown, tax_for_customer
+from .numbering import allocate_invoice_number, allocate_invoice_numbers
+from .tax import RatesOn, TaxDecision, tax_breakdown, tax_for_customer
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,14 @@ def set_invoice_status(
 # --- Issuing ------------------------------------------------------------------------
 
 
-def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
+def _plan_period(
+    contract: LeaseContract, start: datetime.date, blocks: list
+) -> tuple[Invoice, list[InvoiceLine]]:
+    """The draft invoice and its lines for the period beginning at `start`, unsaved.
+
+    The one place a period, its proration and its lines are computed: the billing run's
+    chunks and the per-contract path both draft through here.
+    """
     anchor = contract.billing_anchor_day
     start, end, full = period_for(start, anchor)
     price = contract.price_per_block
@@ -141,7 +151,7 @@ def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
         days = (end - start).days + 1
         price = quantize(price * days / month_days)
         description_suffix += f" (prorated {days}/{month_days} days)"
-    invoice = Invoice.objects.create(
+    invoice = Invoice(
         customer=contract.customer,
         contract=contract,
         currency=contract.currency,
@@ -165,12 +175,61 @@ def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
             unit_price=price,
             amount=quantize(price),
         )
-        for i, block in enumerate(contract.blocks.order_by("first_address"))
+        for i, block in enumerate(blocks)
     ]
-    InvoiceLine.objects.bulk_create(lines)
     invoice.subtotal = invoice.total = sum((line.amount for line in lines), ZERO)
-    invoice.save(update_fields=["subtotal", "total"])
+    return invoice, lines
+
+
+def _draft_for_period(contract: LeaseContract, start: datetime.date) -> Invoice:
+    invoice, lines = _plan_period(contract, start, list(contract.blocks.order_by("first_address")))
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(lines)
     return invoice
+
+
+def _price_and_snapshot(
+    invoice: Invoice, lines: list[InvoiceLine], decision: TaxDecision, *, today: datetime.date
+) -> list[InvoiceTax]:
+    """What finalising computes, on the instances (nothing written): each line's tax rate,
+    the tax rows, totals, dates, and the customer as billed. Returns the unsaved tax rows."""
+    customer = invoice.customer
+    for line in lines:
+        line.tax_rate = decision.rate
+    groups = tax_breakdown(((line.amount, line.tax_rate) for line in lines), decision)
+    invoice.subtotal = sum((g.taxable_amount for g in groups), ZERO)
+    invoice.tax = sum((g.amount for g in groups), ZERO)
+    invoice.total = invoice.subtotal + invoice.tax
+    invoice.tax_note = decision.note
+    invoice.issue_date = today
+    invoice.due_date = today + datetime.timedelta(days=settings.PAYMENT_TERMS_DAYS)
+    invoice.bill_to_name = customer.name
+    invoice.bill_to_address = "\n".join(customer.address_lines)
+    invoice.bill_to_country = customer.country
+    invoice.bill_to_tax_id = customer.tax_id
+    invoice.bill_to_email = customer.email
+    invoice.bill_to_line1 = customer.address_line1
+    invoice.bill_to_line2 = customer.address_line2
+    invoice.bill_to_postal_code = customer.postal_code
+    invoice.bill_to_city = customer.city
+    invoice.bill_to_state = customer.state
+    contract = invoice.contract
+    invoice.buyer_reference = (contract and contract.buyer_reference) or customer.buyer_reference
+    invoice.purchase_order_reference = (
+        contract and contract.purchase_order_reference
+    ) or customer.purchase_order_reference
+    invoice.document_language = customer.document_language
+    return [
+        InvoiceTax(
+            invoice=invoice,
+            name=g.name,
+            rate=g.rate,
+            taxable_amount=g.taxable_amount,
+            amount=g.amount,
+            note=g.note,
+        )
+        for g in groups
+    ]
 
 
 def contract_bill_due_periods(
@@ -178,6 +237,8 @@ def contract_bill_due_periods(
 ) -> list[Invoice]:
     """Issue one invoice for each period of the contract that has started by `today`.
 
+    The per-contract path (admin action, the billing run's contracts that need more than
+    the chunk path does, and its retry of a failed chunk one contract at a time).
     Idempotent: the contract's next_billing_date moves past every period it bills,
     under the contract's row lock, and a unique constraint forbids a second live
     invoice for the same contract and period.
@@ -211,23 +272,16 @@ class BillingRunResult:
     invoice_ids: list[int] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
 
+    def add(self, other: "BillingRunResult") -> None:
+        self.invoice_ids.extend(other.invoice_ids)
+        self.errors.update(other.errors)
 
-def billing_run(
-    *, today: datetime.date | None = None, actor: Actor = BILLING_RUN
-) -> BillingRunResult:
-    """Bill every live contract whose next period has started. Safe to run any number of times.
 
-    Candidates come from the (status, next_billing_date) index, so the cost follows the
-    number of contracts due today, not the size of the table. Their ids are read first, in
-    one query: no cursor stays open across the run for an outage to break. Each contract is
-    billed in its own transaction: one bad contract (a domain error, a deadlock) is reported
-    and does not stop the others. A lost database connection stops the run and is raised:
-    every contract after it would fail the same way, and the task is retried (the contracts
-    already billed have moved their next_billing_date and are not billed again).
-    """
-    today = today or timezone.localdate()
-    result = BillingRunResult()
-    due = list(
+def due_contract_ids(today: datetime.date) -> list[int]:
+    """Live contracts whose next period has started, from the (status, next_billing_date)
+    index: the cost follows the contracts due today, not the size of the table. Read in one
+    query, so no cursor stays open across the run for an outage to break."""
+    return list(
         LeaseContract.objects.filter(
             status__in=[ContractStatus.ACTIVE, ContractStatus.PAST_DUE],
             next_billing_date__lte=today,
@@ -235,7 +289,70 @@ def billing_run(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for contract_id in due:
+
+
+def chunked(ids: list[int], size: int | None = None) -> list[list[int]]:
+    size = size or settings.BILLING_CHUNK_SIZE
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def billing_run(
+    *, today: datetime.date | None = None, actor: Actor = BILLING_RUN, chunk_size: int | None = None
+) -> BillingRunResult:
+    """Bill every live contract whose next period has started, in this process, chunk after
+    chunk (the management command, the demo seed). Safe to run any number of times.
+
+    The Celery task invoices.run_billing bills the same chunks on the workers instead.
+    One bad contract is reported and does not stop the others (see bill_contracts). A lost
+    database connection stops the run and is raised: every contract after it would fail
+    the same way, and the task is retried (contracts already billed have moved their
+    next_billing_date and are not billed again).
+    """
+    today = today or timezone.localdate()
+    result = BillingRunResult()
+    due = due_contract_ids(today)
+    for chunk in chunked(due, chunk_size):
+        try:
+            result.add(bill_contracts(contract_ids=chunk, today=today, actor=actor))
+        except DatabaseError:
+            logger.error(
+                "billing run: database lost; %s of %s contracts done, stopping",
+                len(result.invoice_ids) + len(result.errors),
+                len(due),
+            )
+            raise
+    return result
+
+
+def bill_contracts(
+    *, contract_ids: list[int], today: datetime.date, actor: Actor = BILLING_RUN
+) -> BillingRunResult:
+    """Bill a chunk of contracts: one transaction for the common case, each contract alone
+    for the rest. Idempotent, like the per-contract path: the contracts are locked and
+    re-read (due, not cancelled), so a chunk that runs twice, or alongside a run of its
+    own, bills each period once.
+
+    Isolation: a database error in the chunk's transaction (a deadlock, a constraint one
+    contract's data breaks) rolls the chunk back and every contract of it is billed again
+    in its own transaction, so one bad contract costs the others only time; its error is
+    reported. A lost connection is raised (the task retries the chunk).
+    """
+    result = BillingRunResult()
+    alone = list(contract_ids)
+    if connection.vendor == "postgresql":
+        try:
+            issued, alone = _bill_chunk(contract_ids, today=today, actor=actor)
+            result.invoice_ids.extend(issued)
+        except (DatabaseError, DomainError) as exc:
+            if isinstance(exc, DatabaseError) and database_unreachable(exc):
+                raise
+            logger.warning(
+                "billing run: chunk of %s contracts rolled back (%s); billing each alone",
+                len(contract_ids),
+                exc,
+            )
+            alone = list(contract_ids)
+    for contract_id in alone:
         try:
             invoices = contract_bill_due_periods(contract_id=contract_id, today=today, actor=actor)
         except DomainError as exc:
@@ -244,12 +361,6 @@ def billing_run(
             continue
         except DatabaseError as exc:
             if database_unreachable(exc):
-                logger.error(
-                    "billing run: database lost at contract %s; %s of %s billed, stopping",
-                    contract_id,
-                    len(result.invoice_ids),
-                    len(due),
-                )
                 raise
             # A deadlock or lock timeout rolls back this contract only; the next run bills it.
             logger.exception("billing run: contract %s not billed", contract_id)
@@ -259,6 +370,173 @@ def billing_run(
     return result
 
 
+@dataclass
+class _Planned:
+    invoice: Invoice
+    lines: list[InvoiceLine]
+    taxes: list[InvoiceTax]
+
+
+def _reserve_invoice_ids(count: int) -> list[int]:
+    """Primary keys for invoices inserted later in this transaction, so their lines, tax rows
+    and audit entries can be written before them (foreign keys are checked at commit) and
+    the invoice row itself, numbered, is the last thing written."""
+    table = Invoice._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _bill_chunk(
+    contract_ids: list[int], *, today: datetime.date, actor: Actor
+) -> tuple[list[int], list[int]]:
+    """The chunk path (PostgreSQL): a fixed number of statements per chunk, none per invoice.
+
+    Reads: the contracts (locked) with their customers, their blocks, the tax rates in
+    force today, which of the customers have credit. Writes: lines, tax rows, the contracts'
+    next billing dates, then last the numbers (one counter statement, whose row lock every
+    other issuer waits for until this commit) and the invoice rows, each written once,
+    complete, and the audit entries in one INSERT. One message after commit names all the
+    invoices (signals.invoices_issued).
+
+    Returns (invoice ids issued, contract ids to bill alone): contracts whose customer has
+    credit in the currency (applying it locks the balance and writes a ledger), whose
+    invoice would total zero (settled at once), or whose invoice cannot be finalised (no
+    blocks, no tax rate: the per-contract path reports why).
+    """
+    with transaction.atomic():
+        contracts = list(
+            LeaseContract.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .prefetch_related(
+                Prefetch("blocks", queryset=IPBlock.objects.order_by("first_address"))
+            )
+            .filter(pk__in=contract_ids, next_billing_date__lte=today)
+            .exclude(status=ContractStatus.CANCELLED)
+            .order_by("pk")
+        )
+        if not contracts:
+            return [], []
+        rates = RatesOn(today)
+        with_credit = set(
+            CustomerBalance.objects.filter(
+                customer_id__in={c.customer_id for c in contracts}, amount__gt=0
+            ).values_list("customer_id", "currency")
+        )
+        planned: list[_Planned] = []
+        billed: list[LeaseContract] = []
+        alone: list[int] = []
+        now = timezone.now()
+        for contract in contracts:
+            if (contract.customer_id, contract.currency) in with_credit:
+                alone.append(contract.pk)
+                continue
+            try:
+                periods = _plan_contract(contract, today=today, rates=rates)
+            except DomainError:
+                alone.append(contract.pk)
+                continue
+            if periods is None:
+                alone.append(contract.pk)
+                continue
+            planned.extend(periods)
+            contract.next_billing_date = periods[-1].invoice.period_end + datetime.timedelta(days=1)
+            contract.updated_at = now
+            billed.append(contract)
+        if not planned:
+            return [], alone
+        for plan, pk in zip(planned, _reserve_invoice_ids(len(planned)), strict=True):
+            plan.invoice.pk = pk
+        InvoiceLine.objects.bulk_create(line for plan in planned for line in plan.lines)
+        InvoiceTax.objects.bulk_create(tax for plan in planned for tax in plan.taxes)
+        _move_next_billing_dates(billed, now=now)
+        audit_record_many([_draft_entry(plan.invoice, actor=actor) for plan in planned])
+        # Last: the numbers, then the rows that carry them (the invoices, and the entries
+        # that record the number). The counter's row lock is held from here to the commit.
+        numbers = allocate_invoice_numbers(
+            series=settings.INVOICE_NUMBER_SERIES, year=today.year, count=len(planned)
+        )
+        for plan, number in zip(planned, numbers, strict=True):
+            plan.invoice.number = number
+        Invoice.objects.bulk_create(plan.invoice for plan in planned)
+        audit_record_many([_open_entry(plan.invoice, actor=actor) for plan in planned])
+        issued = [plan.invoice.pk for plan in planned]
+        # The chunk's one message: its worker tells the other apps (signals.invoices_issued).
+        from . import tasks  # tasks import this module
+
+        enqueue_on_commit(tasks.invoices_issued, issued)
+    return issued, alone
+
+
+def _move_next_billing_dates(contracts: list[LeaseContract], *, now: datetime.datetime) -> None:
+    """One UPDATE from two arrays for the chunk (bulk_update's CASE over 100 ids costs
+    PostgreSQL several times as much to plan and run)."""
+    assert LeaseContract._meta.db_table == "contracts_leasecontract"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE contracts_leasecontract AS c SET next_billing_date = v.next, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::date[]) AS v(id, next) WHERE c.id = v.id",
+            [now, [c.pk for c in contracts], [c.next_billing_date for c in contracts]],
+        )
+
+
+def _plan_contract(
+    contract: LeaseContract, *, today: datetime.date, rates: RatesOn
+) -> list[_Planned] | None:
+    """Every period of the contract due by `today`, finalised in memory; None when one of
+    them needs the per-contract path (no lines, a zero total)."""
+    decision = tax_for_customer(contract.customer, on=today, rates=rates)
+    blocks = list(contract.blocks.all())  # prefetched, ordered by first address
+    if not blocks:
+        return None
+    periods = []
+    start = contract.next_billing_date
+    while start <= today:
+        invoice, lines = _plan_period(contract, start, blocks)
+        taxes = _price_and_snapshot(invoice, lines, decision, today=today)
+        if invoice.total == ZERO:
+            return None
+        invoice.status = InvoiceStatus.OPEN
+        # As if drafted (version 1) and finalised (2), which the per-contract path does.
+        invoice.state_version = 2
+        periods.append(_Planned(invoice, lines, taxes))
+        start = invoice.period_end + datetime.timedelta(days=1)
+    return periods
+
+
+def _draft_entry(invoice: Invoice, *, actor: Actor):
+    """The audit entries the per-contract path writes for the same invoice, in bulk."""
+    return audit_entry(
+        actor=actor,
+        action="invoice.draft_created",
+        target=invoice,
+        customer=invoice.customer,
+        after={"period_start": invoice.period_start, "subtotal": invoice.subtotal},
+    )
+
+
+def _open_entry(invoice: Invoice, *, actor: Actor):
+    return audit_entry(
+        actor=actor,
+        action=f"invoice.{InvoiceStatus.OPEN}",
+        target=invoice,
+        customer=invoice.customer,
+        before={"status": InvoiceStatus.DRAFT, "amount_paid": ZERO},
+        after={
+            "status": InvoiceStatus.OPEN,
+            "amount_paid": invoice.amount_paid,
+            "number": invoice.number,
+            "total": invoice.total,
+            "applied_balance": invoice.applied_balance,
+            "currency": invoice.currency,
+            "due_date": invoice.due_date,
+        },
+    )
+
+
 def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) -> Invoice:
     check_transition(
         INVOICE_TRANSITIONS,
@@ -266,52 +544,18 @@ def _finalize_locked(invoice: Invoice, *, actor: Actor, today: datetime.date) ->
         current=invoice.status,
         target=InvoiceStatus.OPEN,
     )
-    customer = invoice.customer
     lines = list(invoice.lines.all())
     if not lines:
         raise DomainError(
             f"Invoice {invoice} has no lines; add one before finalising.", code="empty"
         )
-    decision = tax_for_customer(customer, on=today)
-    for line in lines:
-        line.tax_rate = decision.rate
+    decision = tax_for_customer(invoice.customer, on=today)
+    taxes = _price_and_snapshot(invoice, lines, decision, today=today)
     InvoiceLine.objects.bulk_update(lines, ["tax_rate"])
-    groups = tax_breakdown(((line.amount, line.tax_rate) for line in lines), decision)
     invoice.tax_lines.all().delete()
-    InvoiceTax.objects.bulk_create(
-        InvoiceTax(
-            invoice=invoice,
-            name=g.name,
-            rate=g.rate,
-            taxable_amount=g.taxable_amount,
-            amount=g.amount,
-            note=g.note,
-        )
-        for g in groups
-    )
-    invoice.subtotal = sum((g.taxable_amount for g in groups), ZERO)
-    invoice.tax = sum((g.amount for g in groups), ZERO)
-    invoice.total = invoice.subtotal + invoice.tax
-    invoice.tax_note = decision.note
-    invoice.issue_date = today
-    invoice.due_date = today + datetime.timedelta(days=settings.PAYMENT_TERMS_DAYS)
+    InvoiceTax.objects.bulk_create(taxes)
+    # Before the balance is applied: its ledger's audit entry names the invoice's number.
     invoice.number = allocate_invoice_number(series=settings.INVOICE_NUMBER_SERIES, year=today.year)
-    invoice.bill_to_name = customer.name
-    invoice.bill_to_address = "\n".join(customer.address_lines)
-    invoice.bill_to_country = customer.country
-    invoice.bill_to_tax_id = customer.tax_id
-    invoice.bill_to_email = customer.email
-    invoice.bill_to_line1 = customer.address_line1
-    invoice.bill_to_line2 = customer.address_line2
-    invoice.bill_to_postal_code = customer.postal_code
-    invoice.bill_to_city = customer.city
-    invoice.bill_to_state = customer.state
-    contract = invoice.contract
-    invoice.buyer_reference = (contract and contract.buyer_reference) or customer.buyer_reference
-    invoice.purchase_order_reference = (
-        contract and contract.purchase_order_reference
-    ) or customer.purchase_order_reference
-    invoice.document_language = customer.document_language
     # The customer's credit in this currency is used first (Stripe's customer balance).
     apply_balance_locked(invoice, actor=actor)
     set_invoice_status(

@@ -10,6 +10,11 @@ from django.dispatch import Signal
 invoice_finalized = Signal()
 # kwargs: invoice_id, old_status, new_status
 invoice_status_changed = Signal()
+# A chunk of the billing run issued these invoices (all Open, numbered). Sent in a worker by
+# the task invoices.invoices_issued, which the chunk queues after its commit: one message per
+# chunk instead of invoice_finalized + invoice_status_changed per invoice, whose receivers
+# would queue two tasks per invoice. Receivers batch their own work. kwargs: invoice_ids
+invoices_issued = Signal()
 # kwargs: credit_note_id (billing.payments sends its refund_amount back, if any)
 credit_note_issued = Signal()
 

@@ -59,6 +59,15 @@ def apply_webhook_event(event_pk: int) -> str:
     return webhook_event_process(event_pk=event_pk)
 
 
+@shared_task(base=PortalTask, name="payments.apply_waiting_webhook_events")
+def apply_waiting_webhook_events() -> int:
+    """Queued by the endpoint at most once per STRIPE_WEBHOOK_APPLY_BATCH_SECONDS per web
+    process: applies every stored event still waiting (see webhook_events_apply_waiting)."""
+    from .webhooks import webhook_events_apply_waiting
+
+    return webhook_events_apply_waiting()
+
+
 @shared_task(base=PortalTask, name="payments.sweep_webhook_events")
 def sweep_webhook_events() -> int:
     """The periodic sweep behind apply_webhook_event (config.celery): stored events never

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_POST
 
 from billing.payments.models import UNKNOWN_PAYMENT_NOTE, WebhookEvent, WebhookEventStatus
 from contracts.auth import client_ip
-from core.queue import enqueue_on_commit
+from core.queue import enqueue, enqueue_on_commit
 
 from . import tasks
 from .providers import razorpay_provider
@@ -216,6 +216,30 @@ def webhook_events_sweep(*, limit: int = 500) -> int:
     return tried
 
 
+def webhook_events_apply_waiting(*, batch: int = 200) -> int:
+    """Apply stored events that wait for their first apply (received), oldest first, until
+    none is left; returns how many this call applied (or ignored, or failed).
+
+    Several workers may run it at once: each event is claimed (webhook_event_process, SKIP
+    LOCKED), so they share the backlog instead of applying anything twice; one that only
+    meets events the others hold stops.
+    """
+    done = 0
+    while True:
+        due = list(
+            WebhookEvent.objects.filter(status=WebhookEventStatus.RECEIVED)
+            .order_by("received_at", "id")
+            .values_list("pk", flat=True)[:batch]
+        )
+        progressed = 0
+        for pk in due:
+            if webhook_event_process(event_pk=pk) != "claimed":
+                progressed += 1
+        done += progressed
+        if not progressed:
+            return done
+
+
 def _retry_unmatched(domain_event) -> None:
     """Events that named a payment before we knew its provider ids, and events that came
     before the one they wait for (OUT_OF_ORDER_NOTE), get another go now that an event has
@@ -307,7 +331,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     )
     if created or status in UNFINISHED:
         # Applied by a worker, not here: Stripe gets its 200 as soon as the event is stored.
-        enqueue_on_commit(tasks.apply_webhook_event, pk)
+        if settings.STRIPE_WEBHOOK_APPLY_BATCH_SECONDS > 0:
+            transaction.on_commit(_wake_appliers)
+        else:
+            enqueue_on_commit(tasks.apply_webhook_event, pk)
     return HttpResponse("received", content_type="text/plain")
 
 
@@ -357,3 +384,26 @@ def razorpay_webhook(request: HttpRequest) -> HttpResponse:
     if created or status in UNFINISHED:
         enqueue_on_commit(tasks.apply_webhook_event, pk)
     return HttpResponse("received", content_type="text/plain")
+
+
+# When this process last queued apply_waiting_webhook_events (time.monotonic()).
+_last_wake = -1e9
+
+
+def _wake_appliers() -> None:
+    """Queue "apply what is waiting" at most once per window, due one window later.
+
+    Why every event is reached: an event committed at time T in this process finds the
+    last wake-up queued here at P, with T - window < P <= T (or queues one itself); that
+    task does not start before P + window > T, so its query sees the event. A message lost
+    to a broker outage leaves the events to the sweep (PICKUP_GRACE), as before. Publishing
+    costs a broker round trip, as much as the event's INSERT; this makes it one per window
+    per process instead of one per event.
+    """
+    global _last_wake
+    window = settings.STRIPE_WEBHOOK_APPLY_BATCH_SECONDS
+    now = time.monotonic()
+    if now - _last_wake < window:
+        return
+    _last_wake = now
+    enqueue(tasks.apply_waiting_webhook_events, countdown=window)

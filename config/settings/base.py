@@ -159,6 +159,9 @@ GRACE_PERIOD_DAYS = env.int("GRACE_PERIOD_DAYS", default=7)
 DISPUTE_WINDOW_DAYS = env.int("DISPUTE_WINDOW_DAYS", default=90)
 PAYMENT_TERMS_DAYS = env.int("PAYMENT_TERMS_DAYS", default=14)
 INVOICE_NUMBER_SERIES = env("INVOICE_NUMBER_SERIES", default="INV")
+# Contracts per billing-run chunk: one transaction and one Celery message each
+# (docs/decisions.md, "Billing run fan-out").
+BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=100)
 CREDIT_NOTE_NUMBER_SERIES = env("CREDIT_NOTE_NUMBER_SERIES", default="CN")
 # Every supported currency has two minor-unit digits; see docs/decisions.md.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF", "INR")
@@ -211,6 +214,11 @@ RAZORPAY_API_BASE = env("RAZORPAY_API_BASE", default="https://api.razorpay.com")
 # Requests to /stripe/ (and /razorpay/) that fail the signature check, per client address
 # and minute, before the address gets 429; one sample per address and minute is stored.
 STRIPE_WEBHOOK_INVALID_PER_MINUTE = env.int("STRIPE_WEBHOOK_INVALID_PER_MINUTE", default=60)
+# Stored events are applied by workers. 0: one task per event, queued on commit. Above 0:
+# each web process queues at most one "apply what is waiting" task per this many seconds,
+# due that long after, so every event stored meanwhile is in its reach (the publish costs
+# the intake as much as the INSERT does; docs/decisions.md, "Billing run fan-out").
+STRIPE_WEBHOOK_APPLY_BATCH_SECONDS = env.float("STRIPE_WEBHOOK_APPLY_BATCH_SECONDS", default=0.05)
 # Two budgets for calls to Stripe: seconds to connect, seconds to wait for the answer,
 # retries. A web request (Pay online, a saved card, the admin's refund) makes at most two
 # calls (the customer the first time, then the session or charge): 2 x (2 tries x (2 s +

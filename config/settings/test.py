@@ -24,6 +24,9 @@ WHITENOISE_AUTOREFRESH = True
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/5")
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# One apply task per stored event, run at the request's commit (tests/fixtures/stripe);
+# the batched wake-up has tests of its own (tests/billing/payments/test_webhook_batches.py).
+STRIPE_WEBHOOK_APPLY_BATCH_SECONDS = 0
 # DEBUG is off in tests; the sandbox provider is what the suite pays through.
 SANDBOX_ALLOWED = True
 # The schemathesis run sends hundreds of made-up tokens from one address on purpose;

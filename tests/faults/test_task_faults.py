@@ -115,21 +115,22 @@ def test_the_system_check_refuses_a_visibility_timeout_below_the_task_budget(set
 
 @ON_POSTGRES
 @pytest.mark.django_db(transaction=True)
-def test_the_billing_run_stops_at_a_lost_database_and_its_retry_bills_the_rest(
-    customer, monkeypatch
+def test_a_chunk_that_loses_the_database_is_retried_and_bills_each_contract_once(
+    customer, monkeypatch, settings
 ):
+    settings.BILLING_CHUNK_SIZE = 2
     contracts = [make_contract(customer, started_on=datetime.date(2026, 1, 1)) for _ in range(4)]
-    real = invoice_services.contract_bill_due_periods
+    real = invoice_services._reserve_invoice_ids
     calls: list[int] = []
 
-    def lose_the_database_at_the_second(*, contract_id, **kw):
-        calls.append(contract_id)
-        if len(calls) == 2:
+    def lose_the_database_in_the_first_chunk(count):
+        calls.append(count)
+        if len(calls) == 1:
             _kill_my_database_connection()
-        return real(contract_id=contract_id, **kw)
+        return real(count)
 
     monkeypatch.setattr(
-        invoice_services, "contract_bill_due_periods", lose_the_database_at_the_second
+        invoice_services, "_reserve_invoice_ids", lose_the_database_in_the_first_chunk
     )
     with (
         time_machine.travel(datetime.datetime(2026, 1, 1, 9, tzinfo=datetime.UTC)),
@@ -137,34 +138,35 @@ def test_the_billing_run_stops_at_a_lost_database_and_its_retry_bills_the_rest(
     ):
         result = invoice_tasks.run_billing.apply()
     assert result.successful(), result.traceback
-    # First run: the first contract, then the lost one, and nothing after it.
-    assert calls[:2] == [contracts[0].pk, contracts[1].pk]
-    assert calls[2:] == [c.pk for c in contracts[1:]], "the retry billed the rest"
+    assert result.result == 4, "four contracts queued in two chunks"
+    # The first chunk failed and was retried (PortalTask), then the second ran.
+    assert calls == [2, 2, 2]
     for contract in contracts:
         assert contract.invoices.count() == 1
-    assert result.result == 3  # the retry's own count: the first invoice was already there
+    numbers = sorted(Invoice.objects.values_list("number", flat=True))
+    assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 5)], "no gap, no repeat"
 
 
 @ON_POSTGRES
 @pytest.mark.django_db(transaction=True)
 def test_billing_run_raises_a_lost_connection_instead_of_reporting_every_contract(
-    customer, monkeypatch
+    customer, monkeypatch, settings
 ):
-    contracts = [make_contract(customer, started_on=datetime.date(2026, 1, 1)) for _ in range(3)]
-    real = invoice_services.contract_bill_due_periods
+    settings.BILLING_CHUNK_SIZE = 1
+    [make_contract(customer, started_on=datetime.date(2026, 1, 1)) for _ in range(3)]
+    real = invoice_services._reserve_invoice_ids
     seen: list[int] = []
 
-    def lose(*, contract_id, **kw):
-        seen.append(contract_id)
-        if contract_id == contracts[0].pk:
-            _kill_my_database_connection()
-        return real(contract_id=contract_id, **kw)
+    def lose(count):
+        seen.append(count)
+        _kill_my_database_connection()
+        return real(count)
 
-    monkeypatch.setattr(invoice_services, "contract_bill_due_periods", lose)
+    monkeypatch.setattr(invoice_services, "_reserve_invoice_ids", lose)
     with pytest.raises((OperationalError, InterfaceError)) as raised:
         invoice_services.billing_run(today=datetime.date(2026, 1, 1))
     assert database_unreachable(raised.value)
-    assert seen == [contracts[0].pk]
+    assert seen == [1], "stopped at the first chunk, not retried one contract at a time"
     connection.close()
     assert not Invoice.objects.exists()
 

@@ -4,7 +4,7 @@ import threading
 
 import psycopg
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import connection, connections, transaction
 
 from billing.invoices import services
 from tests.factories import make_contract, make_invoice
@@ -51,19 +51,28 @@ def test_locking_an_invoice_leaves_its_customer_and_contract_free(customer):
     assert result == {"contracts_customer": "free", "contracts_leasecontract": "free"}
 
 
-def test_a_database_error_on_one_contract_does_not_stop_the_billing_run(customer, monkeypatch):
+def test_a_database_error_on_one_contract_does_not_lose_the_others_in_its_chunk(customer):
+    """A real constraint error: a live invoice already holds one contract's period (staff,
+    or a restore, left next_billing_date behind). The chunk's insert fails and rolls the
+    whole chunk back; billed again one by one, the others are issued and the bad one is
+    reported, its next billing date left for the next run."""
     import datetime
 
-    bad = make_contract(customer, started_on=datetime.date(2026, 1, 1))
-    good = make_contract(customer, started_on=datetime.date(2026, 1, 1))
-    real = services.contract_bill_due_periods
+    from billing.invoices.models import Invoice
 
-    def deadlock_on_bad(*, contract_id, **kw):
-        if contract_id == bad.pk:
-            raise OperationalError("deadlock detected")
-        return real(contract_id=contract_id, **kw)
-
-    monkeypatch.setattr(services, "contract_bill_due_periods", deadlock_on_bad)
-    result = services.billing_run(today=datetime.date(2026, 1, 1))
-    assert "deadlock detected" in result.errors[bad.pk]
-    assert good.invoices.count() == 1 and not bad.invoices.exists()
+    day = datetime.date(2026, 1, 1)
+    first = make_contract(customer, started_on=day)
+    bad = make_contract(customer, started_on=day)
+    last = make_contract(customer, started_on=day)
+    Invoice.objects.create(
+        customer=customer, contract=bad, currency="EUR", period_start=day, period_end=day
+    )
+    result = services.billing_run(today=day)
+    assert "inv_one_per_contract_period" in result.errors[bad.pk]
+    assert first.invoices.count() == 1 and last.invoices.count() == 1
+    assert bad.invoices.count() == 1, "only the invoice that was there"
+    assert sorted(result.invoice_ids) == sorted([first.invoices.get().pk, last.invoices.get().pk])
+    numbers = sorted(Invoice.objects.exclude(number=None).values_list("number", flat=True))
+    assert numbers == ["INV-2026-000001", "INV-2026-000002"], "the rolled-back chunk left no gap"
+    bad.refresh_from_db()
+    assert bad.next_billing_date == day
