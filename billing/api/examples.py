@@ -36,6 +36,7 @@ INVOICE: dict[str, Any] = {
     "invoice_xml": f"{SITE}/invoices/INV-2026-000123/xml/",
     "paid": False,
     "paid_out_of_band": False,
+    "payment_processing": False,
     "period_start": 1772323200,
     "period_end": 1775001600,
     "status": "open",
@@ -110,6 +111,7 @@ CREDIT_NOTE: dict[str, Any] = {
     "type": "pre_payment",
     "voided_at": None,
     "pdf": f"{SITE}/credit-notes/CN-2026-000001/pdf/",
+    "credit_note_xml": f"{SITE}/credit-notes/CN-2026-000001/xml/",
     "total_taxes": [
         {
             "amount": 1900,
