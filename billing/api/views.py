@@ -276,6 +276,23 @@ def _reject_unknown(request: HttpRequest, known: type) -> None:
         )
 
 
+def _id_page(qs: QuerySet, after: int | None, before: int | None, limit: int) -> tuple[list, bool]:
+    """One page of a list read newest first by id, Stripe's way: `after` and `before` are ids
+    from a previous page (both together select the window between them, read from `after`).
+    Returns the rows in newest-first order and whether more lie beyond them."""
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    if before is not None:
+        qs = qs.filter(pk__gt=before)
+    backwards = before is not None and after is None
+    rows = list(qs.order_by("pk" if backwards else "-pk")[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    return rows, has_more
+
+
 def _query_expand(request: HttpRequest, listed: list[str]) -> set[str]:
     plain = request.GET.getlist("expand")
     try:
@@ -379,17 +396,7 @@ def invoice_list(request: HttpRequest, query: Query[InvoiceListQuery]) -> dict:
     # Both cursors together select the window between them, read from starting_after.
     after = parse_invoice_api_id(query.starting_after) if query.starting_after else None
     before = parse_invoice_api_id(query.ending_before) if query.ending_before else None
-    if after is not None:
-        qs = qs.filter(pk__lt=after)
-    if before is not None:
-        qs = qs.filter(pk__gt=before)
-    backwards = before is not None and after is None
-    limit = query.limit
-    rows = list(qs.order_by("pk" if backwards else "-pk")[: limit + 1])
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if backwards:
-        rows.reverse()
+    rows, has_more = _id_page(qs, after, before, query.limit)
     delinquent = _delinquent(token, expand)
     return {
         "object": "list",
@@ -671,16 +678,7 @@ def credit_note_list(request: HttpRequest, query: Query[CreditNoteListQuery]) ->
         qs = qs.filter(invoice_id=parse_invoice_api_id(query.invoice))
     after = parse_credit_note_api_id(query.starting_after) if query.starting_after else None
     before = parse_credit_note_api_id(query.ending_before) if query.ending_before else None
-    if after is not None:
-        qs = qs.filter(pk__lt=after)
-    if before is not None:
-        qs = qs.filter(pk__gt=before)
-    backwards = before is not None and after is None
-    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    if backwards:
-        rows.reverse()
+    rows, has_more = _id_page(qs, after, before, query.limit)
     return {
         "object": "list",
         "url": "/api/credit_notes",
@@ -789,16 +787,7 @@ def activity_list(request: HttpRequest, query: Query[ActivityListQuery]) -> dict
     # Newest first by id (entries are appended; ids never repeat), like the other lists.
     after = parse_activity_api_id(query.starting_after) if query.starting_after else None
     before = parse_activity_api_id(query.ending_before) if query.ending_before else None
-    if after is not None:
-        qs = qs.filter(pk__lt=after)
-    if before is not None:
-        qs = qs.filter(pk__gt=before)
-    backwards = before is not None and after is None
-    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    if backwards:
-        rows.reverse()
+    rows, has_more = _id_page(qs, after, before, query.limit)
     return {
         "object": "list",
         "url": "/api/activity",
@@ -843,16 +832,7 @@ def webhook_endpoint_list(request: HttpRequest, query: Query[WebhookEndpointList
     qs = webhook_endpoints(request.api_token.customer_id).order_by()
     after = parse_webhook_endpoint_api_id(query.starting_after) if query.starting_after else None
     before = parse_webhook_endpoint_api_id(query.ending_before) if query.ending_before else None
-    if after is not None:
-        qs = qs.filter(pk__lt=after)
-    if before is not None:
-        qs = qs.filter(pk__gt=before)
-    backwards = before is not None and after is None
-    rows = list(qs.order_by("pk" if backwards else "-pk")[: query.limit + 1])
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    if backwards:
-        rows.reverse()
+    rows, has_more = _id_page(qs, after, before, query.limit)
     return {
         "object": "list",
         "url": "/api/webhook_endpoints",
