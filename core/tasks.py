@@ -13,12 +13,15 @@ second worker while the first still holds it. See docs/operations.md.
 
 import contextlib
 import contextvars
+import logging
 from collections.abc import Iterator
 
-from celery import Task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, connections
 
 from core.errors import TransientError
+
+logger = logging.getLogger(__name__)
 
 # Seconds. Celery doubles the first delay on every retry up to the cap and then draws the
 # actual delay uniformly below it (full jitter), so workers that failed together do not
@@ -72,3 +75,30 @@ class PortalTask(Task):
     def retry(self, *args, **kwargs):
         close_broken_connections()
         return super().retry(*args, **kwargs)
+
+
+@shared_task(base=PortalTask, name="core.run_tasks")
+def run_tasks(calls: list[list]) -> int:
+    """Run a batch's follow-ups ([task name, args], queued by core.queue) one after another.
+
+    Each call is the task's own idempotent body. One that fails is queued again on its own,
+    with its own retries, so it neither stops the others nor makes them run twice; only if
+    that message cannot be published either does this task raise (and is retried whole,
+    which the calls' idempotence allows). Returns how many ran without error.
+    """
+    from celery import current_app
+
+    from core.queue import enqueue
+
+    done = 0
+    for name, args in calls:
+        task = current_app.tasks[name]
+        try:
+            task(*args)
+        except Exception:
+            logger.warning("batched task %s%r failed; queued on its own", name, args, exc_info=True)
+            if not enqueue(task, *args):
+                raise
+        else:
+            done += 1
+    return done

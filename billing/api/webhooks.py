@@ -50,7 +50,7 @@ from contracts.models import PAYING_ROLES, Customer, LeaseContract, Membership
 from core.audit import Actor, audit_record
 from core.errors import DomainError
 from core.models import AuditEntry
-from core.queue import enqueue
+from core.queue import enqueue, on_commit_collected
 
 from .models import (
     DeliveryStatus,
@@ -322,8 +322,29 @@ def on_audit_entry_saved(sender, instance: AuditEntry, created: bool, **kwargs) 
         return
     if instance.customer_id is None:
         return
-    entry_id, customer_id = instance.pk, instance.customer_id
-    transaction.on_commit(lambda: _record_and_send(entry_id, customer_id))
+    # A batch of transactions (a webhook batch) records all its entries' events at its end,
+    # with one look for endpoints instead of one per entry.
+    on_commit_collected(
+        "api.webhooks", (instance.pk, instance.customer_id), _record_and_send_entries
+    )
+
+
+def _record_and_send_entries(entries: list[tuple[int, int]]) -> None:
+    """Record and send the events of committed audit entries ((entry id, customer id));
+    customers without an enabled endpoint cost one query for all of them."""
+    try:
+        with_endpoints = set(
+            WebhookEndpoint.objects.filter(
+                customer_id__in={customer_id for _entry, customer_id in entries}, enabled=True
+            ).values_list("customer_id", flat=True)
+        )
+    except Exception:
+        # The business change has committed; its events are recorded by the catch-up sweep.
+        logger.exception("webhooks: could not look for the endpoints of %d entries", len(entries))
+        return
+    for entry_id, customer_id in entries:
+        if customer_id in with_endpoints:
+            _record_and_send(entry_id, customer_id)
 
 
 def _record_and_send(entry_id: int, customer_id: int) -> None:

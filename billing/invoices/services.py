@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -64,8 +64,9 @@ def emit_after_commit(signal: Signal, **kwargs) -> None:
     transaction.on_commit(send)
 
 
-def lock_invoice(invoice_id: int) -> Invoice:
+def lock_invoice(invoice_id: int | Subquery) -> Invoice:
     """Lock the invoice row (inside the caller's transaction); every money service starts here.
+    (`invoice_id` may be a subquery that finds it, e.g. through a payment.)
 
     Always the invoice before its payments, so two services never deadlock.
     """

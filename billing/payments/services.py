@@ -20,7 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -219,8 +219,13 @@ def payment_start_saved_method_charge(
 
 def lock_payment(payment_id: int) -> tuple[Invoice, Payment]:
     """Lock the payment's invoice, then the payment (the one lock order)."""
-    invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
-    invoice = lock_invoice(invoice_id)
+    # The invoice found through the payment in the locking statement itself (a payment
+    # never moves to another invoice): one round trip fewer on every money event.
+    invoice_of_payment = Subquery(Payment.objects.filter(pk=payment_id).values("invoice_id")[:1])
+    try:
+        invoice = lock_invoice(invoice_of_payment)
+    except DomainError:
+        raise Payment.DoesNotExist(f"Payment {payment_id} does not exist.") from None
     return invoice, Payment.objects.select_for_update().get(pk=payment_id)
 
 
@@ -329,6 +334,9 @@ def payment_record_success(
     with transaction.atomic():
         invoice, payment = lock_payment(payment_id)
         if payment.status in MONEY_RECORDED:
+            _fill_provider_ids(
+                payment, provider_payment_id=provider_payment_id, charge_id=provider_charge_id
+            )
             return payment
         if amount_received is AS_REQUESTED:
             amount_received, currency_received = payment.amount, payment.currency
@@ -939,15 +947,22 @@ def _remember_provider_ids(
     """Fill in provider ids we did not know yet; never overwrites one."""
     with transaction.atomic():
         _invoice_locked, payment = lock_payment(payment_id)
-        changed = []
-        if provider_payment_id and not payment.provider_payment_id:
-            payment.provider_payment_id = provider_payment_id
-            changed.append("provider_payment_id")
-        if charge_id and not payment.provider_charge_id:
-            payment.provider_charge_id = charge_id
-            changed.append("provider_charge_id")
-        if changed:
-            payment.save(update_fields=[*changed, "updated_at"])
+        _fill_provider_ids(payment, provider_payment_id=provider_payment_id, charge_id=charge_id)
+
+
+def _fill_provider_ids(
+    payment: Payment, *, provider_payment_id: str | None = "", charge_id: str = ""
+) -> None:
+    """The blanks of a locked payment's provider ids, written; a known id is never changed."""
+    changed = []
+    if provider_payment_id and not payment.provider_payment_id:
+        payment.provider_payment_id = provider_payment_id
+        changed.append("provider_payment_id")
+    if charge_id and not payment.provider_charge_id:
+        payment.provider_charge_id = charge_id
+        changed.append("provider_charge_id")
+    if changed:
+        payment.save(update_fields=[*changed, "updated_at"])
 
 
 def payment_cancel(*, payment_id: int, actor: Actor, reason: str = "") -> Payment:
@@ -2272,11 +2287,19 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
     and only moves state forward. An event for a payment or customer we do not know
     is logged for staff and answered "unknown".
     """
+    return provider_event_apply_to_payment(event, actor=actor)[0]
+
+
+def provider_event_apply_to_payment(
+    event: ProviderEvent, *, actor: Actor
+) -> tuple[str, Payment | None]:
+    """provider_event_apply, also naming the payment the event was applied to (as it was
+    found, before the apply), or None: webhooks replays what waited for that payment."""
     if event.kind in (EventKind.METHOD_ATTACHED, EventKind.SETUP_COMPLETED):
         customer = _find_customer(event)
         if customer is None:
             logger.warning("STAFF: payment method event for unknown customer %s", event)
-            return "unknown customer"
+            return "unknown customer", None
         info = event.method
         provider_name = "sandbox" if event.provider_customer_id.startswith("sandbox_") else "stripe"
         if event.kind == EventKind.SETUP_COMPLETED:
@@ -2284,13 +2307,13 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
 
             info = setup_intent_method(event.setup_id)
         if info is None:
-            return "no payment method"
+            return "no payment method", None
         _method_upsert(customer=customer, provider=provider_name, info=info, actor=actor)
-        return "method saved"
+        return "method saved", None
     if event.kind == EventKind.METHOD_DETACHED:
         for provider_name in ("stripe", "sandbox"):
             _method_forget(provider_id=event.method.id, provider=provider_name, actor=actor)
-        return "method removed"
+        return "method removed", None
 
     payment = find_payment(event)
     if payment is None:
@@ -2301,15 +2324,18 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             event.payment_id,
             event.provider_payment_id or event.checkout_id or event.charge_id,
         )
-        return UNKNOWN_PAYMENT_NOTE
-    _remember_provider_ids(
-        payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
-    )
-    payment.refresh_from_db()
+        return UNKNOWN_PAYMENT_NOTE, None
     try:
         if event.kind == EventKind.PAYMENT_SUCCEEDED:
+            # payment_record_success fills in the provider ids under its own lock (also when
+            # the money was recorded already): no separate lock and write for them first.
             _succeed(payment, event, actor=actor)
-        elif event.kind == EventKind.PAYMENT_PROCESSING:
+            return "applied", payment
+        _remember_provider_ids(
+            payment.pk, provider_payment_id=event.provider_payment_id, charge_id=event.charge_id
+        )
+        payment.refresh_from_db()
+        if event.kind == EventKind.PAYMENT_PROCESSING:
             created = event.extra.get("created")
             payment_record_processing(
                 payment_id=payment.pk,
@@ -2342,7 +2368,7 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
             # for the one that does, and is replayed when it has been applied.
             if payment.status not in MONEY_RECORDED:
                 if event.amount_received is None:
-                    return UNKNOWN_PAYMENT_NOTE
+                    return UNKNOWN_PAYMENT_NOTE, payment
                 _succeed(payment, event, actor=actor)
             payment.refresh_from_db()
             if event.kind == EventKind.REFUNDED:
@@ -2353,8 +2379,8 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
                 _dispute(payment, event, actor=actor)
     except InvalidTransition as exc:
         logger.warning("STAFF: %s not applied to payment %s: %s", event.kind, payment.pk, exc)
-        return "not applicable"
-    return "applied"
+        return "not applicable", payment
+    return "applied", payment
 
 
 # --- Reconciliation ----------------------------------------------------------------

@@ -28,13 +28,18 @@ from django.views.decorators.http import require_POST
 
 from billing.payments.models import UNKNOWN_PAYMENT_NOTE, WebhookEvent, WebhookEventStatus
 from contracts.auth import client_ip
-from core.queue import enqueue, enqueue_on_commit
+from core.queue import after_commit_batch, enqueue, enqueue_on_commit
 
 from . import tasks
 from .providers import razorpay_provider
 from .providers.base import EventKind, PaymentError
 from .providers.stripe_provider import construct_event, event_from_stripe
-from .services import EventOutOfOrder, find_payment, provider_event_apply
+from .services import (
+    MONEY_RECORDED,
+    EventOutOfOrder,
+    find_payment,
+    provider_event_apply_to_payment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +132,13 @@ UNFINISHED = (WebhookEventStatus.RECEIVED, WebhookEventStatus.FAILED)
 OUT_OF_ORDER_NOTE = "out of order: "
 
 
+# How many stored events a worker claims and applies in one transaction: one commit, one
+# claiming statement and one look for waiting events per batch instead of per event, and
+# the batch's follow-ups (PDFs, receipts, outgoing webhooks) published once. Small enough
+# that the invoice rows it locks are held for a fraction of a second.
+APPLY_BATCH = 50
+
+
 def webhook_event_process(*, event_pk: int) -> str:
     """Apply one stored event exactly once; returns its status afterwards.
 
@@ -137,17 +149,54 @@ def webhook_event_process(*, event_pk: int) -> str:
     an event out of order (EventOutOfOrder) is marked failed the same way, and replayed too
     after the next event applied to its payment.
     """
+    return _event_process(event_pk, recheck=True)
+
+
+def _event_process(event_pk: int, *, recheck: bool) -> str:
+    done = _apply_batch(Q(pk=event_pk, status__in=UNFINISHED), limit=1, recheck=recheck)
+    if done:
+        return done[0]
+    status = WebhookEvent.objects.filter(pk=event_pk).values_list("status", flat=True).first()
+    return status if status and status not in UNFINISHED else "claimed"
+
+
+def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
+    """Claim up to `limit` stored events matching `claim` (oldest first, SKIP LOCKED: rows
+    another worker holds are not waited for), apply each, commit once; returns their new
+    statuses.
+
+    Each event is applied in a savepoint of the batch's transaction: one that fails is rolled
+    back alone and marked failed (the reason, attempts + 1) in the same commit as the others'
+    results, so an event's effects and its status are committed together and it is applied
+    once. A lost database aborts the whole batch (nothing committed, all still waiting) and
+    raises, for the task's retry. After the commit: events that waited for a payment this
+    batch applied to are replayed, and the follow-ups are published, one message per kind.
+    """
+    statuses: list[str] = []
+    applied: list[tuple] = []  # (ProviderEvent, Payment) of the events applied
+    unknown: list[tuple] = []  # (pk, ProviderEvent, Payment | None) left "unknown payment"
+    with after_commit_batch(), transaction.atomic():
+        claimed = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(claim)
+            .order_by("received_at", "id")
+            .only("id", "provider", "body", "attempts")[:limit]
+        )
+        for stored in claimed:
+            statuses.append(_apply_claimed(stored, applied, unknown))
+    if applied:
+        _retry_unmatched(applied)
+    if recheck:
+        _recheck_unknown(unknown)
+    return statuses
+
+
+def _apply_claimed(stored: WebhookEvent, applied: list, unknown: list) -> str:
+    """Apply one claimed event in a savepoint of the batch; returns its status."""
     try:
         with transaction.atomic():
-            stored = (
-                WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_pk).first()
-            )
-            if stored is None:
-                return "claimed"
-            if stored.status not in UNFINISHED:
-                return stored.status
-            event = json.loads(stored.body)
-            domain_event = PARSERS[stored.provider](event)
+            domain_event = PARSERS[stored.provider](json.loads(stored.body))
+            payment = None
             if domain_event is None:
                 result, status = "type not handled", WebhookEventStatus.IGNORED
             elif domain_event.kind == EventKind.METHOD_ATTACHED and _was_detached(
@@ -155,29 +204,32 @@ def webhook_event_process(*, event_pk: int) -> str:
             ):
                 result, status = "method already detached", WebhookEventStatus.IGNORED
             else:
-                result = provider_event_apply(domain_event, actor=f"{stored.provider} webhook")
+                result, payment = provider_event_apply_to_payment(
+                    domain_event, actor=f"{stored.provider} webhook"
+                )
                 status = WebhookEventStatus.PROCESSED
             now = timezone.now()
-            stored.status = status
-            stored.note = result
-            stored.processed_at = now
-            stored.attempted_at = now
-            stored.attempts += 1
-            stored.save(
-                update_fields=["status", "note", "processed_at", "attempted_at", "attempts"]
+            WebhookEvent.objects.filter(pk=stored.pk).update(
+                status=status,
+                note=result,
+                processed_at=now,
+                attempted_at=now,
+                attempts=stored.attempts + 1,
             )
     except EventOutOfOrder as exc:
         # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
-        logger.info("webhook event %s out of order: %s", event_pk, exc)
-        _mark_failed(event_pk, f"{OUT_OF_ORDER_NOTE}{exc}")
+        logger.info("webhook event %s out of order: %s", stored.pk, exc)
+        _mark_failed(stored.pk, f"{OUT_OF_ORDER_NOTE}{exc}")
         return WebhookEventStatus.FAILED
     except Exception as exc:
         note = exc.message if isinstance(exc, PaymentError) else repr(exc)
-        logger.exception("webhook event %s failed", event_pk)
-        _mark_failed(event_pk, note)
+        logger.exception("webhook event %s failed", stored.pk)
+        _mark_failed(stored.pk, note)
         return WebhookEventStatus.FAILED
     if result == "applied":
-        _retry_unmatched(domain_event)
+        applied.append((domain_event, payment))
+    elif result == UNKNOWN_PAYMENT_NOTE:
+        unknown.append((stored.pk, domain_event, payment))
     return status
 
 
@@ -216,47 +268,73 @@ def webhook_events_sweep(*, limit: int = 500) -> int:
     return tried
 
 
-def webhook_events_apply_waiting(*, batch: int = 200) -> int:
-    """Apply stored events that wait for their first apply (received), oldest first, until
-    none is left; returns how many this call applied (or ignored, or failed).
+def webhook_events_apply_waiting(*, batch: int = APPLY_BATCH) -> int:
+    """Apply stored events that wait for their first apply (received), oldest first, in
+    batches until none is left; returns how many this call applied (or ignored, or failed).
 
-    Several workers may run it at once: each event is claimed (webhook_event_process, SKIP
-    LOCKED), so they share the backlog instead of applying anything twice; one that only
-    meets events the others hold stops.
+    Several workers may run it at once: each batch claims its events with SKIP LOCKED, so
+    they share the backlog instead of applying anything twice, and one that finds nothing
+    unclaimed stops.
     """
     done = 0
     while True:
-        due = list(
-            WebhookEvent.objects.filter(status=WebhookEventStatus.RECEIVED)
-            .order_by("received_at", "id")
-            .values_list("pk", flat=True)[:batch]
-        )
-        progressed = 0
-        for pk in due:
-            if webhook_event_process(event_pk=pk) != "claimed":
-                progressed += 1
-        done += progressed
-        if not progressed:
+        statuses = _apply_batch(Q(status=WebhookEventStatus.RECEIVED), limit=batch)
+        if not statuses:
             return done
+        done += len(statuses)
 
 
-def _retry_unmatched(domain_event) -> None:
+def _retry_unmatched(applied: list[tuple]) -> None:
     """Events that named a payment before we knew its provider ids, and events that came
     before the one they wait for (OUT_OF_ORDER_NOTE), get another go now that an event has
-    been applied to the payment; one that still does not fit keeps waiting."""
-    payment = find_payment(domain_event)
-    if payment is None:
+    been applied to their payment; one that still does not fit keeps waiting.
+
+    One look for the whole batch. The payment's ids as found before the apply plus the ids
+    the event carried cover every id the payment has after it (an apply only fills in or
+    sets the event's own ids); a superset at worst replays an event that then keeps waiting.
+    """
+    refs = set()
+    for domain_event, payment in applied:
+        if payment is not None:
+            refs.update((payment.provider_payment_id, payment.provider_charge_id))
+            refs.update((domain_event.provider_payment_id, domain_event.charge_id))
+    refs.discard(None)
+    refs.discard("")
+    if not refs:
         return
-    refs = [r for r in (payment.provider_payment_id, payment.provider_charge_id) if r]
+    mentions = Q()
+    for ref in sorted(refs):
+        mentions |= Q(body__contains=f'"{ref}"')
     # In the order they came: a refund's failure before the dispute that closed after it.
-    waiting = WebhookEvent.objects.filter(
-        Q(note=UNKNOWN_PAYMENT_NOTE)
-        | Q(status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE)
-    ).order_by("received_at", "pk")
-    for ref in refs:
-        for pk in waiting.filter(body__contains=f'"{ref}"').values_list("pk", flat=True):
-            WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
-            webhook_event_process(event_pk=pk)
+    waiting = (
+        WebhookEvent.objects.filter(
+            Q(note=UNKNOWN_PAYMENT_NOTE)
+            | Q(status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE)
+        )
+        .filter(mentions)
+        .order_by("received_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    for pk in list(waiting):
+        WebhookEvent.objects.filter(pk=pk).update(status=WebhookEventStatus.RECEIVED)
+        webhook_event_process(event_pk=pk)
+
+
+def _recheck_unknown(unknown: list[tuple]) -> None:
+    """An event left "unknown payment" while another worker's batch, not committed yet, was
+    making its payment known: that batch's look for waiting events could not see this one.
+    Looked at again after this commit, it is replayed if what it waited for has happened
+    (once: the replay does not look again)."""
+    for pk, domain_event, payment_before in unknown:
+        payment = find_payment(domain_event)
+        if payment is None:
+            continue
+        if payment_before is not None and payment.status not in MONEY_RECORDED:
+            continue
+        if WebhookEvent.objects.filter(pk=pk, note=UNKNOWN_PAYMENT_NOTE).update(
+            status=WebhookEventStatus.RECEIVED
+        ):
+            _event_process(pk, recheck=False)
 
 
 _UPSERT = """

@@ -76,19 +76,19 @@ def test_the_endpoint_stores_and_answers_without_applying(client, payment):
 
 
 def test_a_failing_event_is_marked_for_staff_and_retried_by_the_sweep(client, payment, monkeypatch):
-    real = webhooks.provider_event_apply
+    real = webhooks.provider_event_apply_to_payment
 
     def broken(*args, **kwargs):
         raise RuntimeError("ledger unavailable")
 
-    monkeypatch.setattr(webhooks, "provider_event_apply", broken)
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", broken)
     assert post_event(client, _succeeded(payment)).status_code == 200
     stored = WebhookEvent.objects.get()
     assert stored.status == WebhookEventStatus.FAILED and stored.attempts == 1
     assert "ledger unavailable" in stored.note
     assert not _is_paid(payment)
 
-    monkeypatch.setattr(webhooks, "provider_event_apply", real)
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", real)
     assert tasks.sweep_webhook_events() == 0, "not before RETRY_AFTER"
     later = timezone.now() + webhooks.RETRY_AFTER + datetime.timedelta(seconds=1)
     with time_machine.travel(later, tick=False):
@@ -99,7 +99,7 @@ def test_a_failing_event_is_marked_for_staff_and_retried_by_the_sweep(client, pa
 
 
 def test_the_sweep_gives_up_after_max_attempts(client, payment, monkeypatch):
-    monkeypatch.setattr(webhooks, "provider_event_apply", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", lambda *a, **k: 1 / 0)
     post_event(client, _succeeded(payment))
     WebhookEvent.objects.update(attempts=webhooks.MAX_ATTEMPTS)
     later = timezone.now() + datetime.timedelta(days=1)
@@ -118,11 +118,11 @@ def test_an_event_whose_message_was_lost_is_applied_by_the_sweep(client, payment
 
 
 def test_a_redelivery_of_a_failed_event_queues_it_again(client, payment, monkeypatch):
-    real = webhooks.provider_event_apply
+    real = webhooks.provider_event_apply_to_payment
     evt = _succeeded(payment)
-    monkeypatch.setattr(webhooks, "provider_event_apply", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", lambda *a, **k: 1 / 0)
     post_event(client, evt)
-    monkeypatch.setattr(webhooks, "provider_event_apply", real)
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", real)
     post_event(client, evt)
     stored = WebhookEvent.objects.get()
     assert stored.deliveries == 2 and stored.status == WebhookEventStatus.PROCESSED
