@@ -278,13 +278,14 @@ from billing.payments.models import Payment, PaymentKind, WebhookEvent
 from contracts.models import Customer
 from core.money import to_minor_units
 from tests.fixtures.stripe.helpers import event, load
-tag, n = sys.argv[1], int(sys.argv[2])
-customer = Customer.objects.get_or_create(name="Bench apply", defaults={
+tag, n, spread_over = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+customers = [Customer.objects.get_or_create(name=f"Bench apply {k}", defaults={
     "email": "apply@example.com", "country": "DE", "city": "Berlin",
-    "stripe_customer_id": "cus_bench"})[0]
+    "stripe_customer_id": f"cus_bench_{k}"})[0] for k in range(spread_over)]
 today = datetime.date.today()
 invoices = Invoice.objects.bulk_create(Invoice(
-    number=f"WH-{tag}-{i}", customer=customer, status=InvoiceStatus.OPEN, currency="EUR",
+    number=f"WH-{tag}-{i}", customer=customers[i % spread_over], status=InvoiceStatus.OPEN,
+    currency="EUR",
     period_start=today, period_end=today, issue_date=today,
     due_date=today + datetime.timedelta(days=14), subtotal=Decimal("350.00"),
     tax=Decimal("66.50"), total=Decimal("416.50"), bill_to_name="Bench", bill_to_country="DE",
@@ -296,7 +297,8 @@ payments = Payment.objects.bulk_create(Payment(
 rows = []
 for p in payments:
     intent = load("payment_intent", id=f"pi_bench_{p.pk}", amount=to_minor_units(p.amount),
-        amount_received=to_minor_units(p.amount), currency="eur", customer="cus_bench",
+        amount_received=to_minor_units(p.amount), currency="eur",
+        customer=p.invoice.customer.stripe_customer_id,
         metadata={"invoice_id": str(p.invoice_id), "payment_id": str(p.pk)},
         status="succeeded", latest_charge=f"ch_bench_{p.pk}", last_payment_error=None,
         next_action=None)
@@ -325,13 +327,13 @@ def waiting_events() -> int:
 _poller: dict = {}
 
 
-def start_worker(name: str, queues: str) -> subprocess.Popen:
+def start_worker(name: str, queues: str, tree: Path = ROOT) -> subprocess.Popen:
     celery = Path(PY).with_name("celery")
     return subprocess.Popen(
         [str(celery), "-A", "config", "worker", "--pool", "solo", "-Q", queues,
          "-n", f"{name}@bench", "--loglevel", "warning", "--without-heartbeat",
          "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=environment(DJANGO_SETTINGS_MODULE="config.settings.production"),
+        cwd=tree, env=environment(DJANGO_SETTINGS_MODULE="config.settings.production"),
         start_new_session=True,
     )  # fmt: skip
 
@@ -353,49 +355,89 @@ _publisher: dict = {}
 def bench_apply(args) -> None:
     # The intake's events name no payment: out of the way of the "waiting" count.
     django_check("from billing.payments.models import WebhookEvent as W\nW.objects.all().delete()")
-    workers = [start_worker("a1", "apply1,apply2"), start_worker("a2", "apply2")]
-    print(f"celery workers {[w.pid for w in workers]} (solo pool) on {BROKER}", flush=True)
-    rates: dict[str, list[float]] = {"1 worker": [], "2 workers": []}
+    # Each code under test has two workers: worker 1 consumes <prefix>1 and <prefix>2,
+    # worker 2 only <prefix>2; "1 worker" rounds publish one task to <prefix>1, "2 workers"
+    # rounds one task per worker to <prefix>2.
+    trees = {"": ROOT}
+    if args.baseline:
+        trees["baseline "] = Path(args.baseline).resolve()
+    workers = []
+    for label, tree in trees.items():
+        prefix = "b" if label else ""
+        workers += [
+            start_worker(f"{prefix}a1", f"{prefix}apply1,{prefix}apply2", tree),
+            start_worker(f"{prefix}a2", f"{prefix}apply2", tree),
+        ]
+    code = ", ".join(f"{label or 'this '}{tree}" for label, tree in trees.items())
+    print(f"celery workers {[w.pid for w in workers]} (solo pool) on {BROKER}; code: {code}")
+    arms = {
+        f"{label}{n}": ("b" if label else "", n)
+        for label in trees
+        for n in ("1 worker", "2 workers")
+    }
+    rates: dict[str, list[float]] = {name: [] for name in arms}
     try:
         time.sleep(3)
-        # Warm-up round (imports, connections) on both workers.
-        subject_round("warm", 100, "apply2", 2)
+        # Warm-up round (imports, connections) on every worker.
+        for prefix in {p for p, _n in arms.values()}:
+            subject_round("warm" + prefix, 100, f"{prefix}apply2", 2, args.apply_customers)
         for i in range(args.apply_rounds):
-            order = list(rates) if i % 2 == 0 else list(reversed(rates))
+            order = list(arms) if i % 2 == 0 else list(reversed(arms))
             for name in order:
-                queue, copies = ("apply1", 1) if name == "1 worker" else ("apply2", 2)
-                rate = subject_round(f"{i}{copies}", args.apply_events, queue, copies)
+                prefix, n = arms[name]
+                copies = 1 if n == "1 worker" else 2
+                queue = f"{prefix}apply{copies}"
+                tag = f"{i}{prefix}{copies}"
+                rate = subject_round(tag, args.apply_events, queue, copies, args.apply_customers)
                 rates[name].append(rate)
-                print(f"round {i + 1} {name:9s} {rate:8,.0f} events/s applied", flush=True)
+                print(f"round {i + 1} {name:19s} {rate:8,.0f} events/s applied", flush=True)
     finally:
         for w in workers:
             stop(w)
         if "conn" in _poller:
             _poller.pop("conn").close()
     not_once = django_check(
-        "from billing.payments.models import WebhookEvent as W\n"
+        "from billing.payments.models import Payment, WebhookEvent as W\n"
         "from billing.invoices.models import Invoice\n"
+        "from core.models import AuditEntry\n"
+        "bench = Invoice.objects.filter(number__startswith='WH-')\n"
         "print(W.objects.exclude(status='processed').count(),"
-        " Invoice.objects.filter(number__startswith='WH-').exclude(status='paid').count())"
+        " bench.exclude(status='paid').count(),"
+        " bench.exclude(amount_paid=416.50).count(),"
+        " Payment.objects.filter(invoice__in=bench).exclude(status='succeeded').count(),"
+        " AuditEntry.objects.filter(action='invoice.paid').count() - bench.count())"
     )
     print()
     print(
-        f"{args.apply_rounds} interleaved rounds of {args.apply_events} events; "
-        "machine shared with other helpers' test suites"
+        f"{args.apply_rounds} interleaved rounds of {args.apply_events} events "
+        f"(invoices of {args.apply_customers} customers); machine shared with other helpers"
     )
     for name, values in rates.items():
-        print(f"{name:9s} {spread(values):>24s} events/s applied")
-    pair = [b / a for a, b in zip(rates["1 worker"], rates["2 workers"], strict=True)]
-    ratio = statistics.median(rates["2 workers"]) / statistics.median(rates["1 worker"])
-    print(f"two workers / one: {ratio:.2f}x (medians); per round {spread(pair, '{:.2f}')}x")
-    print(f"events not processed: {not_once[0]}, bench invoices not paid: {not_once[1]}")
-    if not_once[0] != "0" or not_once[1] != "0":
-        raise SystemExit("not every event was applied")
+        print(f"{name:19s} {spread(values):>24s} events/s applied")
+    for label in trees:
+        one, two = rates[f"{label}1 worker"], rates[f"{label}2 workers"]
+        pair = [b / a for a, b in zip(one, two, strict=True)]
+        ratio = statistics.median(two) / statistics.median(one)
+        per_round = spread(pair, "{:.2f}")
+        print(f"{label}two workers / one: {ratio:.2f}x (medians); per round {per_round}x")
+    if args.baseline:
+        for n in ("1 worker", "2 workers"):
+            pair = [a / b for a, b in zip(rates[n], rates[f"baseline {n}"], strict=True)]
+            ratio = statistics.median(rates[n]) / statistics.median(rates[f"baseline {n}"])
+            per_round = spread(pair, "{:.2f}")
+            print(f"{n} this / baseline: {ratio:.2f}x (medians); per round {per_round}x")
+    print(
+        f"events not processed: {not_once[0]}, bench invoices not paid: {not_once[1]}, "
+        f"paid another amount: {not_once[2]}, payments not succeeded: {not_once[3]}, "
+        f"invoice.paid entries beyond one per invoice: {not_once[4]}"
+    )
+    if any(x != "0" for x in not_once):
+        raise SystemExit("not every event was applied exactly once")
 
 
-def subject_round(tag: str, n: int, queue: str, copies: int) -> float:
+def subject_round(tag: str, n: int, queue: str, copies: int, customers: int) -> float:
     subprocess.run(
-        [PY, "-c", "import django; django.setup()\n" + APPLY_SETUP, tag, str(n)],
+        [PY, "-c", "import django; django.setup()\n" + APPLY_SETUP, tag, str(n), str(customers)],
         cwd=ROOT, env=environment(), check=True,
     )  # fmt: skip
     assert waiting_events() == n
@@ -418,6 +460,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--apply-rounds", type=int, default=4)
     parser.add_argument("--apply-events", type=int, default=600, help="events per apply round")
+    parser.add_argument(
+        "--apply-customers", type=int, default=50, help="customers the apply invoices belong to"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a checkout of the code to compare the apply against (e.g. git worktree of main)",
+    )
     args = parser.parse_args()
     chosen = set(args.only.split(","))
 
