@@ -19,20 +19,25 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing.payments.models import UNKNOWN_PAYMENT_NOTE, WebhookEvent, WebhookEventStatus
+from billing.payments.models import (
+    UNKNOWN_PAYMENT_NOTE,
+    Payment,
+    WebhookEvent,
+    WebhookEventStatus,
+)
 from contracts.auth import client_ip
 from core.queue import after_commit_batch, enqueue, enqueue_on_commit
 
 from . import tasks
 from .providers import razorpay_provider
-from .providers.base import EventKind, PaymentError
+from .providers.base import EventKind, PaymentError, ProviderEvent
 from .providers.stripe_provider import construct_event, event_from_stripe
 from .services import (
     MONEY_RECORDED,
@@ -153,11 +158,17 @@ def webhook_event_process(*, event_pk: int) -> str:
 
 
 def _event_process(event_pk: int, *, recheck: bool) -> str:
-    done = _apply_batch(Q(pk=event_pk, status__in=UNFINISHED), limit=1, recheck=recheck)
-    if done:
-        return done[0]
-    status = WebhookEvent.objects.filter(pk=event_pk).values_list("status", flat=True).first()
-    return status if status and status not in UNFINISHED else "claimed"
+    for _try in range(3):
+        done = _apply_batch(Q(pk=event_pk, status__in=UNFINISHED), limit=1, recheck=recheck)
+        if not done:
+            status = (
+                WebhookEvent.objects.filter(pk=event_pk).values_list("status", flat=True).first()
+            )
+            return status if status and status not in UNFINISHED else "claimed"
+        if done[0] != WebhookEventStatus.RECEIVED:
+            return done[0]
+        # A deadlock rolled it back: again; after three, it waits for the sweep.
+    return WebhookEventStatus.RECEIVED
 
 
 def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
@@ -182,8 +193,8 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
             .order_by("received_at", "id")
             .only("id", "provider", "body", "attempts")[:limit]
         )
-        for stored in claimed:
-            statuses.append(_apply_claimed(stored, applied, unknown))
+        for stored, parsed in _in_lock_order(claimed):
+            statuses.append(_apply_claimed(stored, parsed, applied, unknown))
     if applied:
         _retry_unmatched(applied)
     if recheck:
@@ -191,11 +202,82 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
     return statuses
 
 
-def _apply_claimed(stored: WebhookEvent, applied: list, unknown: list) -> str:
+# A deadlock or serialization failure says nothing about the event: it is applied again
+# (received, claimed by the next batch), not counted as a failed attempt.
+_TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
+
+
+def _parse(stored: WebhookEvent):
+    """The stored event as a ProviderEvent (None: a type we do not handle), or the error."""
+    try:
+        return PARSERS[stored.provider](json.loads(stored.body))
+    except Exception as exc:  # noqa: BLE001 - raised again in the event's savepoint, and recorded
+        return exc
+
+
+def _in_lock_order(claimed: list[WebhookEvent]) -> list[tuple]:
+    """The batch's events with their parsed form, ordered by the customer and invoice their
+    payment belongs to (arrival order among equals).
+
+    Applying an event locks its invoice and payment and, through the invoice rollup
+    trigger, the customer's rollup rows, all held to the batch's commit. Two workers'
+    batches that take such rows in opposite orders deadlock; taken in one global order they
+    only wait for each other. Found with one query for the batch; the apply itself still
+    finds its payment as always (this only orders)."""
+    parsed = [(stored, _parse(stored)) for stored in claimed]
+    events = [e for _s, e in parsed if isinstance(e, ProviderEvent)]
+    refs = {
+        "pk": {e.payment_id for e in events if e.payment_id},
+        "provider_checkout_id": {e.checkout_id for e in events if e.checkout_id},
+        "provider_payment_id": {e.provider_payment_id for e in events if e.provider_payment_id},
+        "provider_charge_id": {e.charge_id for e in events if e.charge_id},
+    }
+    wanted = Q()
+    for field, values in refs.items():
+        if values:
+            wanted |= Q(**{f"{field}__in": sorted(values, key=str)})
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    if wanted:
+        for row in Payment.objects.filter(wanted).values_list(
+            "pk",
+            "invoice_id",
+            "invoice__customer_id",
+            "provider_checkout_id",
+            "provider_payment_id",
+            "provider_charge_id",
+        ):
+            pk, invoice_id, customer_id, *ids = row
+            key = (customer_id, invoice_id)
+            found[("pk", str(pk))] = key
+            for field, value in zip(list(refs)[1:], ids, strict=True):
+                if value:
+                    found.setdefault((field, value), key)
+
+    def order(item: tuple[int, tuple]) -> tuple:
+        index, (_stored, event) = item
+        key = None
+        if isinstance(event, ProviderEvent):
+            for field, value in (
+                ("pk", str(event.payment_id or "")),
+                ("provider_checkout_id", event.checkout_id),
+                ("provider_payment_id", event.provider_payment_id),
+                ("provider_charge_id", event.charge_id),
+            ):
+                if value and (field, value) in found:
+                    key = found[(field, value)]
+                    break
+        return (*(key or (0, 0)), index)
+
+    return [item for _i, item in sorted(enumerate(parsed), key=order)]
+
+
+def _apply_claimed(stored: WebhookEvent, parsed, applied: list, unknown: list) -> str:
     """Apply one claimed event in a savepoint of the batch; returns its status."""
     try:
         with transaction.atomic():
-            domain_event = PARSERS[stored.provider](json.loads(stored.body))
+            if isinstance(parsed, Exception):
+                raise parsed
+            domain_event = parsed
             payment = None
             if domain_event is None:
                 result, status = "type not handled", WebhookEventStatus.IGNORED
@@ -220,6 +302,13 @@ def _apply_claimed(stored: WebhookEvent, applied: list, unknown: list) -> str:
         # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
         logger.info("webhook event %s out of order: %s", stored.pk, exc)
         _mark_failed(stored.pk, f"{OUT_OF_ORDER_NOTE}{exc}")
+        return WebhookEventStatus.FAILED
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            logger.warning("webhook event %s: %s; applied again in the next batch", stored.pk, exc)
+            return WebhookEventStatus.RECEIVED
+        logger.exception("webhook event %s failed", stored.pk)
+        _mark_failed(stored.pk, repr(exc))
         return WebhookEventStatus.FAILED
     except Exception as exc:
         note = exc.message if isinstance(exc, PaymentError) else repr(exc)
