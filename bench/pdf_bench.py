@@ -9,7 +9,8 @@ a media directory, then measures:
 2. download: a cached PDF download through the Django test client, A/B interleaved in
    rounds (order alternating) with the same bytes served as a static file
    (django.views.static.serve) behind the same login and customer lookup
-   (member_required), and anonymously; per round the median of --per-round requests,
+   (member_required), and anonymously, and the PDF view with its earlier ORM lookup
+   ("cached PDF, ORM", the baseline); per round the median of --per-round requests,
    then the median of the rounds, min-max, and the ratio per round and of the medians;
 3. zip: peak RSS above idle while streaming a ZIP of 100 PDFs (in a fresh child process,
    so earlier rendering does not count), with the PDFs cached and uncached.
@@ -192,6 +193,13 @@ def _bench(db_name, settings, Client, media, args) -> None:
         response = client.get(pdf_url)
         assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
 
+    orm_url = f"/bench-pdf-orm/{one.number}/"
+    assert client.get(orm_url).content == client.get(pdf_url).content
+
+    def cached_orm():
+        response = client.get(orm_url)
+        assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+
     def static():
         response = client.get("/bench-static/same.pdf")
         b"".join(response.streaming_content)
@@ -219,7 +227,12 @@ def _bench(db_name, settings, Client, media, args) -> None:
         pstats.Stats("/tmp/pdfbench.prof").sort_stats("cumulative").print_stats(30)
     if "download" in chosen:
         times = _interleaved(
-            {"cached PDF": cached, "member static": member_static, "anonymous static": static},
+            {
+                "cached PDF": cached,
+                "cached PDF, ORM": cached_orm,
+                "member static": member_static,
+                "anonymous static": static,
+            },
             args.rounds,
             args.per_round,
         )
@@ -229,10 +242,15 @@ def _bench(db_name, settings, Client, media, args) -> None:
         )
         for arm, values in times.items():
             print(f"  {arm:18s} {_spread(values)} ms")
-        for base in ("member static", "anonymous static"):
-            pair = [c / b for c, b in zip(times["cached PDF"], times[base], strict=True)]
-            ratio = statistics.median(times["cached PDF"]) / statistics.median(times[base])
-            print(f"  cached PDF / {base}: {ratio:.2f}x (medians); per round {_spread(pair)}x")
+        for arm, base in (
+            ("cached PDF", "member static"),
+            ("cached PDF, ORM", "member static"),
+            ("cached PDF", "anonymous static"),
+            ("cached PDF", "cached PDF, ORM"),
+        ):
+            pair = [c / b for c, b in zip(times[arm], times[base], strict=True)]
+            ratio = statistics.median(times[arm]) / statistics.median(times[base])
+            print(f"  {arm} / {base}: {ratio:.2f}x (medians); per round {_spread(pair)}x")
     if "zip" not in chosen:
         return
 

@@ -14,6 +14,7 @@ from billing.invoices.models import DRAFT_REF_PREFIX
 from billing.invoices.selectors import (
     credit_note_for_customer_or_404,
     invoice_for_customer_or_404,
+    invoice_for_pdf_or_404,
     invoices_by_numbers,
 )
 from contracts.context import member_required
@@ -55,7 +56,7 @@ def _not_modified(etag: str) -> HttpResponse:
 @member_required()
 def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
     """Any member may download their customer's invoice; drafts come marked DRAFT."""
-    return _pdf_response(request, invoice_for_customer_or_404(request.customer, number, light=True))
+    return _pdf_response(request, invoice_for_pdf_or_404(request.customer, number))
 
 
 @require_GET
