@@ -191,10 +191,22 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
             WebhookEvent.objects.select_for_update(skip_locked=True)
             .filter(claim)
             .order_by("received_at", "id")
-            .only("id", "provider", "body", "attempts")[:limit]
+            .only("id", "provider", "body")[:limit]
         )
+        results: dict[tuple[str, str], list[int]] = {}
         for stored, parsed in _in_lock_order(claimed):
-            statuses.append(_apply_claimed(stored, parsed, applied, unknown))
+            statuses.append(_apply_claimed(stored, parsed, applied, unknown, results))
+        # The applied events' statuses, one UPDATE per outcome (nearly always one): in the
+        # batch's transaction, so each commits with its event's effects.
+        now = timezone.now()
+        for (status, note), pks in results.items():
+            WebhookEvent.objects.filter(pk__in=pks).update(
+                status=status,
+                note=note,
+                processed_at=now,
+                attempted_at=now,
+                attempts=F("attempts") + 1,
+            )
     if applied:
         _retry_unmatched(applied)
     if recheck:
@@ -271,8 +283,12 @@ def _in_lock_order(claimed: list[WebhookEvent]) -> list[tuple]:
     return [item for _i, item in sorted(enumerate(parsed), key=order)]
 
 
-def _apply_claimed(stored: WebhookEvent, parsed, applied: list, unknown: list) -> str:
-    """Apply one claimed event in a savepoint of the batch; returns its status."""
+def _apply_claimed(
+    stored: WebhookEvent, parsed, applied: list, unknown: list, results: dict
+) -> str:
+    """Apply one claimed event in a savepoint of the batch; returns its status. Its new
+    status and note go to `results` for the batch to write, or are written at once for a
+    detached method (a later attach in the same batch looks for it, see _was_detached)."""
     try:
         with transaction.atomic():
             if isinstance(parsed, Exception):
@@ -290,14 +306,17 @@ def _apply_claimed(stored: WebhookEvent, parsed, applied: list, unknown: list) -
                     domain_event, actor=f"{stored.provider} webhook"
                 )
                 status = WebhookEventStatus.PROCESSED
-            now = timezone.now()
-            WebhookEvent.objects.filter(pk=stored.pk).update(
-                status=status,
-                note=result,
-                processed_at=now,
-                attempted_at=now,
-                attempts=stored.attempts + 1,
-            )
+            if domain_event is not None and domain_event.kind == EventKind.METHOD_DETACHED:
+                now = timezone.now()
+                WebhookEvent.objects.filter(pk=stored.pk).update(
+                    status=status,
+                    note=result,
+                    processed_at=now,
+                    attempted_at=now,
+                    attempts=F("attempts") + 1,
+                )
+            else:
+                results.setdefault((status, result), []).append(stored.pk)
     except EventOutOfOrder as exc:
         # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
         logger.info("webhook event %s out of order: %s", stored.pk, exc)

@@ -92,3 +92,97 @@ def test_two_workers_draining_the_same_backlog_apply_each_event_once(client, mon
         assert payment.status == PaymentStatus.SUCCEEDED
         assert payment.invoice.status == InvoiceStatus.PAID
         assert payment.invoice.amount_paid == payment.amount, "credited once"
+
+
+@pytest.mark.django_db
+def test_a_batch_costs_a_fixed_number_of_queries_per_event(client, django_assert_max_num_queries):
+    """Per success event: its payment found, the service's savepoint, invoice and payment
+    locked, payment and invoice written, two audit entries, the event's own savepoint (11),
+    and for an invoice of a contract the standing check (4: overdue left? the contract
+    re-read under lock in its savepoint); per batch: the claim, the lock-order lookup, the
+    status update, the waiting-events look and the empty claim that ends the drain."""
+    counts = {}
+    for n in (2, 8):
+        for payment in _pending_payments(n):
+            post_event(client, _succeeded(payment), apply=False)
+        with django_assert_max_num_queries(15 * n + 10) as captured:
+            assert webhooks.webhook_events_apply_waiting(batch=50) == n
+        counts[n] = len(captured)
+    assert (counts[8] - counts[2]) / 6 <= 15, counts
+    assert not WebhookEvent.objects.exclude(status=WebhookEventStatus.PROCESSED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_publishes_each_kind_of_follow_up_once(client, monkeypatch):
+    from core import queue
+
+    monkeypatch.setattr(webhooks, "enqueue", lambda *a, **kw: True)  # no wake-ups here
+    published: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        queue, "enqueue", lambda task, *args, **kw: published.append((task.name, args)) or True
+    )
+    payments = _pending_payments(5)
+    published.clear()
+    for payment in payments:
+        post_event(client, _succeeded(payment), apply=False)
+    assert webhooks.webhook_events_apply_waiting() == 5
+    names = sorted(name for name, _args in published)
+    assert names == ["core.run_tasks", "core.run_tasks"], published
+    calls = sorted(tuple(call[0] for call in args[0]) for _name, args in published)
+    assert calls == [
+        ("collections.notify_invoice_paid",) * 5,
+        ("invoices.render_invoice_pdf",) * 5,
+    ]
+    invoice_ids = {p.invoice_id for p in payments}
+    for _name, (batch,) in published:
+        assert {args[0] for _task, args in batch} == invoice_ids
+
+
+@pytest.mark.django_db
+def test_a_failing_event_in_a_batch_fails_alone(client, monkeypatch):
+    payments = _pending_payments(3)
+    for payment in payments:
+        post_event(client, _succeeded(payment), apply=False)
+    real = webhooks.provider_event_apply_to_payment
+    broken_id = payments[1].pk
+
+    def apply(event, **kwargs):
+        result = real(event, **kwargs)
+        if event.payment_id == broken_id:
+            raise RuntimeError("after its writes")
+        return result
+
+    monkeypatch.setattr(webhooks, "provider_event_apply_to_payment", apply)
+    assert webhooks.webhook_events_apply_waiting(batch=10) == 3
+    statuses = {e.object_id: (e.status, e.attempts) for e in WebhookEvent.objects.all()}
+    assert statuses[f"pi_batch_{broken_id}"] == (WebhookEventStatus.FAILED, 1)
+    for payment in payments:
+        payment.refresh_from_db()
+        if payment.pk == broken_id:
+            # Its savepoint was rolled back: nothing of it stayed.
+            assert payment.status == PaymentStatus.PENDING
+            assert payment.invoice.status == InvoiceStatus.OPEN
+        else:
+            assert statuses[f"pi_batch_{payment.pk}"] == (WebhookEventStatus.PROCESSED, 1)
+            assert payment.invoice.status == InvoiceStatus.PAID
+
+
+@pytest.mark.django_db
+def test_run_tasks_queues_a_failing_call_again_on_its_own(monkeypatch):
+    from core import queue
+    from core import tasks as core_tasks
+
+    ran, requeued = [], []
+
+    @core_tasks.shared_task(name="tests.flaky")
+    def flaky(value):
+        if value == 2:
+            raise OSError("storage down")
+        ran.append(value)
+
+    monkeypatch.setattr(queue, "enqueue", lambda task, *args, **kw: requeued.append(args) or True)
+    assert (
+        core_tasks.run_tasks([["tests.flaky", [1]], ["tests.flaky", [2]], ["tests.flaky", [3]]])
+        == 2
+    )
+    assert ran == [1, 3] and requeued == [(2,)]
