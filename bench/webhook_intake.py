@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/webhook_intake.py [--only intake,apply] [--rounds 6]
         [--per-round 1200] [--clients 4] [--workers 4] [--apply-rounds 4] [--apply-events 600]
+        [--apply-customers 50] [--baseline /path/to/a/checkout/of/main]
 
 Recreates the scratch database `portal_bench_webhooks` (refuses any name outside the
 `portal_bench` prefix); broker and cache on Redis database 7 (BENCH_BROKER_URL overrides).
@@ -19,10 +20,16 @@ medians, and per round). Checks every event was stored once and none applied.
 apply: two Celery worker processes (solo pool, production settings; worker 1 consumes
 `apply1` and `apply2`, worker 2 only `apply2`). Each round stores --apply-events signed
 payment_intent.succeeded events for pending checkout payments of open invoices (rows
-written in bulk, as the endpoint leaves them) and times until every one is applied (the
-payment succeeded, the invoice paid): "1 worker" publishes one apply_waiting_webhook_events
-to `apply1`, "2 workers" one to `apply2` for each worker; rounds alternate. Checks each
-payment was credited once.
+written in bulk, as the endpoint leaves them; the invoices spread over --apply-customers
+customers, no contracts) and times until every one is applied (the payment succeeded, the
+invoice paid): "1 worker" publishes one apply_waiting_webhook_events to `apply1`,
+"2 workers" one to `apply2` for each worker; rounds alternate. With --baseline, two more
+workers run the code of that checkout (queues `bapply1`, `bapply2`) and its two arms join
+the interleaved rounds (A/B in the same run; make one with
+`git worktree add /tmp/base <commit>` or `git archive <commit> | tar -x -C /tmp/base`).
+The follow-up tasks the applies publish go to the default queue, which no bench worker
+consumes. Checks each payment was credited once (status, amount paid, one invoice.paid
+audit entry per invoice).
 """
 
 import argparse
