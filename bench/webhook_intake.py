@@ -335,9 +335,11 @@ _poller: dict = {}
 
 
 def start_worker(name: str, queues: str, tree: Path = ROOT) -> subprocess.Popen:
+    # -c 1: a solo worker otherwise reports the CPU count as its concurrency and reserves
+    # that many messages, so worker 1 could take both of a "2 workers" round's tasks.
     celery = Path(PY).with_name("celery")
     return subprocess.Popen(
-        [str(celery), "-A", "config", "worker", "--pool", "solo", "-Q", queues,
+        [str(celery), "-A", "config", "worker", "--pool", "solo", "-c", "1", "-Q", queues,
          "-n", f"{name}@bench", "--loglevel", "warning", "--without-heartbeat",
          "--without-gossip", "--without-mingle"],
         cwd=tree, env=environment(DJANGO_SETTINGS_MODULE="config.settings.production"),
