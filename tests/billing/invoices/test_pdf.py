@@ -375,3 +375,29 @@ def test_a_viewer_may_download(client, customer):
     response = client.get(_url(make_invoice(customer=customer)))
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
+
+
+def test_the_download_lookup_is_one_statement_with_what_the_document_needs(
+    customer, django_assert_num_queries
+):
+    from django.http import Http404
+
+    from billing.invoices.selectors import invoice_for_pdf_or_404
+
+    invoice = make_invoice(customer=customer)
+    with django_assert_num_queries(1):
+        found = invoice_for_pdf_or_404(customer, invoice.number)
+        # Everything storage name, ETag and filename use is loaded: no deferred-field query.
+        assert (found.pk, found.number, found.customer_id) == (
+            invoice.pk,
+            invoice.number,
+            customer.pk,
+        )
+        assert (found.status, found.state_version) == (invoice.status, invoice.state_version)
+        assert storage_name(found) == storage_name(invoice)
+        assert documents.document_filename(found) == f"{invoice.number}.pdf"
+    other = CustomerFactory()
+    with pytest.raises(Http404):
+        invoice_for_pdf_or_404(other, invoice.number)
+    with pytest.raises(Http404):
+        invoice_for_pdf_or_404(customer, "INV-0000-000000")
