@@ -25,6 +25,9 @@ urlpatterns = [
         name="password_reset",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Django's set_language: POST language + next, sets the language cookie, redirects back
+    # (it only follows a `next` on this site).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("", include("billing.api.urls")),
     path("stripe/", stripe_webhook, name="stripe-webhook"),

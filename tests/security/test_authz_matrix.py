@@ -413,6 +413,7 @@ EXCLUDED = {
     "password_reset_done": "static confirmation page",
     "password_reset_confirm": "capability URL: signed one-time token from the e-mail",
     "password_reset_complete": "static confirmation page",
+    "set_language": "sets the visitor's own language cookie, no customer data (tests/test_i18n.py)",
 }
 
 

@@ -47,6 +47,7 @@ EXTRA_URLS = {
     "api:docs": "/api/docs/",
     "stripe-webhook": "/stripe/",
     "razorpay-webhook": "/razorpay/",
+    "set_language": "/i18n/setlang/",
 }
 
 
