@@ -645,15 +645,27 @@ def _chunk_rows(
     return rows
 
 
+_STAGE_MAX_BYTES = 4 * 1024 * 1024
+
+
 def _stage_invoices(rows: list[tuple]) -> str:
     """COPY the chunk's invoices (unnumbered) into a temporary table of this session, named
-    after the invoice table's columns so a schema change gets a fresh one. Emptied by
-    _issue_staged in the same transaction, so nothing is left for the next chunk."""
+    after the invoice table's columns so a schema change gets a fresh one. _issue_staged
+    empties it in the same transaction, so nothing is left for the next chunk.
+
+    A temporary table is never vacuumed: the deleted rows' pages are not reused (~30 kB a
+    chunk), so once it passes _STAGE_MAX_BYTES it is truncated (~7 ms, every ~140 chunks)
+    rather than left to grow with the session. Created per session, not per transaction
+    (ON COMMIT DROP cost 1.8 ms a chunk), in the transaction that uses it (safe behind a
+    transaction-pooling proxy)."""
     columns = [f.column for f in _fields(Invoice)]
     stage = f"billing_stage_{zlib.crc32(','.join(columns).encode()):08x}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {Invoice._meta.db_table})"
+            f"DO $$ BEGIN "
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {Invoice._meta.db_table}); "
+            f"IF pg_relation_size('{stage}') > {_STAGE_MAX_BYTES} THEN TRUNCATE {stage}; END IF; "
+            f"END $$"
         )
     copy_rows(stage, columns, rows)
     return stage

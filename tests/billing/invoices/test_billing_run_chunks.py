@@ -290,3 +290,40 @@ def test_a_chunk_queued_twice_bills_each_period_once_and_leaves_no_staged_rows()
         for stage in stages:
             cursor.execute(f"SELECT count(*) FROM {stage}")
             assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db
+def test_the_staging_table_is_truncated_once_it_passes_its_size_limit(monkeypatch):
+    """A temporary table is never vacuumed; past the limit the chunk truncates it first."""
+
+    def stage_size() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sum(pg_relation_size(oid)) FROM pg_class "
+                "WHERE relname LIKE 'billing_stage_%%' AND relpersistence = 't'"
+            )
+            return cursor.fetchone()[0]
+
+    contracts = _contracts(3, started_on=D(2026, 1, 1))
+    ids = [c.pk for c in contracts]
+    services.bill_contracts(contract_ids=ids, today=D(2026, 1, 1))
+    one_page = stage_size()
+    # What many chunks leave behind: pages of deleted rows.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'billing_stage_%%' "
+            "AND relpersistence = 't'"
+        )
+        (stage,) = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"INSERT INTO {stage} SELECT i.* FROM invoices_invoice i, generate_series(1, 300)"
+        )
+        cursor.execute(f"DELETE FROM {stage}")
+    bloated = stage_size()
+    assert bloated > 10 * one_page
+    monkeypatch.setattr(services, "_STAGE_MAX_BYTES", 4 * one_page)
+    services.bill_contracts(contract_ids=ids, today=D(2026, 2, 1))
+    assert stage_size() == one_page
+    services.bill_contracts(contract_ids=ids, today=D(2026, 3, 1))  # under the limit: kept
+    assert stage_size() == one_page
+    assert {c.invoices.count() for c in contracts} == {3}
