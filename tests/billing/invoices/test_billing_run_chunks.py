@@ -33,6 +33,9 @@ def _contracts(n: int, **kw) -> list[LeaseContract]:
 def _run_counting(today: datetime.date) -> tuple[services.BillingRunResult, int]:
     with CaptureQueriesContext(connection) as queries:
         result = services.billing_run(today=today)
+    # The COPYs (lines, tax rows, draft entries, staged invoices) are counted like any
+    # statement (core.db.copy_rows goes through Django's cursor wrapper).
+    assert sum(q["sql"].startswith("COPY ") for q in queries) == 4
     return result, len(queries)
 
 
