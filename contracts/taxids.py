@@ -6,13 +6,16 @@ country; the billing details form, admin and the tax decision all call it, so an
 that fails here never turns on reverse charge.
 """
 
-from babel import Locale
+import unicodedata
+
 from django.core.exceptions import ValidationError
 from stdnum import exceptions as stdnum_errors
 from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.in_ import gstin
 from stdnum.util import clean
+
+from core.l10n import babel_locale
 
 from .models import EU_COUNTRIES
 
@@ -26,22 +29,29 @@ _NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ"})
 
 
 def country_name(code: str) -> str:
-    """English name of an ISO 3166 country code; the code itself when it names none."""
+    """Name of an ISO 3166 country code in the active language ("Germany", "Deutschland");
+    the code itself when it names none."""
     code = code.upper()
     if code in _NOT_COUNTRIES or len(code) != 2 or not code.isalpha():
         return code
-    return Locale("en").territories.get(code, code)
+    return babel_locale().territories.get(code, code)
+
+
+def _sort_key(name: str) -> str:
+    # "Österreich" sorts with the O's, as a German reader looks for it, not after "Zypern".
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
 
 
 def country_choices() -> list[tuple[str, str]]:
-    names = Locale("en").territories
+    """Every country, named and sorted in the active language (the page's)."""
+    names = babel_locale().territories
     return sorted(
         (
             (code, names[code])
             for code in names
             if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES
         ),
-        key=lambda item: item[1],
+        key=lambda item: _sort_key(item[1]),
     )
 
 

@@ -208,7 +208,7 @@ PAGE_NAMES = [
     "viewer-billing-details",
     "no-customer",
 ]
-UNFINISHED = set(PAGE_NAMES)
+UNFINISHED = set(PAGE_NAMES) - {"login", "password-reset", "password-reset-sent", "password-reset-bad-link", "password-reset-complete", "contract-list", "contract-detail", "customer-switch", "activity", "activity-invoices", "billing-details", "viewer-billing-details", "api-tokens", "webhooks", "webhook-detail", "not-found", "viewer-forbidden", "no-customer"}
 
 
 def test_every_page_is_checked(world):
