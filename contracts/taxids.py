@@ -25,7 +25,7 @@ _PREFIX_COUNTRY = {prefix: cc for cc, prefix in VAT_PREFIX.items()}
 
 
 # Codes Babel names that are regions or placeholders, not countries.
-_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ"})
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ", "XA", "XB"})  # XA, XB: pseudo-locales
 
 
 def country_name(code: str) -> str:
