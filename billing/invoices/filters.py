@@ -223,7 +223,7 @@ class InvoiceFilterSet(django_filters.FilterSet):
         return qs
 
 
-def _lenient_data(params: QueryDict) -> dict[str, str]:
+def lenient_params(params: QueryDict) -> dict[str, str]:
     """The query as the form reads it: status in any case, a search with its spaces collapsed."""
     data = {name: params.get(name, "").strip() for name in InvoiceFilterSet.base_filters}
     data["status"] = data["status"].lower()
@@ -254,7 +254,7 @@ def parse_invoice_query(
     params: QueryDict, *, customer: Customer, today: datetime.date
 ) -> InvoiceQuery:
     """The list's query from the URL: every field the form refuses is noted and dropped."""
-    data = _lenient_data(params)
+    data = lenient_params(params)
     filterset = InvoiceFilterSet(data, customer=customer, today=today)
     form = filterset.form
     notes: list[str] = []

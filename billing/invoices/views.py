@@ -17,7 +17,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from billing.invoices import selectors
+from billing.invoices import list_cache, selectors
 from billing.invoices.models import InvoiceStatus
 from contracts.context import member_required
 
@@ -208,8 +208,13 @@ def _page_links(query, page, rows, keep: dict) -> dict:
 def invoice_list(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     customer = request.customer
-    query = parse_invoice_query(request.GET, customer=customer, today=today)
     can_pay = request.membership.can_pay
+    # The version was read with the user, before any of the list's data (list_cache): a
+    # repeat view is a cache get; the shell around the body is rendered as always.
+    body = list_cache.list_body(customer, request.GET, today=today, can_pay=can_pay)
+    if body.html is not None:
+        return render(request, "billing/invoice_list.html", {"body": body})
+    query = parse_invoice_query(request.GET, customer=customer, today=today)
     filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
     totals = selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
     rows_qs = selectors.invoice_list_rows(filtered)
@@ -279,6 +284,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             ),
             "export_query": urlencode({**params, "sort": query.sort}),
             "can_pay": can_pay,
+            "body": body,  # the template's {% list_body %} stores what it renders
         },
     )
 
