@@ -217,7 +217,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
     query = parse_invoice_query(request.GET, customer=customer, today=today)
     filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
     totals = selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
-    rows_qs = selectors.invoice_list_rows(filtered)
+    rows_qs = selectors.invoice_list_row_values(filtered)
     if query.page > 1 and not (query.cursor or query.last or query.jump):
         # An old ?page=N link: the page after the invoice just before it (found through
         # the index from the nearer end), with keyset links onwards.

@@ -204,6 +204,7 @@ def test_another_customers_write_keeps_the_version(customer, other_customer):
 def test_every_column_the_rows_load_is_watched():
     rows = selectors.invoice_list_rows(Invoice.objects.all())
     loaded, _ = rows.query.deferred_loading
+    assert set(loaded) == set(selectors.LIST_ROW_FIELDS)
     columns = {Invoice._meta.get_field(name).column for name in loaded} - {"id"}
     assert columns <= set(triggers.INVOICE_COLUMNS)
     # The filters and sorts read these too.
