@@ -517,7 +517,14 @@ def invoice_list_totals(
     buckets = invoice_list_buckets(
         customer, today=today, date_from=query.date_from, date_to=query.date_to
     )
-    if query.q:
+    if (
+        query.q
+        and query.search_ids is not None
+        and not (query.status or query.date_from or query.date_to)
+    ):
+        # The search's id list is the answer: no other filter narrows it.
+        count, lower_bound = len(query.search_ids), False
+    elif query.q:
         found = filtered.order_by().values("pk")[: SEARCH_COUNT_LIMIT + 1].count()
         count, lower_bound = min(found, SEARCH_COUNT_LIMIT), found > SEARCH_COUNT_LIMIT
     elif query.status == UNDER_REVIEW:
