@@ -240,14 +240,16 @@ def main() -> None:
 
     from billing.invoices import list_cache
 
-    def forget(url: str) -> None:
-        """Delete the cached body of `url`, so the next view of it is a first view."""
+    def body_key(url: str) -> str:
         fresh = Customer.objects.get(pk=customer.pk)  # the version as the database has it
         version = list_cache.list_version(fresh)
         params = QueryDict(urlsplit(url).query)
-        cache.delete(list_cache.body_key(customer.pk, version, params,
-                                         today=timezone.localdate(), can_pay=True,
-                                         language=settings.LANGUAGE_CODE))  # fmt: skip
+        return list_cache.body_key(customer.pk, version, params, today=timezone.localdate(),
+                                   can_pay=True, language=settings.LANGUAGE_CODE)  # fmt: skip
+
+    def forget(url: str) -> None:
+        """Delete the cached body of `url`, so the next view of it is a first view."""
+        cache.delete(body_key(url))
 
     def change(round_no: int) -> None:
         # A payment-like write on one of the customer's open invoices (the rollup's
@@ -263,6 +265,8 @@ def main() -> None:
         for url in ["/bench/trivial/", *scenarios.values()]:  # warm up
             timed(client, url)
             timed(client, url)
+        for url in scenarios.values():  # forget() deletes what the view stored
+            assert cache.get(body_key(url)) is not None, url
         first = {name: [] for name in scenarios}
         repeat = {name: [] for name in scenarios}
         base_first = {name: [] for name in scenarios}
