@@ -39,7 +39,7 @@ _VERSION_SQL = f"SELECT version FROM {VERSION_TABLE} WHERE customer_id = %s"  # 
 
 def cache_seconds() -> int:
     """How long a body is kept; 0 switches the cache off."""
-    return getattr(settings, "INVOICE_LIST_CACHE_SECONDS", 900)
+    return getattr(settings, "INVOICE_LIST_CACHE_SECONDS", 300)
 
 
 @lru_cache(maxsize=1)
