@@ -103,17 +103,27 @@ _PG_VERSION = "nextval('invoices_list_version_seq')"
 
 PG_FUNCTIONS = f"""
 CREATE SEQUENCE invoices_list_version_seq;
-CREATE FUNCTION invoices_list_bump(ids bigint[]) RETURNS void LANGUAGE sql AS $$
+-- PL/pgSQL, not SQL functions: PL/pgSQL keeps its statements' plans for the session, a
+-- SQL function plans its INSERT again on every call (a few tenths of a ms per write).
+CREATE FUNCTION invoices_list_bump(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
     INSERT INTO {VERSION_TABLE} (customer_id, version)
     SELECT c, {_PG_VERSION}
     FROM (SELECT DISTINCT c FROM unnest(ids) AS c WHERE c IS NOT NULL) AS changed
     ORDER BY c
-    ON CONFLICT (customer_id) DO UPDATE SET version = EXCLUDED.version
-$$;
-CREATE FUNCTION invoices_list_bump_invoices(ids bigint[]) RETURNS void LANGUAGE sql AS $$
-    SELECT invoices_list_bump(ARRAY(
-        SELECT DISTINCT customer_id FROM invoices_invoice WHERE id = ANY(ids)))
-$$;
+    ON CONFLICT (customer_id) DO UPDATE SET version = EXCLUDED.version;
+END $$;
+CREATE FUNCTION invoices_list_bump_invoices(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM invoices_list_bump(ARRAY(
+        SELECT DISTINCT customer_id FROM invoices_invoice WHERE id = ANY(ids)));
+END $$;
 CREATE FUNCTION invoices_list_bump_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE {VERSION_TABLE} SET version = {_PG_VERSION};
