@@ -10,6 +10,10 @@ transaction as every write of what the list shows (billing.invoices.triggers), s
 path has to remember to announce a change. The version is read *before* anything else of
 the page, so a body computed from data newer than its version is possible, older never.
 
+The count and summary cards (selectors.ListTotals) are cached the same way, keyed by the
+version, the day and the filter only, so another page of a filter already seen (next,
+previous, last, a date jump) skips the totals statement.
+
 The key holds everything else the body depends on: the customer, the version, today's date
 (overdue badges, the Overdue card), the language, whether the person may pay (the row
 menu), the page's query parameters as the page reads them, and a fingerprint of the code
@@ -74,9 +78,32 @@ class ListBody:
     """The cached body of one list view (`html`, None on a miss) and where to store the
     body once rendered (`store`, called by the template's {% list_body %} tag)."""
 
-    def __init__(self, key: str | None, html: str | None = None):
+    def __init__(self, key: str | None, html: str | None = None, *, totals_prefix: str = ""):
         self.key = key
         self.html = html
+        self.totals_prefix = totals_prefix
+
+    def totals(self, filter_key: str, compute):
+        """The list's count and cards for a filter (selectors.ListTotals), cached under the
+        same version: another page of the same filter (next, previous, last, a date jump)
+        does not read them again. `compute` on a miss, and whenever the cache fails."""
+        if self.key is None:
+            return compute()
+        digest = hashlib.sha256(filter_key.encode()).hexdigest()[:32]
+        key = f"{self.totals_prefix}:{digest}"
+        try:
+            found = cache.get(key)
+        except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
+            logger.info("invoice list totals not read from the cache: %s", exc)
+            return compute()
+        if found is not None:
+            return found
+        found = compute()
+        try:
+            cache.set(key, found, cache_seconds())
+        except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
+            logger.info("invoice list totals not cached: %s", exc)
+        return found
 
     def store(self, html: str) -> None:
         if self.key is None:
@@ -102,6 +129,12 @@ def body_key(
     return f"invoice-list:{code_fingerprint()}:{customer_id}:{version}:{digest}"
 
 
+def totals_prefix(customer_id: int, version: int, *, today: datetime.date) -> str:
+    """The start of the totals' keys (then a hash of InvoiceQuery.filter_key()): the same
+    version and day as the body's, neither the language nor the role (numbers only)."""
+    return f"invoice-list-totals:{code_fingerprint()}:{customer_id}:{version}:{today.isoformat()}"
+
+
 def list_body(customer, params, *, today: datetime.date, can_pay: bool) -> ListBody:
     """The cached body for this view, or a miss that knows where to store it: one cache
     get (and the version, usually already read); no cache for a customer without a
@@ -117,4 +150,5 @@ def list_body(customer, params, *, today: datetime.date, can_pay: bool) -> ListB
     except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
         logger.info("invoice list cache unavailable: %s", exc)
         return ListBody(None)
-    return ListBody(key, html if isinstance(html, str) else None)
+    prefix = totals_prefix(customer.pk, version, today=today)
+    return ListBody(key, html if isinstance(html, str) else None, totals_prefix=prefix)

@@ -222,7 +222,10 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         return render(request, "billing/invoice_list.html", {"body": body})
     query = parse_invoice_query(request.GET, customer=customer, today=today)
     filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
-    totals = selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
+    totals = body.totals(
+        query.filter_key(),
+        lambda: selectors.invoice_list_totals(customer, query, today=today, filtered=filtered),
+    )
     rows_qs = selectors.invoice_list_row_values(filtered)
     if query.page > 1 and not (query.cursor or query.last or query.jump):
         # An old ?page=N link: the page after the invoice just before it (found through
