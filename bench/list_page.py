@@ -18,7 +18,6 @@ from the cache, as on the trivial view.
 """
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -249,7 +248,6 @@ def main() -> None:
     from django.utils import timezone
 
     from billing.invoices import list_cache
-    from billing.invoices.filters import parse_invoice_query
 
     def body_key(url: str) -> str:
         fresh = Customer.objects.get(pk=customer.pk)  # the version as the database has it
@@ -264,14 +262,11 @@ def main() -> None:
         cache.delete(body_key(url))
         if totals:
             fresh = Customer.objects.get(pk=customer.pk)
-            prefix = list_cache.totals_prefix(
-                customer.pk, list_cache.list_version(fresh), today=timezone.localdate()
+            version = list_cache.list_version(fresh)
+            params = QueryDict(urlsplit(url).query)
+            cache.delete(
+                list_cache.totals_key(customer.pk, version, params, today=timezone.localdate())
             )
-            query = parse_invoice_query(
-                QueryDict(urlsplit(url).query), customer=customer, today=timezone.localdate()
-            )
-            digest = hashlib.sha256(query.filter_key().encode()).hexdigest()[:32]
-            cache.delete(f"{prefix}:{digest}")
 
     def change(round_no: int) -> None:
         # A payment-like write on one of the customer's open invoices (the rollup's

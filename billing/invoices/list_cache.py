@@ -10,9 +10,10 @@ transaction as every write of what the list shows (billing.invoices.triggers), s
 path has to remember to announce a change. The version is read *before* anything else of
 the page, so a body computed from data newer than its version is possible, older never.
 
-The count and summary cards (selectors.ListTotals) are cached the same way, keyed by the
-version, the day and the filter only, so another page of a filter already seen (next,
-previous, last, a date jump) skips the totals statement.
+The count and summary cards (selectors.ListTotals) are cached the same way (fetched and
+stored with the body, so no extra round trip), keyed by the version, the day and the
+filter only: another page of a filter already seen (next, previous, last, a date jump)
+skips the totals statement.
 
 The key holds everything else the body depends on: the customer, the version, today's date
 (overdue badges, the Overdue card), the language, whether the person may pay (the row
@@ -75,41 +76,42 @@ def list_version(customer) -> int | None:
 
 
 class ListBody:
-    """The cached body of one list view (`html`, None on a miss) and where to store the
-    body once rendered (`store`, called by the template's {% list_body %} tag)."""
+    """What the cache had for one list view: the body (`html`, None on a miss) and the
+    count and cards of its filter (`cached_totals`), read in one round trip; and where to
+    store both once the body is rendered (`store`, called by the template's
+    {% list_body %} tag: one round trip again)."""
 
-    def __init__(self, key: str | None, html: str | None = None, *, totals_prefix: str = ""):
+    def __init__(
+        self,
+        key: str | None,
+        html: str | None = None,
+        *,
+        totals_key: str | None = None,
+        cached_totals=None,
+    ):
         self.key = key
         self.html = html
-        self.totals_prefix = totals_prefix
+        self.totals_key = totals_key
+        self.cached_totals = cached_totals
+        self._new_totals = None
 
-    def totals(self, filter_key: str, compute):
-        """The list's count and cards for a filter (selectors.ListTotals), cached under the
-        same version: another page of the same filter (next, previous, last, a date jump)
-        does not read them again. `compute` on a miss, and whenever the cache fails."""
-        if self.key is None:
-            return compute()
-        digest = hashlib.sha256(filter_key.encode()).hexdigest()[:32]
-        key = f"{self.totals_prefix}:{digest}"
-        try:
-            found = cache.get(key)
-        except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
-            logger.info("invoice list totals not read from the cache: %s", exc)
-            return compute()
-        if found is not None:
-            return found
-        found = compute()
-        try:
-            cache.set(key, found, cache_seconds())
-        except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
-            logger.info("invoice list totals not cached: %s", exc)
-        return found
+    def totals(self, compute):
+        """The list's count and cards (selectors.ListTotals): the cached ones of this filter
+        (another page of it: next, previous, last, a date jump), else `compute()`, stored
+        with the body."""
+        if self.cached_totals is not None:
+            return self.cached_totals
+        self._new_totals = compute()
+        return self._new_totals
 
     def store(self, html: str) -> None:
         if self.key is None:
             return
+        values = {self.key: html}
+        if self._new_totals is not None and self.totals_key:
+            values[self.totals_key] = self._new_totals
         try:
-            cache.set(self.key, html, cache_seconds())
+            cache.set_many(values, cache_seconds())
         except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
             logger.info("invoice list body not cached: %s", exc)
 
@@ -129,26 +131,38 @@ def body_key(
     return f"invoice-list:{code_fingerprint()}:{customer_id}:{version}:{digest}"
 
 
-def totals_prefix(customer_id: int, version: int, *, today: datetime.date) -> str:
-    """The start of the totals' keys (then a hash of InvoiceQuery.filter_key()): the same
-    version and day as the body's, neither the language nor the role (numbers only)."""
-    return f"invoice-list-totals:{code_fingerprint()}:{customer_id}:{version}:{today.isoformat()}"
+# The parameters the count and cards depend on (InvoiceQuery's filter, not its page).
+_FILTER_PARAMS = ("status", "q", "date_from", "date_to")
+
+
+def totals_key(customer_id: int, version: int, params, *, today: datetime.date) -> str:
+    """The key of a filter's count and cards: the body's version and day, the filter's
+    parameters as the page reads them; neither the page, the language nor the role."""
+    data = lenient_params(params)
+    query = json.dumps([data[name] for name in _FILTER_PARAMS], separators=(",", ":"))
+    digest = hashlib.sha256(f"{today.isoformat()}:{query}".encode()).hexdigest()[:32]
+    return f"invoice-list-totals:{code_fingerprint()}:{customer_id}:{version}:{digest}"
 
 
 def list_body(customer, params, *, today: datetime.date, can_pay: bool) -> ListBody:
-    """The cached body for this view, or a miss that knows where to store it: one cache
-    get (and the version, usually already read); no cache for a customer without a
-    version row."""
+    """What the cache has for this view (body, and the totals of its filter: one get), or a
+    miss that knows where to store them. No cache for a customer without a version row."""
     if not cache_seconds():
         return ListBody(None)
     version = list_version(customer)
     if version is None:
         return ListBody(None)
     key = body_key(customer.pk, version, params, today=today, can_pay=can_pay)
+    totals = totals_key(customer.pk, version, params, today=today)
     try:
-        html = cache.get(key)
+        found = cache.get_many([key, totals])
     except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
         logger.info("invoice list cache unavailable: %s", exc)
         return ListBody(None)
-    prefix = totals_prefix(customer.pk, version, today=today)
-    return ListBody(key, html if isinstance(html, str) else None, totals_prefix=prefix)
+    html = found.get(key)
+    return ListBody(
+        key,
+        html if isinstance(html, str) else None,
+        totals_key=totals,
+        cached_totals=found.get(totals),
+    )

@@ -223,8 +223,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
     query = parse_invoice_query(request.GET, customer=customer, today=today)
     filtered = selectors.invoice_filter(customer, query, today=today)  # lazy: no SQL yet
     totals = body.totals(
-        query.filter_key(),
-        lambda: selectors.invoice_list_totals(customer, query, today=today, filtered=filtered),
+        lambda: selectors.invoice_list_totals(customer, query, today=today, filtered=filtered)
     )
     rows_qs = selectors.invoice_list_row_values(filtered)
     if query.page > 1 and not (query.cursor or query.last or query.jump):
