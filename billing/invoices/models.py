@@ -562,3 +562,27 @@ class InvoiceRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.currency} {self.status} {self.issue_month}"
+
+
+class InvoiceListVersion(models.Model):
+    """A value that changes whenever anything the customer's invoice list shows changes:
+    the key of the cached list body (billing.invoices.list_cache).
+
+    Written only by database triggers (billing.invoices.triggers; migrations
+    invoices.0007, payments.0009, collections.0003) in the same transaction as the write:
+    invoices (the columns the list reads), their lines (the search), credit notes, reports
+    (Under review), payments (Payment processing) and IP block prefixes (the search). No
+    service, bulk write, queryset.update(), admin action or raw SQL can forget it. On
+    PostgreSQL the value comes from a sequence (never handed out twice), on SQLite a random
+    64-bit number; a customer without a row is never served from the cache.
+    """
+
+    # The reverse name is joined into the login's membership query
+    # (settings.MEMBERSHIP_CUSTOMER_RELATED).
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="invoice_list_version"
+    )
+    version = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.version}"

@@ -152,7 +152,7 @@ _MAX_ID = 2**63 - 1
 
 @dataclass
 class KeysetPage:
-    rows: list[Invoice]
+    rows: list  # ListRow (invoice_list_row_values) or Invoice
     has_previous: bool
     has_next: bool
 
@@ -208,17 +208,22 @@ def invoice_keyset_page(
         start = None if last else (cursor.value, cursor.pk)
         rows = _walk(qs, column, not descending, start, limit + 1)
         has_previous = len(rows) > limit
-        rows = rows[:limit]
+        rows = _as_rows(rows[:limit])
         rows.reverse()
         return KeysetPage(rows, has_previous, has_next=not last)
     if jump is not None:
         start = (jump, _MAX_ID) if descending else (jump - datetime.timedelta(days=1), _MAX_ID)
         rows = _walk(qs, column, descending, start, limit + 1)
         before = _walk(qs, column, not descending, start, 1)  # anything before the date?
-        return KeysetPage(rows[:limit], bool(before), len(rows) > limit)
+        return KeysetPage(_as_rows(rows[:limit]), bool(before), len(rows) > limit)
     start = None if cursor is None else (cursor.value, cursor.pk)
     rows = _walk(qs, column, descending, start, limit + 1)
-    return KeysetPage(rows[:limit], cursor is not None, len(rows) > limit)
+    return KeysetPage(_as_rows(rows[:limit]), cursor is not None, len(rows) > limit)
+
+
+def _as_rows(rows: list) -> list:
+    """Tuples of invoice_list_row_values as ListRows; model instances stay as they are."""
+    return [ListRow(row) if isinstance(row, tuple) else row for row in rows]
 
 
 def cursor_value(invoice: Invoice, sort_key: str):
@@ -256,6 +261,26 @@ def _row_flags_sql(vendor: str) -> dict[str, str]:
 
 _ROW_FLAGS: dict[str, dict[str, str]] = {}
 
+# The invoice columns a list row reads (the list's version triggers watch these:
+# billing.invoices.triggers.INVOICE_COLUMNS).
+LIST_ROW_FIELDS = (
+    "id",
+    "number",
+    "customer_id",
+    "contract_id",
+    "status",
+    "currency",
+    "period_start",
+    "period_end",
+    "issue_date",
+    "due_date",
+    "total",
+    "amount_paid",
+    "applied_balance",
+    "pre_payment_credit_notes_amount",
+    "post_payment_credit_notes_amount",
+)
+
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
     """Only the columns a list row shows, whether each is under review, whether a bank
@@ -267,23 +292,39 @@ def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
         under_review=RawSQL(flags["under_review"], (), output_field=BooleanField()),  # noqa: S611
         payment_processing=RawSQL(flags["payment_processing"], (), output_field=BooleanField()),  # noqa: S611
         credit_note_list=RawSQL(flags["credit_note_list"], (), output_field=CharField()),  # noqa: S611
-    ).only(
-        "id",
-        "number",
-        "customer_id",
-        "contract_id",
-        "status",
-        "currency",
-        "period_start",
-        "period_end",
-        "issue_date",
-        "due_date",
-        "total",
-        "amount_paid",
-        "applied_balance",
-        "pre_payment_credit_notes_amount",
-        "post_payment_credit_notes_amount",
-    )
+    ).only(*LIST_ROW_FIELDS)
+
+
+def invoice_list_row_values(qs: QuerySet[Invoice]) -> QuerySet:
+    """invoice_list_rows as tuples (LIST_ROW_FIELDS, then the flags and credit notes), for
+    ListRow: building 25 model instances with 35 deferred fields each cost more than the
+    query (about 1 ms of Python per page)."""
+    return invoice_list_rows(qs).values_list(*LIST_ROW_FIELDS, *_ROW_EXTRAS)
+
+
+_ROW_EXTRAS = ("under_review", "payment_processing", "credit_note_list")
+
+
+class ListRow:
+    """One row of the invoice list: the columns it reads, with the model's own rules (the
+    same property objects and methods as Invoice's, so they are stated once)."""
+
+    __slots__ = (*LIST_ROW_FIELDS, *_ROW_EXTRAS)
+
+    def __init__(self, values: tuple):
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    ref = Invoice.ref
+    amount_due = Invoice.amount_due
+    amount_remaining = Invoice.amount_remaining
+    has_einvoice = Invoice.has_einvoice
+    is_payable = Invoice.is_payable
+    is_overdue = Invoice.is_overdue
 
 
 def credit_notes_of(row: Invoice) -> list[tuple[str, Decimal]]:
@@ -502,7 +543,14 @@ def invoice_list_totals(
     buckets = invoice_list_buckets(
         customer, today=today, date_from=query.date_from, date_to=query.date_to
     )
-    if query.q:
+    if (
+        query.q
+        and query.search_ids is not None
+        and not (query.status or query.date_from or query.date_to)
+    ):
+        # The search's id list is the answer: no other filter narrows it.
+        count, lower_bound = len(query.search_ids), False
+    elif query.q:
         found = filtered.order_by().values("pk")[: SEARCH_COUNT_LIMIT + 1].count()
         count, lower_bound = min(found, SEARCH_COUNT_LIMIT), found > SEARCH_COUNT_LIMIT
     elif query.status == UNDER_REVIEW:

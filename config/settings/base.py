@@ -362,6 +362,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 # Users come with their memberships in one query (every customer page needs both).
 AUTHENTICATION_BACKENDS = ["contracts.backends.MemberBackend"]
+# One-to-one rows of the customer that MemberBackend joins into the query it already makes
+# for the user and memberships (contracts knows no billing model; this wires them): the
+# invoice list's cache version, so a repeat view of /invoices/ pays no query of its own.
+MEMBERSHIP_CUSTOMER_RELATED = ["invoice_list_version"]
 # Sessions are read from the cache (Redis in production) and written through to the
 # database: a page view saves a database round trip, and neither a cache flush nor an
 # outage logs anybody out (config/sessions.py).

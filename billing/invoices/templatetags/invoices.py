@@ -3,6 +3,7 @@
 import datetime
 
 from django import template
+from django.utils.safestring import mark_safe
 
 from billing.invoices.models import Invoice
 
@@ -12,3 +13,27 @@ register = template.Library()
 @register.filter
 def overdue_on(invoice: Invoice, today: datetime.date) -> bool:
     return invoice.is_overdue(today)
+
+
+class ListBodyNode(template.Node):
+    def __init__(self, nodelist: template.NodeList):
+        self.nodelist = nodelist
+
+    def render(self, context) -> str:
+        body = context.get("body")
+        if body is not None and body.html is not None:
+            return mark_safe(body.html)  # noqa: S308 - rendered (and escaped) by this node earlier
+        html = self.nodelist.render(context)
+        if body is not None:
+            body.store(html)
+        return html
+
+
+@register.tag
+def list_body(parser, token):
+    """{% list_body %}...{% endlist_body %}: the invoice list's body, from the cache when
+    the view found it there (context `body`, billing.invoices.list_cache.ListBody), else
+    rendered and handed to the cache."""
+    nodelist = parser.parse(("endlist_body",))
+    parser.delete_first_token()
+    return ListBodyNode(nodelist)

@@ -194,7 +194,9 @@ def _queries(client, url, params=None) -> int:
     return len(ctx.captured_queries)
 
 
-def test_queries_grow_neither_with_rows_nor_with_the_page(client_owner, customer):
+def test_queries_grow_neither_with_rows_nor_with_the_page(client_owner, customer, settings):
+    # Computed views (the body cache off; its repeat views: test_list_body_cache.py).
+    settings.INVOICE_LIST_CACHE_SECONDS = 0
     for i in range(3):
         invoice_on(customer, datetime.date(2025, 1, 1 + i))
     few = _queries(client_owner, LIST, {"per_page": "10"})
@@ -210,3 +212,17 @@ def test_queries_grow_neither_with_rows_nor_with_the_page(client_owner, customer
     # The user with memberships, the totals statement (rollup and its bounded
     # corrections), the rows with their flags and credit notes; the session is cached.
     assert many == 3
+
+
+def test_a_search_counts_its_ids_without_another_query(client_owner, customer, settings):
+    settings.INVOICE_LIST_CACHE_SECONDS = 0  # computed views
+    invoices = [invoice_on(customer, datetime.date(2025, 3, 1 + i)) for i in range(3)]
+    number = invoices[1].number
+    alone = client_owner.get(LIST, {"q": number})
+    assert alone.context["count"] == 1 and _refs(alone) == [number]
+    # The user with memberships, the search's ids, the totals, the rows: the id list is
+    # the count. With another filter the count is one more (bounded) query.
+    assert _queries(client_owner, LIST, {"q": number}) == 4
+    filtered = client_owner.get(LIST, {"q": number, "status": "paid"})
+    assert filtered.context["count"] == 0
+    assert _queries(client_owner, LIST, {"q": number, "status": "paid"}) == 5
