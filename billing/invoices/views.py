@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from billing.invoices import selectors
 from billing.invoices.models import InvoiceStatus
 from contracts.context import member_required
+from core import l10n
 
 from .filters import (
     DEFAULT_PAGE_SIZE,
@@ -69,6 +70,21 @@ class _Amounts:
         return f"{value:,.2f}".translate(self.table)
 
 
+class _Dates:
+    """Dates as the page's language writes them ("1 Mar 2026", "01.03.2026"), each distinct
+    date formatted once per page (a page's rows share few issue and due dates)."""
+
+    def __init__(self):
+        self.seen: dict = {}
+
+    def __call__(self, value) -> str:
+        if value is None:
+            return "—"
+        if value not in self.seen:
+            self.seen[value] = l10n.date(value)
+        return self.seen[value]
+
+
 class _Urls:
     """Each row URL reversed once per request (with a placeholder) instead of per row."""
 
@@ -115,6 +131,7 @@ def _rows_html(invoices, *, today, can_pay: bool) -> str:
     }
     status_label = {value: escape(text) for value, text in InvoiceStatus.choices}
     amount = _Amounts()
+    date = _Dates()
     out = []
     for inv in invoices:
         ref = inv.ref
@@ -171,9 +188,9 @@ def _rows_html(invoices, *, today, can_pay: bool) -> str:
             f'<td class="col-select">{select}</td>'
             f'<td class="col-number"><a href="{url}">{number or label["draft"]}</a></td>'
             f'<td class="col-issued" data-label="{label["issued"]}">'
-            f"{inv.issue_date.isoformat() if inv.issue_date else '—'}</td>"
+            f"{date(inv.issue_date)}</td>"
             f'<td class="col-due" data-label="{label["due"]}">'
-            f"{inv.due_date.isoformat() if inv.due_date else '—'}</td>"
+            f"{date(inv.due_date)}</td>"
             f'<td class="num col-amount">{amount(inv.total)} {currency}</td>'
             f'<td class="col-status">{badge}</td>'
             f'<td class="{credit_class}" data-label="{label["credit"]}">{credit}</td>'
