@@ -6,8 +6,8 @@ customer page is added, add it here and both suites check it.
 """
 
 import datetime
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from html.parser import HTMLParser
 
 from billing.api.models import ApiScope, WebhookAttempt, WebhookDelivery

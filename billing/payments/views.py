@@ -19,6 +19,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from billing.invoices.documents.content import buyer as document_buyer
 from billing.invoices.documents.content import language as document_language
 from billing.invoices.links import invoice_for_pay_token
 from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
@@ -123,18 +124,19 @@ def _hosted_invoice_context(invoice: Invoice, token: str, *, is_member: bool) ->
         pdf_url = _with_token(
             reverse("invoices:invoice-pdf-for-link", args=[invoice.number]), token
         )
-    customer = invoice.customer
+    bill_to = document_buyer(invoice)
     return {
         "invoice": invoice,
         "token": token,
         "is_member": is_member,
         "today": timezone.localdate(),
         "seller": settings.SELLER,
-        "bill_to_name": invoice.bill_to_name or customer.name,
+        # The buyer as the PDF prints it: the address in its parts, the country in words.
+        "bill_to_name": bill_to.name or invoice.customer.name,
         "bill_to_lines": [
-            line for line in (invoice.bill_to_address or "").splitlines() if line.strip()
-        ]
-        or customer.address_lines,
+            *bill_to.address_lines,
+            *([l10n.country_name(bill_to.country)] if bill_to.country else []),
+        ],
         "lines": list(invoice.lines.all()),
         "tax_lines": list(invoice.tax_lines.all()),
         "pdf_url": pdf_url,
