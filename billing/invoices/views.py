@@ -5,12 +5,13 @@ billing.payments.views.
 """
 
 import csv
+import functools
 from urllib.parse import quote, urlencode
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import get_format
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -70,19 +71,21 @@ class _Amounts:
         return f"{value:,.2f}".translate(self.table)
 
 
+@functools.lru_cache(maxsize=4096)
+def _date_text(value, language: str) -> str:
+    return l10n.date(value, language)
+
+
 class _Dates:
-    """Dates as the page's language writes them ("1 Mar 2026", "01.03.2026"), each distinct
-    date formatted once per page (a page's rows share few issue and due dates)."""
+    """Dates as the page's language writes them ("1 Mar 2026", "01.03.2026"). Babel takes
+    about 8 µs a date; a page's rows repeat the same few dates and so do page views, so
+    each (date, language) is formatted once per process."""
 
     def __init__(self):
-        self.seen: dict = {}
+        self.language = translation.get_language() or "en"
 
     def __call__(self, value) -> str:
-        if value is None:
-            return "—"
-        if value not in self.seen:
-            self.seen[value] = l10n.date(value)
-        return self.seen[value]
+        return "—" if value is None else _date_text(value, self.language)
 
 
 class _Urls:
