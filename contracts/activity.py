@@ -1,6 +1,9 @@
 """How customers read their contract entries (see core.activity)."""
 
-from core.activity import actor_phrase, customer_action
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+
+from core.activity import actor_phrase, customer_action, date_text
 
 from .models import CancellationReason, contract_reference
 from .selectors import CUSTOMER_FIELD_ORDER, details_field_label
@@ -13,39 +16,64 @@ def _ref(entry) -> str:
 @customer_action("contract.created", kind="contracts")
 def _created(entry, loaded) -> str:
     blocks = ", ".join(entry.after.get("blocks") or [])
-    return f"Contract {_ref(entry)} started" + (f" for {blocks}" if blocks else "")
+    if blocks:
+        return _("Contract %(contract)s started for %(blocks)s") % {
+            "contract": _ref(entry),
+            "blocks": blocks,
+        }
+    return _("Contract %(contract)s started") % {"contract": _ref(entry)}
 
 
 @customer_action("contract.past_due", kind="contracts")
 def _past_due(entry, loaded) -> str:
-    return f"Contract {_ref(entry)} is past due: one of its invoices is overdue"
+    return _("Contract %(contract)s is past due: one of its invoices is overdue") % {
+        "contract": _ref(entry)
+    }
 
 
 @customer_action("contract.active", kind="contracts")
 def _restored(entry, loaded) -> str:
-    return f"Contract {_ref(entry)} is back in good standing"
+    return _("Contract %(contract)s is back in good standing") % {"contract": _ref(entry)}
 
 
 @customer_action("contract.cancelled", kind="contracts")
 def _cancelled(entry, loaded) -> str:
-    reason = {
-        CancellationReason.NON_PAYMENT: " for non-payment",
-        CancellationReason.CUSTOMER_REQUEST: " at your request",
-        CancellationReason.STAFF: " by our billing team",
-    }.get(entry.after.get("reason") or "", actor_phrase(entry))
-    return f"Contract {_ref(entry)} cancelled{reason}"
+    reason = entry.after.get("reason") or ""
+    if reason == CancellationReason.NON_PAYMENT:
+        text = _("Contract %(contract)s cancelled for non-payment")
+    elif reason == CancellationReason.CUSTOMER_REQUEST:
+        text = _("Contract %(contract)s cancelled at your request")
+    elif reason == CancellationReason.STAFF:
+        text = _("Contract %(contract)s cancelled by our billing team")
+    else:
+        return _("Contract %(contract)s cancelled%(by)s") % {
+            "contract": _ref(entry),
+            "by": actor_phrase(entry),
+        }
+    return text % {"contract": _ref(entry)}
 
 
 @customer_action("contract.grace_extended", kind="contracts")
 def _extended(entry, loaded) -> str:
-    until = entry.after.get("grace_extended_until")
-    return f"Payment deadline of contract {_ref(entry)} extended to {until}{actor_phrase(entry)}"
+    return _("Payment deadline of contract %(contract)s extended to %(date)s%(by)s") % {
+        "contract": _ref(entry),
+        "date": date_text(entry.after.get("grace_extended_until")),
+        "by": actor_phrase(entry),
+    }
 
 
 @customer_action("customer.details_changed", kind="account")
 def _details(entry, loaded) -> str:
     """Which fields changed (their values are on the Billing details page's history)."""
     changed = [f for f in CUSTOMER_FIELD_ORDER if f in entry.before or f in entry.after]
-    by = " by our billing team" if entry.actor and entry.actor.is_staff else actor_phrase(entry)
-    fields = ", ".join(details_field_label(f).lower() for f in changed)
-    return f"Billing details changed{by}" + (f": {fields}" if fields else "")
+    staff = entry.actor and entry.actor.is_staff
+    by = _(" by our billing team") if staff else actor_phrase(entry)
+    # German capitalises nouns: the field names keep their capitals there.
+    fields = ", ".join(_lowered(details_field_label(f)) for f in changed)
+    if fields:
+        return _("Billing details changed%(by)s: %(fields)s") % {"by": by, "fields": fields}
+    return _("Billing details changed%(by)s") % {"by": by}
+
+
+def _lowered(label: str) -> str:
+    return label if (get_language() or "en").startswith("de") else label.lower()

@@ -29,6 +29,8 @@ from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from core.audit import Actor, audit_record
 
@@ -181,10 +183,10 @@ def login_counter() -> FailureCounter:
 
 def _minutes(seconds: int) -> str:
     minutes = max(1, math.ceil(seconds / 60))
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
 
 
-LOCKED_MESSAGE = (
+LOCKED_MESSAGE = _(
     "Too many failed log-in attempts for this account from your network. "
     "For your security, log-in is locked; try again in %(wait)s or reset your password."
 )
@@ -227,14 +229,15 @@ class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
 
     error_messages = {
         **ThrottleMixin.error_messages,
-        "invalid_login": "Please enter a correct e-mail address and password. "
-        "The password is case-sensitive.",
+        "invalid_login": _(
+            "Please enter a correct e-mail address and password. The password is case-sensitive."
+        ),
     }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["username"]
-        field.label = "E-mail"
+        field.label = _("E-mail")
         field.widget.attrs.update({"autocomplete": "username", "inputmode": "email"})
 
 
@@ -243,7 +246,7 @@ class EmailPasswordResetForm(PasswordResetForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["email"].label = "E-mail"
+        self.fields["email"].label = _("E-mail")
 
 
 class ConfirmingLogoutView(LogoutView):
@@ -251,7 +254,7 @@ class ConfirmingLogoutView(LogoutView):
 
     def post(self, request, *args, **kwargs) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
-        messages.success(request, "You are logged out.")
+        messages.success(request, gettext("You are logged out."))
         return response
 
 
@@ -291,7 +294,7 @@ def password_reset_counters() -> tuple[FailureCounter, FailureCounter]:
     )
 
 
-RESET_LOCKED_MESSAGE = (
+RESET_LOCKED_MESSAGE = _(
     "Too many password reset requests from your network. Please try again in %(wait)s."
 )
 

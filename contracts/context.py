@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext_lazy as _
 
 from .models import Membership
 
@@ -69,7 +70,7 @@ def member_required(*, paying: bool = False) -> Callable:
             if membership is None:
                 return redirect("contracts:no-customer")
             if paying and not membership.can_pay:
-                raise PermissionDenied("Your role can view invoices but not pay them.")
+                raise PermissionDenied(_("Your role can view invoices but not pay them."))
             request.membership = membership
             request.customer = membership.customer
             return view(request, *args, **kwargs)

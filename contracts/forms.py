@@ -5,6 +5,8 @@ import re
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, DocumentLanguage
 from .services import BILLING_DETAIL_FIELDS, CUSTOMER_FIELDS, customer_details_clean
@@ -28,51 +30,57 @@ class EmailListField(forms.CharField):
 
 
 class BillingDetailsForm(forms.Form):
-    name = forms.CharField(label="Legal name", max_length=200)
-    address_line1 = forms.CharField(label="Address", max_length=200, required=False)
-    address_line2 = forms.CharField(label="Address (line 2)", max_length=200, required=False)
-    postal_code = forms.CharField(label="Postal code", max_length=20, required=False)
-    city = forms.CharField(max_length=100, required=False)
-    state = forms.CharField(label="State or region", max_length=100, required=False)
-    country = forms.ChoiceField(choices=())
+    name = forms.CharField(label=_("Legal name"), max_length=200)
+    address_line1 = forms.CharField(label=_("Address"), max_length=200, required=False)
+    address_line2 = forms.CharField(label=_("Address (line 2)"), max_length=200, required=False)
+    postal_code = forms.CharField(label=_("Postal code"), max_length=20, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
+    state = forms.CharField(label=_("State or region"), max_length=100, required=False)
+    country = forms.ChoiceField(label=_("Country"), choices=())
     email = forms.EmailField(
-        label="Billing e-mail",
-        help_text="Invoices, reminders and receipts go here; this address is printed on invoices.",
+        label=_("Billing e-mail"),
+        help_text=_(
+            "Invoices, reminders and receipts go here; this address is printed on invoices."
+        ),
     )
     billing_cc_emails = EmailListField(
-        label="Further billing e-mails",
+        label=_("Further billing e-mails"),
         required=False,
-        help_text="Everyone here gets every invoice, reminder and receipt too. "
-        "One per line or separated by commas.",
+        help_text=_(
+            "Everyone here gets every invoice, reminder and receipt too. "
+            "One per line or separated by commas."
+        ),
     )
     purchase_order_reference = forms.CharField(
-        label="Purchase order reference",
+        label=_("Purchase order reference"),
         max_length=100,
         required=False,
-        help_text="Your order number, printed on every invoice.",
+        help_text=_("Your order number, printed on every invoice."),
     )
     buyer_reference = forms.CharField(
-        label="Buyer reference (Leitweg-ID)",
+        label=_("Buyer reference (Leitweg-ID)"),
         max_length=100,
         required=False,
-        help_text="For German public bodies: the Leitweg-ID e-invoices are routed by.",
+        help_text=_("For German public bodies: the Leitweg-ID e-invoices are routed by."),
     )
     tax_id = forms.CharField(
-        label="VAT id or GSTIN",
+        label=_("VAT id or GSTIN"),
         max_length=40,
         required=False,
-        help_text="EU businesses: your VAT number with its country prefix (Greece: EL). "
-        "India: your 15-character GSTIN.",
+        help_text=_(
+            "EU businesses: your VAT number with its country prefix (Greece: EL). "
+            "India: your 15-character GSTIN."
+        ),
     )
     document_language = forms.ChoiceField(
-        label="Language of documents", choices=DocumentLanguage.choices
+        label=_("Language of documents"), choices=DocumentLanguage.choices
     )
 
     def __init__(self, *args, customer: Customer, **kwargs):
         initial = {f: getattr(customer, f) for f in BILLING_DETAIL_FIELDS}
         super().__init__(*args, initial=initial, **kwargs)
         self.customer = customer
-        self.fields["country"].choices = [("", "Choose a country"), *country_choices()]
+        self.fields["country"].choices = [("", gettext("Choose a country")), *country_choices()]
 
     def clean(self):
         data = super().clean()

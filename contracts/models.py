@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 EU_COUNTRIES = frozenset(
     "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
@@ -114,9 +115,9 @@ class Customer(models.Model):
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    BILLING = "billing", "Billing"
-    VIEWER = "viewer", "Viewer"
+    OWNER = "owner", _("Owner")
+    BILLING = "billing", pgettext_lazy("role", "Billing")
+    VIEWER = "viewer", _("Viewer")
 
 
 # Roles that may pay, download, manage payment methods and API tokens.
@@ -152,9 +153,9 @@ class Registry(models.TextChoices):
 
 
 class BlockStatus(models.TextChoices):
-    AVAILABLE = "available", "Available"
-    LEASED = "leased", "Leased"
-    DEACTIVATED = "deactivated", "Deactivated"
+    AVAILABLE = "available", _("Available")
+    LEASED = "leased", _("Leased")
+    DEACTIVATED = "deactivated", _("Deactivated")
 
 
 BLOCK_TRANSITIONS = {
@@ -228,9 +229,9 @@ CONTRACT_TRANSITIONS = {
 
 
 class CancellationReason(models.TextChoices):
-    NON_PAYMENT = "non_payment", "Non-payment"
-    CUSTOMER_REQUEST = "customer_request", "Customer request"
-    STAFF = "staff", "Cancelled by staff"
+    NON_PAYMENT = "non_payment", _("Non-payment")
+    CUSTOMER_REQUEST = "customer_request", _("Customer request")
+    STAFF = "staff", _("Cancelled by staff")
 
 
 def contract_reference(pk: int) -> str:
@@ -301,8 +302,8 @@ class LeaseContract(models.Model):
 
 
 class ResourceStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    REMOVED = "removed", "Removed"
+    ACTIVE = "active", _("Active")
+    REMOVED = "removed", _("Removed")
 
 
 class AssignmentRequest(models.Model):

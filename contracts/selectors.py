@@ -18,6 +18,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.models import AuditEntry
 
@@ -140,19 +142,28 @@ def _shown(field_name: str, value) -> str:
     if field_name == "document_language":
         return DocumentLanguage(value).label if value in DocumentLanguage.values else value
     if field_name == "is_business":
-        return "yes" if value else "no"
+        return gettext("yes") if value else gettext("no")
     return str(value)
 
 
 # As the page labels them (the model's verbose names are admin's).
 _LABELS = {
-    "address_line1": "Address",
-    "address_line2": "Address (line 2)",
-    "state": "State or region",
-    "tax_id": "VAT id or GSTIN",
-    "buyer_reference": "Buyer reference (Leitweg-ID)",
-    "document_language": "Language of documents",
-    "is_business": "Business customer",
+    "name": _("Legal name"),
+    "address_line1": _("Address"),
+    "address_line2": _("Address (line 2)"),
+    "postal_code": _("Postal code"),
+    "city": _("City"),
+    "state": _("State or region"),
+    "country": _("Country"),
+    "email": _("Billing e-mail"),
+    "billing_cc_emails": _("Further billing e-mails"),
+    "purchase_order_reference": _("Purchase order reference"),
+    "tax_id": _("VAT id or GSTIN"),
+    "buyer_reference": _("Buyer reference (Leitweg-ID)"),
+    "document_language": _("Language of documents"),
+    "phone": _("Phone"),
+    "is_business": _("Business customer"),
+    "default_currency": _("Default currency"),
 }
 
 
@@ -163,7 +174,7 @@ def details_field_label(field_name: str) -> str:
 
 def _label(field_name: str) -> str:
     if field_name in _LABELS:
-        return _LABELS[field_name]
+        return str(_LABELS[field_name])
     try:
         label = str(Customer._meta.get_field(field_name).verbose_name)
     except FieldDoesNotExist:
@@ -183,7 +194,7 @@ def billing_details_history(customer: Customer, *, limit: int = 50) -> list[Deta
     )
     history = []
     for entry in entries:
-        by = "Staff" if entry.actor and entry.actor.is_staff else entry.actor_label
+        by = gettext("Staff") if entry.actor and entry.actor.is_staff else entry.actor_label
         fields = [f for f in CUSTOMER_FIELD_ORDER if f in entry.before or f in entry.after]
         history.append(
             DetailsChange(

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.audit import Actor, audit_record
 from core.errors import DomainError, check_transition
@@ -349,11 +350,13 @@ def _clean_emails(values) -> list[str]:
         try:
             validate_email(email)
         except ValidationError:
-            raise ValidationError(f"“{email}” is not a valid e-mail address.") from None
+            raise ValidationError(
+                _("“%(email)s” is not a valid e-mail address.") % {"email": email}
+            ) from None
         if email.lower() not in {e.lower() for e in emails}:
             emails.append(email)
     if len(emails) > MAX_CC_EMAILS:
-        raise ValidationError(f"At most {MAX_CC_EMAILS} further addresses.")
+        raise ValidationError(_("At most %(count)s further addresses.") % {"count": MAX_CC_EMAILS})
     return emails
 
 
@@ -369,11 +372,11 @@ def customer_details_clean(values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(data.get(key), str):
             data[key] = data[key].strip()
     if not data.get("name"):
-        errors["name"] = "Enter the legal name invoices are made out to."
+        errors["name"] = _("Enter the legal name invoices are made out to.")
     try:
         validate_email(data.get("email") or "")
     except ValidationError:
-        errors["email"] = "Enter the e-mail address invoices go to."
+        errors["email"] = _("Enter the e-mail address invoices go to.")
     try:
         data["billing_cc_emails"] = _clean_emails(data.get("billing_cc_emails"))
     except ValidationError as exc:
@@ -381,9 +384,9 @@ def customer_details_clean(values: dict[str, Any]) -> dict[str, Any]:
     country = (data.get("country") or "").upper()
     data["country"] = country
     if len(country) != 2 or not country.isalpha() or country_name(country) == country:
-        errors["country"] = "Choose the country of the billing address."
+        errors["country"] = _("Choose the country of the billing address.")
     if data.get("document_language") not in DocumentLanguage.values:
-        errors["document_language"] = "Choose English or German."
+        errors["document_language"] = _("Choose English or German.")
     if "country" not in errors:
         try:
             data["tax_id"] = tax_id_clean(country=country, tax_id=data.get("tax_id") or "")

@@ -6,13 +6,17 @@ country; the billing details form, admin and the tax decision all call it, so an
 that fails here never turns on reverse charge.
 """
 
-from babel import Locale
+import unicodedata
+
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 from stdnum import exceptions as stdnum_errors
 from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.in_ import gstin
 from stdnum.util import clean
+
+from core.l10n import babel_locale
 
 from .models import EU_COUNTRIES
 
@@ -22,37 +26,48 @@ _PREFIX_COUNTRY = {prefix: cc for cc, prefix in VAT_PREFIX.items()}
 
 
 # Codes Babel names that are regions or placeholders, not countries.
-_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ"})
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ", "XA", "XB"})  # XA, XB: pseudo-locales
 
 
 def country_name(code: str) -> str:
-    """English name of an ISO 3166 country code; the code itself when it names none."""
+    """Name of an ISO 3166 country code in the active language ("Germany", "Deutschland");
+    the code itself when it names none."""
     code = code.upper()
     if code in _NOT_COUNTRIES or len(code) != 2 or not code.isalpha():
         return code
-    return Locale("en").territories.get(code, code)
+    return babel_locale().territories.get(code, code)
+
+
+def _sort_key(name: str) -> str:
+    # "Österreich" sorts with the O's, as a German reader looks for it, not after "Zypern".
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
 
 
 def country_choices() -> list[tuple[str, str]]:
-    names = Locale("en").territories
+    """Every country, named and sorted in the active language (the page's)."""
+    names = babel_locale().territories
     return sorted(
         (
             (code, names[code])
             for code in names
             if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES
         ),
-        key=lambda item: item[1],
+        key=lambda item: _sort_key(item[1]),
     )
 
 
 def _problem(error: stdnum_errors.ValidationError, what: str, number: str) -> str:
+    values = {"number": number, "what": what}
     if isinstance(error, stdnum_errors.InvalidLength):
-        return f"{number} has the wrong number of characters for {what}."
+        return _("%(number)s has the wrong number of characters for %(what)s.") % values
     if isinstance(error, stdnum_errors.InvalidChecksum):
-        return f"{number} is not a valid {what}: its check digit does not match (a typo?)."
+        return (
+            _("%(number)s is not a valid %(what)s: its check digit does not match (a typo?).")
+            % values
+        )
     if isinstance(error, stdnum_errors.InvalidFormat):
-        return f"{number} is not in the format of {what}."
-    return f"{number} is not a valid {what}: a part of it is not one that is issued."
+        return _("%(number)s is not in the format of %(what)s.") % values
+    return _("%(number)s is not a valid %(what)s: a part of it is not one that is issued.") % values
 
 
 def _eu_vat(country: str, raw: str) -> str:
@@ -64,25 +79,37 @@ def _eu_vat(country: str, raw: str) -> str:
     prefix = number[:2]
     if country == "GR" and prefix == "GR":
         raise ValidationError(
-            f"Greek VAT numbers start with EL, not GR: write EL{number[2:]}.", code="prefix"
+            _("Greek VAT numbers start with EL, not GR: write %(number)s.")
+            % {"number": f"EL{number[2:]}"},
+            code="prefix",
         )
     if prefix != VAT_PREFIX[country]:
         other = _PREFIX_COUNTRY.get(prefix)
         if other:
             raise ValidationError(
-                f"{number} is a VAT number from {country_name(other)}, but the billing "
-                f"country is {name}. Enter a VAT number from {name} (starting with "
-                f"{VAT_PREFIX[country]}) or change the country.",
+                _(
+                    "%(number)s is a VAT number from %(other)s, but the billing country is "
+                    "%(country)s. Enter a VAT number from %(country)s (starting with "
+                    "%(prefix)s) or change the country."
+                )
+                % {
+                    "number": number,
+                    "other": country_name(other),
+                    "country": name,
+                    "prefix": VAT_PREFIX[country],
+                },
                 code="foreign",
             )
         raise ValidationError(
-            f"{raw} is not a VAT number: VAT numbers from {name} start with {VAT_PREFIX[country]}.",
+            _("%(number)s is not a VAT number: VAT numbers from %(country)s start with %(prefix)s.")
+            % {"number": raw, "country": name, "prefix": VAT_PREFIX[country]},
             code="prefix",
         )
     try:
         return eu_vat.validate(number)
     except stdnum_errors.ValidationError as exc:
-        raise ValidationError(_problem(exc, f"{name} VAT number", number), code="invalid") from None
+        what = _("%(country)s VAT number") % {"country": name}
+        raise ValidationError(_problem(exc, what, number), code="invalid") from None
 
 
 def _gstin(raw: str) -> str:
@@ -93,17 +120,23 @@ def _gstin(raw: str) -> str:
         # stdnum reports every bad part alike; the state code is the one people get wrong.
         if len(number) >= 2 and number[:2] not in gstin._STATE_CODES:
             raise ValidationError(
-                f"{number} is not a valid GSTIN: {number[:2]} is not an Indian state code "
-                "(the first two digits, e.g. 27 for Maharashtra).",
+                _(
+                    "%(number)s is not a valid GSTIN: %(state)s is not an Indian state code "
+                    "(the first two digits, e.g. 27 for Maharashtra)."
+                )
+                % {"number": number, "state": number[:2]},
                 code="state",
             ) from None
         raise ValidationError(
-            f"{number} is not a valid GSTIN: characters 13-14 must be the registration "
-            "number and Z.",
+            _(
+                "%(number)s is not a valid GSTIN: characters 13-14 must be the registration "
+                "number and Z."
+            )
+            % {"number": number},
             code="invalid",
         ) from None
     except stdnum_errors.ValidationError as exc:
-        raise ValidationError(_problem(exc, "GSTIN", number), code="invalid") from None
+        raise ValidationError(_problem(exc, _("GSTIN"), number), code="invalid") from None
 
 
 def tax_id_clean(*, country: str, tax_id: str) -> str:
@@ -122,13 +155,13 @@ def tax_id_clean(*, country: str, tax_id: str) -> str:
     module = get_cc_module(country.lower(), "vat") if len(country) == 2 else None
     if module is None:
         if len(raw) > 32:
-            raise ValidationError("A tax id has at most 32 characters.", code="length")
+            raise ValidationError(_("A tax id has at most 32 characters."), code="length")
         return raw
     number = module.compact(raw)
     try:
         return module.validate(number)
     except stdnum_errors.ValidationError as exc:
-        what = f"{country_name(country)} tax id"
+        what = _("%(country)s tax id") % {"country": country_name(country)}
         raise ValidationError(_problem(exc, what, number), code="invalid") from None
 
 

@@ -10,6 +10,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from contracts import selectors, services
@@ -72,9 +74,12 @@ def customer_switch(request: HttpRequest) -> HttpResponse:
         valid = raw.isascii() and raw.isdigit() and len(raw) <= 18  # not "²" or "٣"
         chosen = choose_customer(request, int(raw)) if valid else None
         if chosen is None:
-            messages.error(request, "Choose one of the customers listed.")
+            messages.error(request, _("Choose one of the customers listed."))
         else:
-            messages.success(request, f"You are now acting for {chosen.customer.name}.")
+            messages.success(
+                request,
+                _("You are now acting for %(customer)s.") % {"customer": chosen.customer.name},
+            )
             # Not redirect(): it would try a bare word such as "0" as a URL name (a 500).
             return HttpResponseRedirect(_safe_next(request))
     current = active_membership(request)
@@ -100,20 +105,22 @@ def no_customer(request: HttpRequest) -> HttpResponse:
 
 class ActivityFilterForm(forms.Form):
     kind = forms.ChoiceField(
-        choices=[("", "Everything"), *activity.KINDS.items()], required=False, label="Show"
+        choices=[("", gettext_lazy("Everything")), *activity.KINDS.items()],
+        required=False,
+        label=gettext_lazy("Show"),
     )
     date_from = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=gettext_lazy("From"), widget=forms.DateInput(attrs={"type": "date"})
     )
     date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"})
     )
 
     def clean(self):
         cleaned = super().clean()
         start, end = cleaned.get("date_from"), cleaned.get("date_to")
         if start and end and start > end:
-            raise forms.ValidationError("“From” is after “To”: swap the dates.")
+            raise forms.ValidationError(_("“From” is after “To”: swap the dates."))
         return cleaned
 
 
@@ -151,7 +158,7 @@ def activity_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-SAVED = (
+SAVED = gettext_lazy(
     "Billing details saved. Invoices issued from now on use them; invoices already "
     "issued keep the details they were issued with."
 )
@@ -166,7 +173,7 @@ def billing_details(request: HttpRequest) -> HttpResponse:
     form = BillingDetailsForm(customer=customer)
     if request.method == "POST":
         if not can_edit:
-            raise PermissionDenied("Your role can read the billing details but not change them.")
+            raise PermissionDenied(_("Your role can read the billing details but not change them."))
         form = BillingDetailsForm(request.POST, customer=customer)
         if form.is_valid():
             try:
@@ -187,6 +194,10 @@ def billing_details(request: HttpRequest) -> HttpResponse:
             "can_edit": can_edit,
             "customer": customer,
             "country_name": country_name(customer.country),
+            # The country has a row of its own, in words: not again as a code here.
+            "address_lines": [
+                line for line in customer.address_lines if line not in (customer.country, "")
+            ],
             "history": selectors.billing_details_history(customer),
         },
         status=400 if form.errors else 200,

@@ -6,6 +6,10 @@ tells it (never the entry's note, which is staff's). Apps register their own act
 (`<app>/activity.py`, imported from the app's ready()), so core names none of them and a new
 action stays hidden until someone decides how a customer should read it.
 
+Sentences are written when the page is read, in the active language (gettext in the
+sentence functions): the entry keeps values, never words, so one entry reads in English on
+one person's page and in German on another's.
+
 A sentence may need more than the entry holds (the invoice a payment was for): an app
 registers a loader that fetches that for a whole page of entries in one query.
 """
@@ -13,19 +17,24 @@ registers a loader that fetches that for a whole page of entries in one query.
 import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from . import l10n
 from .models import AuditEntry
 
 # The filter's groups, in the order the page offers them.
+# Labels are lazy: the page reads them in the person's language, the JSON API in English.
 KINDS: dict[str, str] = {
-    "invoices": "Invoices",
-    "payments": "Payments",
-    "contracts": "Contracts and blocks",
-    "account": "Account and security",
-    "emails": "E-mails sent",
+    "invoices": _("Invoices"),
+    "payments": _("Payments"),
+    "contracts": _("Contracts and blocks"),
+    "account": _("Account and security"),
+    "emails": _("E-mails sent"),
 }
 
 Sentence = Callable[[AuditEntry, dict[str, Any]], str]
@@ -114,8 +123,8 @@ def actor_phrase(entry: AuditEntry) -> str:
     if entry.actor_id is None or entry.actor is None:
         return ""
     if entry.actor.is_staff:
-        return " by our billing team"
-    return f" by {entry.actor.get_username()}"
+        return gettext(" by our billing team")
+    return gettext(" by %(person)s") % {"person": entry.actor.get_username()}
 
 
 def describe(entries: Iterable[AuditEntry]) -> list[Activity]:
@@ -133,9 +142,30 @@ def describe(entries: Iterable[AuditEntry]) -> list[Activity]:
             Activity(
                 when=entry.created_at,
                 kind=registered.kind,
-                kind_label=KINDS[registered.kind],
+                kind_label=str(KINDS[registered.kind]),
                 text=registered.sentence(entry, loaded),
                 entry_id=entry.pk,
             )
         )
     return out
+
+
+def date_text(value: Any) -> str:
+    """An entry's date (stored as ISO text) as the active language writes it:
+    "15 Jun 2026" / "15.06.2026". A value that is not a date is shown as it is."""
+    if isinstance(value, datetime.date):
+        return l10n.date(value)
+    try:
+        return l10n.date(datetime.datetime.fromisoformat(str(value)))
+    except (TypeError, ValueError):
+        return str(value or "")
+
+
+def money_text(value: Any, currency: str = "") -> str:
+    """An entry's amount (stored as text) as the active language writes money:
+    "€1,070.96" / "1.070,96 €"; without a currency, the number alone."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, TypeError, ValueError):
+        return str(value or "")
+    return l10n.money(number, currency) if currency else l10n.amount(number)

@@ -3,6 +3,8 @@ the portal's `check --deploy` checks (docs/security.md)."""
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from stdnum import iban
+from stdnum.eu import vat
 
 from .tasks import RETRY_BACKOFF_MAX
 
@@ -85,6 +87,36 @@ def portal_deploy_checks(app_configs, **kwargs):
                 "lock everybody out of log-in and the API.",
                 hint="Set TRUSTED_PROXY_HOPS to the number of proxies in front of gunicorn.",
                 id="portal.W001",
+            )
+        )
+    problems += _seller_identity_checks()
+    return problems
+
+
+# The demo's seller VAT id is deliberately not a valid number (a valid-looking one may be a
+# real company's); production must print its own on every invoice and e-invoice.
+DEMO_SELLER_VAT_ID = "DE811111111"
+
+
+def _seller_identity_checks() -> list[Warning]:
+    seller = settings.SELLER
+    problems = []
+    if seller["vat_id"] == DEMO_SELLER_VAT_ID or not vat.is_valid(seller["vat_id"]):
+        problems.append(
+            Warning(
+                f"SELLER_VAT_ID {seller['vat_id']!r} is the demo's or fails its checksum: "
+                "every invoice and e-invoice would print a VAT id the buyer's accountant "
+                "rejects.",
+                hint="Set SELLER_VAT_ID to the company's own USt-IdNr.",
+                id="portal.W002",
+            )
+        )
+    if not iban.is_valid(seller["iban"]):
+        problems.append(
+            Warning(
+                f"SELLER_IBAN {seller['iban']!r} fails its checksum: transfers to it would bounce.",
+                hint="Set SELLER_IBAN to the account invoices name for transfers.",
+                id="portal.W003",
             )
         )
     return problems

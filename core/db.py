@@ -27,3 +27,30 @@ def database_unreachable(exc: BaseException, *, using: str = DEFAULT_DB_ALIAS) -
     # from somewhere else. Ask the connection itself.
     conn = connections[using]
     return conn.connection is None or not conn.is_usable()
+
+
+def copy_rows(table: str, columns: list[str], rows, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Write `rows` (tuples in `columns` order) into `table` with COPY (PostgreSQL).
+
+    Several times faster than a multi-row INSERT for a billing-run chunk: psycopg writes
+    the rows in C, where an INSERT's parameters are quoted in Python. The COPY goes through
+    Django's cursor wrapper like any statement, so execute wrappers, query counting
+    (assertNumQueries, CaptureQueriesContext) and error translation (DatabaseError) see it.
+    """
+    conn = connections[using]
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+
+    def executor(sql, params, many, context):
+        conn.validate_no_broken_transaction()
+        with conn.wrap_database_errors, context["cursor"].cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    with conn.cursor() as cursor:
+        # CursorWrapper has no public hook for COPY; _execute_with_wrappers is the one
+        # execute() itself goes through, and debug_sql is what records it in queries_log.
+        if hasattr(cursor, "debug_sql"):
+            with cursor.debug_sql(sql):
+                cursor._execute_with_wrappers(sql, None, False, executor)
+        else:
+            cursor._execute_with_wrappers(sql, None, False, executor)

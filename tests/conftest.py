@@ -3,6 +3,8 @@ import importlib
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
+from django.utils import translation
 
 from billing.api.models import ApiScope
 from billing.api.tokens import token_create
@@ -13,6 +15,17 @@ from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_requests():
+    """LocaleMiddleware activates each request's language in the thread and leaves it there
+    (as Django does; the next request activates its own). A test that asked for a German
+    page would leave German to the next test's service messages, so every test starts and
+    ends in the default language."""
+    translation.activate(django_settings.LANGUAGE_CODE)
+    yield
+    translation.activate(django_settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from babel import Locale
 from django.conf import settings
 
+from billing.api.models import ApiScope, ApiToken, WebhookAttempt, WebhookEventType
 from tests.customer_pages import LONELY, OWNER, PASSWORD, VIEWER, build_world
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
@@ -83,6 +85,15 @@ SAME_IN_GERMAN = {
     "Portal-Signature",
     "Leitweg-ID",
     "Block",  # an address block: the invoice PDF's column says "Block" in German too
+    # The regional internet registry's own name (RIPE NCC), shown as the registry writes it.
+    "RIPE",
+    # DNS terms German IT writes in English: reverse DNS, a RIPE object's netname.
+    "rDNS",
+    "Netname",
+    # German IT calls a regional internet registry "Registry" (RIPE NCC is one).
+    "Registry",
+    # "optional" is German too.
+    "optional",
 }
 # Data: ids, numbers, amounts, dates, e-mail and web addresses, IP blocks, currency codes.
 DATA = re.compile(
@@ -152,11 +163,23 @@ def _world_data(world) -> set[str]:
     customer = world.membership.customer
     values = {customer.name, world.owner.username, world.viewer.username, world.lonely.username}
     values |= {getattr(customer, f, "") or "" for f in ("legal_name", "city", "street")}
+    values |= {customer.address_line1, customer.address_line2, customer.state}
+    # The product's name in the header and every title: a name, not a sentence.
+    values.add("IPv4 Lease Portal")
+    # API identifiers shown as they are sent and typed: scopes, event types, the token's
+    # prefix, the header a client sends, and a delivery's error as the HTTP client gave it.
+    values |= {str(scope) for scope in ApiScope.values}
+    values |= {str(event) for event in WebhookEventType.values}
+    values |= {f"{prefix}…" for prefix in ApiToken.objects.values_list("prefix", flat=True)}
+    values |= {"Authorization: Bearer <token>", "id"}  # a header and an event's JSON field
+    # Countries whose German name (Babel's CLDR data, as the billing details select shows
+    # it) is written as in English: "Japan", "Portugal".
+    english, german = Locale.parse("en_GB").territories, Locale.parse("de_DE").territories
+    values |= {name for code, name in german.items() if english.get(code) == name}
+    values |= set(WebhookAttempt.objects.exclude(error="").values_list("error", flat=True))
     values |= {"We returned one block in May.", "Credit for the returned block", "ERP sync"}
-    # The seller's name and the portal's brand are names (the checker would read "IPv"
-    # out of "IPv4", the digit taken for data), and a credit note's reason is staff's text.
-    values |= {settings.SELLER["name"], "IPv4 Lease Portal", "Block returned early"}
-    values |= set(settings.SELLER["address_lines"]) | set(customer.address_lines)
+    # The seller (settings: a name and an address) and a credit note's reason (staff's text).
+    values |= {settings.SELLER["name"], *settings.SELLER["address_lines"], "Block returned early"}
     return {v for v in values if v}
 
 
@@ -248,7 +271,30 @@ TRANSLATED = {
     "not-found",
     "viewer-forbidden",
 }
-UNFINISHED = set(PAGE_NAMES) - TRANSLATED
+UNFINISHED = (
+    set(PAGE_NAMES)
+    - TRANSLATED
+    - {
+        "login",
+        "password-reset",
+        "password-reset-sent",
+        "password-reset-bad-link",
+        "password-reset-complete",
+        "contract-list",
+        "contract-detail",
+        "customer-switch",
+        "activity",
+        "activity-invoices",
+        "billing-details",
+        "viewer-billing-details",
+        "api-tokens",
+        "webhooks",
+        "webhook-detail",
+        "not-found",
+        "viewer-forbidden",
+        "no-customer",
+    }
+)
 
 
 def test_every_page_is_checked(world):

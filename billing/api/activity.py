@@ -8,14 +8,22 @@ from core.activity import actor_phrase, customer_action
 
 @customer_action("api_token.created", kind="account")
 def _created(entry, loaded) -> str:
-    name = entry.after.get("name") or entry.object_repr
-    scopes = ", ".join(entry.after.get("scopes") or [])
-    return f"API token “{name}” created{actor_phrase(entry)}" + (f" ({scopes})" if scopes else "")
+    values = {
+        "name": entry.after.get("name") or entry.object_repr,
+        "by": actor_phrase(entry),
+        "scopes": ", ".join(entry.after.get("scopes") or []),
+    }
+    if values["scopes"]:
+        return _("API token “%(name)s” created%(by)s (%(scopes)s)") % values
+    return _("API token “%(name)s” created%(by)s") % values
 
 
 @customer_action("api_token.revoked", kind="account")
 def _revoked(entry, loaded) -> str:
-    return f"API token “{entry.object_repr}” revoked{actor_phrase(entry)}"
+    return _("API token “%(name)s” revoked%(by)s") % {
+        "name": entry.object_repr,
+        "by": actor_phrase(entry),
+    }
 
 
 @customer_action("webhook_endpoint.created", kind="account")

@@ -2,33 +2,35 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from contracts.models import Customer
 
 
 class ApiScope(models.TextChoices):
-    READ_INVOICES = "read:invoices", "Read invoices"
-    PAY_INVOICES = "pay:invoices:pay", "Pay invoices"
-    DISPUTE_INVOICES = "invoices:dispute", "Report a problem with an invoice"
-    READ_BILLING_DETAILS = "billing_details:read", "Read billing details"
-    WRITE_BILLING_DETAILS = "billing_details:write", "Read and change billing details"
-    READ_PAYMENT_METHODS = "payment_methods:read", "Read saved payment methods"
-    READ_ACTIVITY = "activity:read", "Read the account's activity"
-    READ_WEBHOOK_ENDPOINTS = "webhook_endpoints:read", "Read webhook endpoints"
+    READ_INVOICES = "read:invoices", _("Read invoices")
+    PAY_INVOICES = "pay:invoices:pay", _("Pay invoices")
+    DISPUTE_INVOICES = "invoices:dispute", _("Report a problem with an invoice")
+    READ_BILLING_DETAILS = "billing_details:read", _("Read billing details")
+    WRITE_BILLING_DETAILS = "billing_details:write", _("Read and change billing details")
+    READ_PAYMENT_METHODS = "payment_methods:read", _("Read saved payment methods")
+    READ_ACTIVITY = "activity:read", _("Read the account's activity")
+    READ_WEBHOOK_ENDPOINTS = "webhook_endpoints:read", _("Read webhook endpoints")
 
 
-# What each scope allows, on the tokens page and in the API document's introduction.
+# What each scope allows, on the tokens page (in its language) and in the API document's
+# introduction (English, like the whole JSON API).
 SCOPE_ALLOWS = {
-    ApiScope.READ_INVOICES: "list and read the customer's invoices",
-    ApiScope.PAY_INVOICES: "pay an invoice with a payment method saved for the customer",
-    ApiScope.DISPUTE_INVOICES: "report a problem with an invoice (puts it under review)",
-    ApiScope.READ_BILLING_DETAILS: "read the customer's billing details",
-    ApiScope.WRITE_BILLING_DETAILS: "read and change the customer's billing details",
-    ApiScope.READ_PAYMENT_METHODS: (
+    ApiScope.READ_INVOICES: _("list and read the customer's invoices"),
+    ApiScope.PAY_INVOICES: _("pay an invoice with a payment method saved for the customer"),
+    ApiScope.DISPUTE_INVOICES: _("report a problem with an invoice (puts it under review)"),
+    ApiScope.READ_BILLING_DETAILS: _("read the customer's billing details"),
+    ApiScope.WRITE_BILLING_DETAILS: _("read and change the customer's billing details"),
+    ApiScope.READ_PAYMENT_METHODS: _(
         "list the customer's saved cards and bank accounts (ids to pay with, mandates)"
     ),
-    ApiScope.READ_ACTIVITY: "read the account's activity (what the activity page shows)",
-    ApiScope.READ_WEBHOOK_ENDPOINTS: (
+    ApiScope.READ_ACTIVITY: _("read the account's activity (what the activity page shows)"),
+    ApiScope.READ_WEBHOOK_ENDPOINTS: _(
         "list the customer's webhook endpoints and their events (never their secrets)"
     ),
 }
@@ -88,16 +90,16 @@ class IdempotencyRecord(models.Model):
 
 
 class WebhookEventType(models.TextChoices):
-    INVOICE_FINALIZED = "invoice.finalized", "An invoice was issued"
-    INVOICE_PAID = "invoice.paid", "An invoice was paid"
-    INVOICE_PAYMENT_FAILED = "invoice.payment_failed", "A payment of an invoice failed"
-    INVOICE_OVERDUE = "invoice.overdue", "An invoice is overdue"
-    CREDIT_NOTE_CREATED = "credit_note.created", "A credit note was issued"
+    INVOICE_FINALIZED = "invoice.finalized", _("An invoice was issued")
+    INVOICE_PAID = "invoice.paid", _("An invoice was paid")
+    INVOICE_PAYMENT_FAILED = "invoice.payment_failed", _("A payment of an invoice failed")
+    INVOICE_OVERDUE = "invoice.overdue", _("An invoice is overdue")
+    CREDIT_NOTE_CREATED = "credit_note.created", _("A credit note was issued")
     CONTRACT_CANCELLATION_SCHEDULED = (
         "contract.cancellation_scheduled",
-        "A contract will be cancelled unless an invoice is paid",
+        _("A contract will be cancelled unless an invoice is paid"),
     )
-    CONTRACT_CANCELLED = "contract.cancelled", "A contract was cancelled"
+    CONTRACT_CANCELLED = "contract.cancelled", _("A contract was cancelled")
 
 
 class WebhookEndpoint(models.Model):
@@ -135,9 +137,9 @@ class WebhookEndpoint(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Delivered"
-    FAILED = "failed", "Failed"
+    PENDING = "pending", _("Pending")
+    SUCCEEDED = "succeeded", _("Delivered")
+    FAILED = "failed", _("Failed")
 
 
 class WebhookDelivery(models.Model):

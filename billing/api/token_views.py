@@ -7,6 +7,8 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from billing.api.models import SCOPE_ALLOWS, ApiScope, ApiToken
@@ -17,20 +19,22 @@ from .tokens import token_create, token_revoke
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, label="Name", help_text="What uses it, e.g. ERP sync.")
+    name = forms.CharField(
+        max_length=100, label=_("Name"), help_text=_("What uses it, e.g. ERP sync.")
+    )
     scopes = forms.MultipleChoiceField(
-        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, label="Scopes"
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, label=_("Scopes")
     )
     expires_on = forms.DateField(
         required=False,
-        label="Expires on (optional)",
+        label=_("Expires on (optional)"),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
 
     def clean_expires_on(self):
         value = self.cleaned_data["expires_on"]
         if value and value <= timezone.localdate():
-            raise forms.ValidationError("Choose a date after today.")
+            raise forms.ValidationError(_("Choose a date after today."))
         return value
 
 
@@ -58,7 +62,9 @@ def token_list(request):
             form.add_error(None, exc.message)
         else:
             messages.success(
-                request, f"Token {token.name!r} created; copy it now, it is shown once."
+                request,
+                gettext("Token “%(name)s” created; copy it now, it is shown once.")
+                % {"name": token.name},
             )
             form = TokenForm()
     tokens = ApiToken.objects.filter(customer=request.customer).select_related("user")
@@ -82,5 +88,5 @@ def token_revoke_view(request, pk: int):
         token = token_revoke(token_id=pk, membership=request.membership, actor=request.user)
     except ApiToken.DoesNotExist:
         raise Http404("No such token.") from None
-    messages.success(request, f"Token {token.name!r} revoked.")
+    messages.success(request, gettext("Token “%(name)s” revoked.") % {"name": token.name})
     return redirect("api:tokens")

@@ -10,6 +10,7 @@ billing.payments.services, the same service the invoice page uses.
 
 import datetime
 import logging
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.csrf import csrf_exempt
 from ninja import Body, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -152,6 +153,11 @@ class LocalSwagger(Swagger):
         return reverse("api:schema").rstrip("/") + "/"
 
 
+def _english(build: Callable[[], str]) -> str:
+    with translation.override("en"):
+        return build()
+
+
 class BillingAPI(NinjaAPI):
     def get_content_type(self) -> str:
         # JSON is UTF-8 by definition (RFC 8259); the API has always answered plain
@@ -162,8 +168,10 @@ class BillingAPI(NinjaAPI):
 api = BillingAPI(
     title="IPv4 lease billing API",
     version="1.0.0",
-    description=(
-        "Read and pay invoices, read credit notes and statements of account. Authenticate "
+    # Built in English whatever language is active while the URLs load: the JSON API and its
+    # document are English (the scopes' explanations are lazy for the tokens page).
+    description=_english(
+        lambda: "Read and pay invoices, read credit notes and statements of account. Authenticate "
         "with `Authorization: Bearer <token>`; create "
         "tokens at /settings/tokens/ with the scopes "
         + "; ".join(f"`{scope}` ({what})" for scope, what in SCOPE_ALLOWS.items())
@@ -1032,11 +1040,16 @@ def _method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
 
 
 def json_405(view):
-    """ninja answers a wrong method with a bare text 405; the API answers its envelope."""
+    """ninja answers a wrong method with a bare text 405; the API answers its envelope.
+    Every API operation runs in English (this wraps each one, see urls.py)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = view(request, *args, **kwargs)
+        # The JSON API speaks English whatever the browser asks (Accept-Language or the
+        # pages' language cookie): activity texts, labels and messages stay stable for
+        # the programs that read them.
+        with translation.override("en"):
+            response = view(request, *args, **kwargs)
         if isinstance(response, HttpResponseNotAllowed):
             return _method_not_allowed(request, response["Allow"])
         return response

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
@@ -30,7 +31,11 @@ class EndpointForm(forms.Form):
         max_length=200, required=False, label=gettext_lazy("Description (optional)")
     )
     events = forms.MultipleChoiceField(
-        choices=[(value, f"{value}: {label}") for value, label in WebhookEventType.choices],
+        # Lazy: the event's name is an identifier, its explanation in the page's language.
+        choices=[
+            (value, format_lazy("{}: {}", value, label))
+            for value, label in WebhookEventType.choices
+        ],
         widget=forms.CheckboxSelectMultiple,
         label=gettext_lazy("Events to send"),
     )

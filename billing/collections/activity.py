@@ -6,6 +6,9 @@ shown. Staff alerts (paid after cancellation, failed refunds) are not registered
 went to staff, not to the customer.
 """
 
+from django.utils.translation import get_language, gettext_noop
+from django.utils.translation import gettext as _
+
 from core.activity import actor_phrase, customer_action
 
 from .models import ReportReason
@@ -20,8 +23,11 @@ from .notifications import (
 
 def _email(entry, loaded) -> str:
     to = ", ".join(entry.after.get("to") or [])
-    subject = entry.after.get("subject") or "a message"
-    return f"E-mail “{subject}” sent to {to}" if to else f"E-mail “{subject}” sent"
+    # The subject as the customer read it in their inbox (in the document language).
+    subject = entry.after.get("subject") or _("a message")
+    if to:
+        return _("E-mail “%(subject)s” sent to %(to)s") % {"subject": subject, "to": to}
+    return _("E-mail “%(subject)s” sent") % {"subject": subject}
 
 
 for _kind in (PAYMENT_FAILED, INVOICE_OVERDUE, CONTRACT_CANCELLED, RECEIPT, *REPORT_KINDS.values()):
@@ -34,26 +40,46 @@ customer_action("notification.cancellation_warning_", kind="emails", prefix=True
 # description (the customer's) and the staff message are notes: the e-mails carry them.
 def _reason(entry) -> str:
     reason = entry.after.get("reason") or ""
-    return ReportReason(reason).label if reason in ReportReason.values else ""
+    if reason not in ReportReason.values:
+        return ""
+    # The label looked up in the catalogue (its msgids are listed below), so the sentence
+    # reads in the page's language whether or not the model's labels are lazy.
+    return _(str(ReportReason(reason).label))
+
+
+# The report reasons' labels, for makemessages: _reason translates them by their text.
+_REASON_LABELS = (
+    gettext_noop("Wrong amount"),
+    gettext_noop("Wrong billing period"),
+    gettext_noop("Wrong tax or tax id"),
+    gettext_noop("IP blocks not received"),
+    gettext_noop("Other"),
+)
 
 
 @customer_action("invoice_report.opened", kind="invoices")
 def _reported(entry, loaded) -> str:
-    reason = _reason(entry)
-    return (
-        f"Problem with invoice {entry.after.get('invoice', '')} reported{actor_phrase(entry)}"
-        + (f": {reason.lower()}" if reason else "")
-    )
+    values = {
+        "number": entry.after.get("invoice", ""),
+        "by": actor_phrase(entry),
+        "reason": _reason(entry),
+    }
+    if values["reason"]:
+        if not (get_language() or "en").startswith("de"):  # German keeps its nouns' capitals
+            values["reason"] = values["reason"].lower()
+        return _("Problem with invoice %(number)s reported%(by)s: %(reason)s") % values
+    return _("Problem with invoice %(number)s reported%(by)s") % values
 
 
 @customer_action("invoice_report.rejected", kind="invoices")
 def _rejected(entry, loaded) -> str:
-    return (
-        f"Report on invoice {entry.after.get('invoice', '')} answered: the invoice stands "
-        "(our e-mail says why)"
-    )
+    return _("Report on invoice %(number)s answered: the invoice stands (our e-mail says why)") % {
+        "number": entry.after.get("invoice", "")
+    }
 
 
 @customer_action("invoice_report.corrected", kind="invoices")
 def _corrected(entry, loaded) -> str:
-    return f"Report on invoice {entry.after.get('invoice', '')} answered: the invoice is corrected"
+    return _("Report on invoice %(number)s answered: the invoice is corrected") % {
+        "number": entry.after.get("invoice", "")
+    }

@@ -17,6 +17,12 @@ def format_number(series: str, year: int, sequence: int) -> str:
     return f"{series}-{year}-{sequence:06d}"
 
 
+# format_number in SQL, for a statement that numbers rows as it writes them (the billing
+# run's chunks): %(prefix)s is format_number(series, year, 0)[:-6], {sequence} an integer
+# expression; zero-padded to six digits, longer numbers in full, as {:06d} does.
+NUMBER_SQL = "%(prefix)s || lpad(({sequence})::text, greatest(6, length(({sequence})::text)), '0')"
+
+
 def allocate_invoice_numbers(*, series: str, year: int, count: int) -> list[str]:
     """`count` consecutive numbers of the series and year, in one statement (one round trip)."""
     assert connection.in_atomic_block, "allocate inside the issuing transaction"

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
+from django.utils.translation import gettext as _
 
 from billing.invoices.activity import amount
 from core.activity import activity_loader, actor_phrase, customer_action
@@ -52,27 +53,32 @@ def _payment(entry: AuditEntry, loaded: dict) -> Payment | None:
 
 
 def _invoice_part(payment: Payment | None) -> str:
-    return f" for invoice {payment.invoice.number}" if payment and payment.invoice.number else ""
+    if payment and payment.invoice.number:
+        return _(" for invoice %(number)s") % {"number": payment.invoice.number}
+    return ""
 
 
 def _method(payment: Payment | None) -> str:
     if payment and payment.method_last4:
-        return f"{(payment.method_brand or 'card').capitalize()} •••• {payment.method_last4}"
+        brand = payment.method_brand.capitalize() if payment.method_brand else _("Card")
+        return f"{brand} •••• {payment.method_last4}"
     return ""
 
 
 @customer_action("invoice.paid", kind="invoices")
 def _paid(entry, loaded) -> str:
+    # Built from parts (with, by, amount), each a phrase of its own: every combination
+    # occurs, and a msgid per combination would be eight near-copies.
     payment = _payment(entry, loaded)
-    text = f"Invoice {entry.object_repr} paid"
+    text = _("Invoice %(number)s paid") % {"number": entry.object_repr}
     method = entry.after.get("method") or _method(payment)
     if method:
-        text += f" with {method}"
+        text += _(" with %(method)s") % {"method": method}
     payer = loaded.get("payers", {}).get(payment.pk) if payment else None
     if payer:
-        text += f" by {payer}"
+        text += _(" by %(person)s") % {"person": payer}
     elif entry.actor_id and entry.actor and entry.actor.is_staff:
-        text += " (recorded by our billing team)"
+        text += _(" (recorded by our billing team)")
     paid = entry.after.get("amount_paid")
     if paid is not None:
         text += f": {amount(paid, payment.currency if payment else '')}"
@@ -82,34 +88,48 @@ def _paid(entry, loaded) -> str:
 @customer_action("payment.failed", kind="payments")
 def _failed(entry, loaded) -> str:
     payment = _payment(entry, loaded)
-    what = amount(entry.after.get("amount", ""), payment.currency if payment else "")
-    reason = f": {payment.failure_message}" if payment and payment.failure_message else ""
-    return f"A payment of {what}{_invoice_part(payment)} did not go through{reason}"
+    values = {
+        "amount": amount(entry.after.get("amount", ""), payment.currency if payment else ""),
+        "invoice": _invoice_part(payment),
+    }
+    if payment and payment.failure_message:
+        # The provider's or bank's own words: shown as they were given.
+        values["reason"] = payment.failure_message
+        return _("A payment of %(amount)s%(invoice)s did not go through: %(reason)s") % values
+    return _("A payment of %(amount)s%(invoice)s did not go through") % values
 
 
 @customer_action("payment.requires_action", kind="payments")
 def _needs_confirmation(entry, loaded) -> str:
     payment = _payment(entry, loaded)
-    what = amount(entry.after.get("amount", ""), payment.currency if payment else "")
-    return f"Your bank asked to confirm a payment of {what}{_invoice_part(payment)}"
+    return _("Your bank asked to confirm a payment of %(amount)s%(invoice)s") % {
+        "amount": amount(entry.after.get("amount", ""), payment.currency if payment else ""),
+        "invoice": _invoice_part(payment),
+    }
 
 
 @customer_action("payment.short", kind="payments")
 def _short(entry, loaded) -> str:
     payment = _payment(entry, loaded)
     currency = payment.currency if payment else ""
-    return (
-        f"{amount(entry.after.get('received', ''), currency)} received{_invoice_part(payment)}; "
-        f"{amount(entry.after.get('remaining', ''), currency)} is still due"
-    )
+    return _("%(received)s received%(invoice)s; %(remaining)s is still due") % {
+        "received": amount(entry.after.get("received", ""), currency),
+        "invoice": _invoice_part(payment),
+        "remaining": amount(entry.after.get("remaining", ""), currency),
+    }
 
 
 @customer_action("refund.succeeded", kind="payments")
 def _refund(entry, loaded) -> str:
     payment = _payment(entry, loaded)
-    what = amount(entry.after.get("amount", ""), payment.currency if payment else "")
-    to = f" to {_method(payment)}" if _method(payment) else ""
-    return f"Refund of {what}{_invoice_part(payment)} sent{to}"
+    values = {
+        "amount": amount(entry.after.get("amount", ""), payment.currency if payment else ""),
+        "invoice": _invoice_part(payment),
+        "method": _method(payment),
+    }
+    if values["method"]:
+        return _("Refund of %(amount)s%(invoice)s sent to %(method)s") % values
+    return _("Refund of %(amount)s%(invoice)s sent") % values
 
 
 def _card(entry: AuditEntry) -> str:
@@ -118,14 +138,17 @@ def _card(entry: AuditEntry) -> str:
 
 @customer_action("payment_method.added", kind="account")
 def _card_added(entry, loaded) -> str:
-    return f"Card {_card(entry)} saved{actor_phrase(entry)}"
+    return _("Card %(card)s saved%(by)s") % {"card": _card(entry), "by": actor_phrase(entry)}
 
 
 @customer_action("payment_method.default", kind="account")
 def _card_default(entry, loaded) -> str:
-    return f"Card {_card(entry)} made the default for automatic charges{actor_phrase(entry)}"
+    return _("Card %(card)s made the default for automatic charges%(by)s") % {
+        "card": _card(entry),
+        "by": actor_phrase(entry),
+    }
 
 
 @customer_action("payment_method.removed", kind="account")
 def _card_removed(entry, loaded) -> str:
-    return f"Card {_card(entry)} removed{actor_phrase(entry)}"
+    return _("Card %(card)s removed%(by)s") % {"card": _card(entry), "by": actor_phrase(entry)}

@@ -10,6 +10,7 @@ from billing.invoices import services as invoice_services
 from billing.payments import services as payments
 from billing.payments.models import PaymentKind
 from contracts import services as contract_services
+from core import l10n
 from core.activity import customer_activity, describe
 from core.audit import audit_record
 from tests.billing.invoices.pages_support import fail
@@ -45,15 +46,28 @@ def test_paid_with_which_card_by_whom(client, member, customer):
     invoice = _paid_by(member.user, make_invoice(customer=customer))
     client.force_login(member.user)
     texts = _texts(client)
+    # Money and dates as English writes them (Babel, en_GB): "€119.00", "15 Jan 2026".
+    total, due = l10n.money(invoice.total, "EUR", "en"), l10n.date(invoice.due_date, "en")
     assert (
-        f"Invoice {invoice.number} paid with Visa •••• 4242 by demo@example.com: "
-        f"{invoice.total:,.2f} EUR" in texts
+        f"Invoice {invoice.number} paid with Visa •••• 4242 by demo@example.com: {total}" in texts
     )
+    assert f"Invoice {invoice.number} issued for {total}, due {due}" in texts
+    assert any(t.startswith("Contract C-") and "started for 10." in t for t in texts)
+
+
+def test_the_sentences_are_written_in_the_page_language(client, member, customer):
+    """The entry keeps values; the sentence is written when read, in the reader's language."""
+    invoice = _paid_by(member.user, make_invoice(customer=customer))
+    client.force_login(member.user)
+    items = client.get(PAGE, headers={"accept-language": "de"}).context["items"]
+    texts = [item.text for item in items]
+    total, due = l10n.money(invoice.total, "EUR", "de"), l10n.date(invoice.due_date, "de")
     assert (
-        f"Invoice {invoice.number} issued for {invoice.total:,.2f} EUR, due {invoice.due_date}"
+        f"Rechnung {invoice.number} bezahlt mit Visa •••• 4242 von demo@example.com: {total}"
         in texts
     )
-    assert any(t.startswith("Contract C-") and "started for 10." in t for t in texts)
+    assert f"Rechnung {invoice.number} über {total} ausgestellt, fällig am {due}" in texts
+    assert {item.kind_label for item in items} >= {"Rechnungen", "Verträge und Blöcke"}
 
 
 def test_e_mails_sent_are_listed_with_their_subject(client, member, customer):

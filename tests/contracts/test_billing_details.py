@@ -8,6 +8,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import translation
 
 from billing.collections.notifications import billing_contacts, notify_invoice_overdue
 from billing.invoices.documents.pdf import invoice_pdf_document
@@ -79,6 +80,22 @@ def test_valid_tax_ids_are_accepted_in_compact_form(country, raw, clean):
 )  # fmt: skip
 def test_invalid_tax_ids_are_refused_naming_what_is_wrong(country, raw, message):
     with pytest.raises(ValidationError) as caught:
+        tax_id_clean(country=country, tax_id=raw)
+    assert message in caught.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("country", "raw", "message"),
+    [
+        ("DE", "DE136695978", "DE136695978 ist keine gültige USt-IdNr. aus Deutschland: Die "
+         "Prüfziffer stimmt nicht"),
+        ("DE", "FR40303265045", "FR40303265045 ist eine USt-IdNr. aus Frankreich, das Land der "
+         "Rechnungsadresse ist aber Deutschland"),
+        ("IN", "27AAPFU0939F1Z", "27AAPFU0939F1Z hat die falsche Anzahl Zeichen für eine GSTIN"),
+    ],
+)  # fmt: skip
+def test_a_german_page_names_the_problem_in_german(country, raw, message):
+    with translation.override("de"), pytest.raises(ValidationError) as caught:
         tax_id_clean(country=country, tax_id=raw)
     assert message in caught.value.messages[0]
 

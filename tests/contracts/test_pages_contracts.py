@@ -44,7 +44,10 @@ def test_contract_list_shows_blocks_status_and_price(client_owner, customer, oth
     assert mine.reference in html and theirs.reference not in html
     for block in mine.blocks.all():
         assert block.prefix in html
-    assert "350.00 EUR" in html and "Active" in html
+    # The price as English writes money (Babel, en_GB); "350,00 €" on a German page.
+    assert "€350.00" in html and "Active" in html
+    german = client_owner.get("/contracts/", headers={"accept-language": "de"}).content.decode()
+    assert "350,00\xa0€" in german and "Aktiv" in german
     assert "IP-Blocks" in html
 
 

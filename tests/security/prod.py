@@ -21,6 +21,8 @@ PRODUCTION_ENV = {
     "STRIPE_SECRET_KEY": "sk_live_test-only-not-a-key",
     "STRIPE_WEBHOOK_SECRET": "whsec_test-only-not-a-secret",
     "TRUSTED_PROXY_HOPS": "1",
+    # A number with a valid checksum, as production must set (portal.W002).
+    "SELLER_VAT_ID": "DE811111113",
 }
 
 

@@ -51,3 +51,18 @@ def test_production_refuses_to_start_without_a_secret_key():
         prod.PRODUCTION_ENV["DJANGO_SECRET_KEY"] = saved
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_check_deploy_warns_about_the_demo_seller_vat_id_and_a_bad_iban():
+    result = run(
+        "manage.py",
+        "check",
+        "--deploy",
+        env={"SELLER_VAT_ID": "DE811111111", "SELLER_IBAN": "DE89370400440532013001"},
+    )
+    output = result.stdout + result.stderr
+    assert "portal.W002" in output and "portal.W003" in output, output
+    assert (
+        "portal.W002"
+        in run("manage.py", "check", "--deploy", env={"SELLER_VAT_ID": "DE811111112"}).stderr
+    )

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter
@@ -111,7 +112,9 @@ SAFE = {
 
 
 def _ids(**changes) -> set[str]:
-    with override_settings(**{**SAFE, **changes}):
+    # The demo's seller VAT id is invalid on purpose (portal.W002); production sets its own.
+    seller = {**settings.SELLER, "vat_id": "DE811111113"}
+    with override_settings(**{**SAFE, "SELLER": seller, **changes}):
         return {problem.id for problem in portal_deploy_checks(None)}
 
 
@@ -126,6 +129,8 @@ def test_deploy_checks_pass_a_sound_configuration():
         ({"STRIPE_WEBHOOK_SECRET": ""}, "portal.E002"),
         ({"STRIPE_SECRET_KEY": ""}, "portal.E003"),
         ({"TRUSTED_PROXY_HOPS": 0}, "portal.W001"),
+        ({"SELLER": {**settings.SELLER, "vat_id": "DE811111111"}}, "portal.W002"),
+        ({"SELLER": {**settings.SELLER, "vat_id": "DE811111113", "iban": "DE00"}}, "portal.W003"),
     ],
 )
 def test_deploy_checks_name_each_problem(changes, expected):

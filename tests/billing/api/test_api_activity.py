@@ -123,3 +123,20 @@ def test_filters_by_kind_and_dates(listing, customer):
 def test_bad_parameters_are_named(listing, assert_error_schema, params, param, code):
     error = assert_error_schema(listing(**params), 400, code)
     assert error["param"] == param
+
+
+def test_the_api_answers_in_english_whatever_the_browser_asks(api, reader, customer, client):
+    """The pages follow the person's language; the JSON API stays English for programs."""
+    invoice = make_invoice(customer=customer)
+    client.cookies["django_language"] = "de"
+    response = api(
+        "get", "/api/activity", reader, data={"limit": 100}, headers={"accept-language": "de"}
+    )
+    rows = response.json()["data"]
+    assert any(r["text"].startswith(f"Invoice {invoice.number} issued for €") for r in rows)
+    assert {r["kind_label"] for r in rows} <= {
+        "Invoices",
+        "Contracts and blocks",
+        "Account and security",
+    }
+    assert not any("Rechnung" in r["text"] for r in rows)

@@ -33,6 +33,9 @@ def _contracts(n: int, **kw) -> list[LeaseContract]:
 def _run_counting(today: datetime.date) -> tuple[services.BillingRunResult, int]:
     with CaptureQueriesContext(connection) as queries:
         result = services.billing_run(today=today)
+    # The COPYs (lines, tax rows, draft entries, staged invoices) are counted like any
+    # statement (core.db.copy_rows goes through Django's cursor wrapper).
+    assert sum(q["sql"].startswith("COPY ") for q in queries) == 4
     return result, len(queries)
 
 
@@ -195,3 +198,135 @@ def test_two_runs_and_a_manual_finalisation_racing_bill_once_with_gapless_number
     assert {c.invoices.count() for c in contracts} == {1}
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 14)]
+
+
+def _everything(contract: LeaseContract) -> list:
+    """Every stored value of the contract's invoices, lines, tax rows and audit entries,
+    less what differs between any two invoices by nature: ids, numbers, timestamps, the
+    contract and its blocks (the number is compared through its place in the entries)."""
+    skip_invoice = {"id", "number", "contract_id", "created_at", "updated_at"}
+    rows = []
+    for inv in contract.invoices.order_by("period_start"):
+        values = {f.attname: getattr(inv, f.attname) for f in Invoice._meta.concrete_fields}
+        entries = []
+        for e in AuditEntry.objects.filter(object_id=str(inv.pk)).order_by("pk"):
+            after = {**e.after, "number": e.after["number"] == inv.number} if "number" in (
+                e.after
+            ) else e.after  # fmt: skip
+            entries.append((
+                e.action, e.actor_id, e.actor_label, e.customer_id, e.content_type_id,
+                e.object_repr.replace(str(inv.pk), "<pk>").replace(inv.number, "<number>"),
+                e.before, after, e.note,
+            ))  # fmt: skip
+        rows.append(
+            (
+                {k: v for k, v in values.items() if k not in skip_invoice},
+                [
+                    (
+                        ln.position,
+                        ln.description.split(",", 1)[1],
+                        ln.period_start,
+                        ln.period_end,
+                        ln.quantity,
+                        ln.unit_price,
+                        ln.amount,
+                        ln.tax_rate,
+                    )
+                    for ln in inv.lines.order_by("position")
+                ],
+                [
+                    (t.name, t.rate, t.taxable_amount, t.amount, t.note)
+                    for t in inv.tax_lines.order_by("pk")
+                ],
+                entries,
+            )
+        )
+    return rows
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"country": "DE", "address_line2": "Hinterhaus", "state": "BE", "buyer_reference": "B-7",
+         "purchase_order_reference": "PO-1", "document_language": "de"},
+        {"country": "AT", "tax_id": "ATU13585627", "is_business": True},  # reverse charge
+        {"country": "US", "postal_code": "", "city": "Austin"},  # outside the EU
+    ],
+)  # fmt: skip
+def test_the_chunk_path_writes_every_field_and_entry_the_per_contract_path_writes(details):
+    """Row by row, field by field: invoices (snapshot, taxes, dates, amounts, versions),
+    lines, tax rows and the draft/open audit entries with their before/after documents."""
+    customer = CustomerFactory(**details)
+    chunked, alone = (
+        make_contract(customer, blocks=2, price="310.00", started_on=D(2026, 1, 20), anchor=1)
+        for _ in range(2)
+    )
+    by_chunk = services.bill_contracts(contract_ids=[chunked.pk], today=D(2026, 3, 5))
+    by_itself = services.contract_bill_due_periods(contract_id=alone.pk, today=D(2026, 3, 5))
+    assert len(by_chunk.invoice_ids) == 3 == len(by_itself) and not by_chunk.errors
+    assert set(by_chunk.invoice_ids).isdisjoint(i.pk for i in by_itself)
+    assert _everything(chunked) == _everything(alone)
+    # The chunk's entries: a draft and an "open" per invoice, the latter naming its number.
+    for inv in chunked.invoices.all():
+        opened = AuditEntry.objects.get(action="invoice.open", object_id=str(inv.pk))
+        assert opened.object_repr == inv.number == opened.after["number"]
+
+
+@pytest.mark.django_db
+def test_a_chunk_queued_twice_bills_each_period_once_and_leaves_no_staged_rows():
+    contracts = _contracts(4, started_on=D(2026, 1, 1))
+    ids = [c.pk for c in contracts]
+    first = services.bill_contracts(contract_ids=ids, today=D(2026, 1, 1))
+    again = services.bill_contracts(contract_ids=ids, today=D(2026, 1, 1))
+    assert len(first.invoice_ids) == 4 and again.invoice_ids == [] and not again.errors
+    assert sorted(Invoice.objects.values_list("number", flat=True)) == [
+        f"INV-2026-{n:06d}" for n in range(1, 5)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'billing_stage_%%' "
+            "AND relpersistence = 't'"
+        )
+        stages = [row[0] for row in cursor.fetchall()]
+        assert stages, "the chunk staged its invoices"
+        for stage in stages:
+            cursor.execute(f"SELECT count(*) FROM {stage}")
+            assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db
+def test_the_staging_table_is_truncated_once_it_passes_its_size_limit(monkeypatch):
+    """A temporary table is never vacuumed; past the limit the chunk truncates it first."""
+
+    def stage_size() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sum(pg_relation_size(oid)) FROM pg_class "
+                "WHERE relname LIKE 'billing_stage_%%' AND relpersistence = 't'"
+            )
+            return cursor.fetchone()[0]
+
+    contracts = _contracts(3, started_on=D(2026, 1, 1))
+    ids = [c.pk for c in contracts]
+    services.bill_contracts(contract_ids=ids, today=D(2026, 1, 1))
+    one_page = stage_size()
+    # What many chunks leave behind: pages of deleted rows.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'billing_stage_%%' "
+            "AND relpersistence = 't'"
+        )
+        (stage,) = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"INSERT INTO {stage} SELECT i.* FROM invoices_invoice i, generate_series(1, 300)"
+        )
+        cursor.execute(f"DELETE FROM {stage}")
+    bloated = stage_size()
+    assert bloated > 10 * one_page
+    monkeypatch.setattr(services, "_STAGE_MAX_BYTES", 4 * one_page)
+    services.bill_contracts(contract_ids=ids, today=D(2026, 2, 1))
+    assert stage_size() == one_page
+    services.bill_contracts(contract_ids=ids, today=D(2026, 3, 1))  # under the limit: kept
+    assert stage_size() == one_page
+    assert {c.invoices.count() for c in contracts} == {3}
