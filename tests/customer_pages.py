@@ -7,12 +7,14 @@ customer page is added, add it here and both suites check it.
 
 import datetime
 from dataclasses import dataclass, field
+from decimal import Decimal
 from html.parser import HTMLParser
 
 from billing.api.models import ApiScope, WebhookAttempt, WebhookDelivery
 from billing.api.tokens import token_create
 from billing.api.webhooks import endpoint_create
 from billing.collections.services import invoice_report_open
+from billing.invoices.credit_notes import CreditLine, credit_note_issue
 from billing.invoices.links import pay_token
 from billing.invoices.models import Invoice
 from contracts.models import Membership, Role
@@ -72,6 +74,16 @@ def build_world() -> World:
         expected_correction="Credit for the returned block",
         reported_by=owner,
         actor=owner,
+    )
+    # A credit note for part of a line, settled to the customer's credit: its own page, a
+    # row on the paid invoice and lines on the statement of account.
+    paid_line = invoices["paid"].lines.first()
+    credit_note = credit_note_issue(
+        invoice_id=invoices["paid"].pk,
+        reason="Block returned early",
+        settle="credit",
+        lines=[CreditLine(paid_line.pk, Decimal("100.00"))],
+        actor="staff",
     )
     method = PaymentMethodFactory(customer=customer)
     PaymentMethodFactory(customer=customer, last4="4444", brand="mastercard", is_default=False)
@@ -147,6 +159,8 @@ def build_world() -> World:
         ("pay-cancelled", f"/invoices/{open_.number}/pay/cancelled/"),
         ("receipt", f"/invoices/{paid.number}/payments/{receipt.pk}/receipt/"),
         ("not-found", "/invoices/INV-2099-999999/"),
+        ("credit-note", f"/credit-notes/{credit_note.number}/"),
+        ("statement", "/statements/?currency=EUR&start=2026-01-01&end=2026-06-05"),
     ]
     big_token = pay_token(invoices["big"])
     paid_token = pay_token(paid)

@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .models import ReportReason
 from .services import REPORT_CORRECTION_MAX, REPORT_DESCRIPTION_MAX
@@ -6,24 +7,24 @@ from .services import REPORT_CORRECTION_MAX, REPORT_DESCRIPTION_MAX
 
 class InvoiceReportForm(forms.Form):
     reason = forms.ChoiceField(
-        label="What is wrong?", choices=ReportReason.choices, widget=forms.RadioSelect
+        label=_("What is wrong?"), choices=ReportReason.choices, widget=forms.RadioSelect
     )
     description = forms.CharField(
-        label="Describe the problem",
+        label=_("Describe the problem"),
         max_length=REPORT_DESCRIPTION_MAX,
         widget=forms.Textarea(attrs={"rows": 5}),
-        help_text="Which lines, amounts or dates are wrong, and why.",
+        help_text=_("Which lines, amounts or dates are wrong, and why."),
     )
     expected_correction = forms.CharField(
-        label="Expected correction",
+        label=_("Expected correction"),
         max_length=REPORT_CORRECTION_MAX,
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Optional: what the invoice should say instead.",
+        help_text=_("Optional: what the invoice should say instead."),
     )
 
     def clean_description(self) -> str:
         value = self.cleaned_data["description"].strip()
         if not value:
-            raise forms.ValidationError("Please describe the problem.")
+            raise forms.ValidationError(_("Please describe the problem."))
         return value

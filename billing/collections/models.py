@@ -3,23 +3,24 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from billing.invoices.models import Invoice
 
 
 class ReportReason(models.TextChoices):
-    WRONG_AMOUNT = "wrong_amount", "Wrong amount"
-    WRONG_PERIOD = "wrong_period", "Wrong billing period"
-    WRONG_TAX = "wrong_tax", "Wrong tax or tax id"
-    BLOCKS_NOT_RECEIVED = "blocks_not_received", "IP blocks not received"
-    OTHER = "other", "Other"
+    WRONG_AMOUNT = "wrong_amount", _("Wrong amount")
+    WRONG_PERIOD = "wrong_period", _("Wrong billing period")
+    WRONG_TAX = "wrong_tax", _("Wrong tax or tax id")
+    BLOCKS_NOT_RECEIVED = "blocks_not_received", _("IP blocks not received")
+    OTHER = "other", _("Other")
 
 
 class ReportStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    UNDER_REVIEW = "under_review", "Under review"
-    REJECTED = "rejected", "Rejected"
-    CORRECTED = "corrected", "Corrected"
+    OPEN = "open", _("Open")
+    UNDER_REVIEW = "under_review", _("Under review")
+    REJECTED = "rejected", _("Rejected")
+    CORRECTED = "corrected", _("Corrected")
 
 
 # The only place that says which report status may follow which.

@@ -8,6 +8,7 @@ import datetime
 from django.conf import settings
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing.invoices.models import Invoice, InvoiceStatus, overdue_q
 from billing.payments.models import (
@@ -268,23 +269,26 @@ def report_refusal(
     one always is.
     """
     if invoice.status == InvoiceStatus.DRAFT:
-        return "This invoice is still a draft; it can be reported once it is issued."
+        return _("This invoice is still a draft; it can be reported once it is issued.")
     if invoice.status == InvoiceStatus.VOID:
-        return "This invoice is void: there is nothing to pay, so nothing to report."
+        return _("This invoice is void: there is nothing to pay, so nothing to report.")
     if already_reported:
-        return (
-            f"A problem with invoice {invoice.number} is already under review; "
+        return _(
+            "A problem with invoice %(number)s is already under review; "
             "we will write to you when it is resolved."
-        )
+        ) % {"number": invoice.number}
     if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.REFUND):
         settled = invoice.paid_at or now
         window = datetime.timedelta(days=settings.DISPUTE_WINDOW_DAYS)
         if settled + window < now:
-            return (
-                f"Invoice {invoice.number} was paid and settled more than "
-                f"{settings.DISPUTE_WINDOW_DAYS} days ago and can no longer be reported here; "
-                f"please contact {settings.SELLER['email']}."
-            )
+            return _(
+                "Invoice %(number)s was paid and settled more than %(days)s days ago and can "
+                "no longer be reported here; please contact %(email)s."
+            ) % {
+                "number": invoice.number,
+                "days": settings.DISPUTE_WINDOW_DAYS,
+                "email": settings.SELLER["email"],
+            }
     return None
 
 

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from billing.invoices.selectors import invoice_for_customer_or_404
@@ -36,8 +37,11 @@ def invoice_report(request: HttpRequest, number: str) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"Thank you. Invoice {invoice.number} is now under review: we do not charge, "
-                "remind or cancel anything for it until we have answered you.",
+                _(
+                    "Thank you. Invoice %(number)s is now under review: we do not charge, "
+                    "remind or cancel anything for it until we have answered you."
+                )
+                % {"number": invoice.number},
             )
             return redirect(invoice.get_absolute_url())
     refusal = report_refusal(

@@ -21,23 +21,25 @@ from django import forms
 from django.db.models import QuerySet
 from django.http import QueryDict
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from contracts.models import Customer
+from core import l10n
 
 from .models import Invoice, InvoiceLine, InvoiceStatus, overdue_q, under_review_q
 
 OVERDUE = "overdue"
 UNDER_REVIEW = "under_review"
 STATUS_CHOICES = [
-    ("", "All"),
-    (InvoiceStatus.OPEN.value, "Open"),
-    (OVERDUE, "Overdue"),
-    (InvoiceStatus.PAID.value, "Paid"),
-    (InvoiceStatus.DRAFT.value, "Draft"),
-    (InvoiceStatus.VOID.value, "Void"),
-    (InvoiceStatus.REFUND.value, "Refund"),
-    (InvoiceStatus.UNCOLLECTIBLE.value, "Uncollectible"),
-    (UNDER_REVIEW, "Under review"),
+    ("", gettext_lazy("All")),
+    (InvoiceStatus.OPEN.value, gettext_lazy("Open")),
+    (OVERDUE, gettext_lazy("Overdue")),
+    (InvoiceStatus.PAID.value, gettext_lazy("Paid")),
+    (InvoiceStatus.DRAFT.value, gettext_lazy("Draft")),
+    (InvoiceStatus.VOID.value, gettext_lazy("Void")),
+    (InvoiceStatus.REFUND.value, gettext_lazy("Refund")),
+    (InvoiceStatus.UNCOLLECTIBLE.value, gettext_lazy("Uncollectible")),
+    (UNDER_REVIEW, gettext_lazy("Under review")),
 ]
 STATUS_VALUES = frozenset(value for value, _ in STATUS_CHOICES)
 
@@ -50,11 +52,11 @@ SORT_FIELDS = {
     "status": "status",
 }
 SORT_LABELS = {
-    "number": "Number",
-    "date": "Issue date",
-    "due": "Due date",
-    "amount": "Amount",
-    "status": "Status",
+    "number": gettext_lazy("Number"),
+    "date": gettext_lazy("Issue date"),
+    "due": gettext_lazy("Due date"),
+    "amount": gettext_lazy("Amount"),
+    "status": gettext_lazy("Status"),
 }
 DEFAULT_SORT = "-date"
 SORT_CHOICES = frozenset(SORT_FIELDS) | {f"-{key}" for key in SORT_FIELDS}
@@ -247,19 +249,21 @@ def lenient_params(params: QueryDict) -> dict[str, str]:
 
 def _note(name: str, raw: str) -> str:
     """What the page says about a value it ignored (the form's error, in the page's words)."""
-    shown = raw[:30]
-    not_a_date = f"“{raw[:20]}” is not a date in the form YYYY-MM-DD"
-    return {
-        "status": f"Unknown status “{shown}”; showing invoices in every status.",
-        "date_from": f"{not_a_date}; the start date is ignored.",
-        "date_to": f"{not_a_date}; the end date is ignored.",
-        "sort": f"Cannot sort by “{shown}”; sorted by issue date, newest first.",
-        "per_page": f"Page size “{raw[:10]}” is not offered; showing {DEFAULT_PAGE_SIZE}.",
-        "page": f"There is no page “{raw[:10]}”; showing the first page.",
+    shown, short, date = raw[:30], raw[:10], raw[:20]
+    notes = {
+        "status": _("Unknown status “%(value)s”; showing invoices in every status."),
+        "date_from": _(
+            "“%(date)s” is not a date in the form YYYY-MM-DD; the start date is ignored."
+        ),
+        "date_to": _("“%(date)s” is not a date in the form YYYY-MM-DD; the end date is ignored."),
+        "sort": _("Cannot sort by “%(value)s”; sorted by issue date, newest first."),
+        "per_page": _("Page size “%(short)s” is not offered; showing %(size)s."),
+        "page": _("There is no page “%(short)s”; showing the first page."),
         "cursor": _("This page link is not valid (any more); showing the first page."),
-        "jump": _("“%(value)s” is not a date in the form YYYY-MM-DD; showing the first page.")
-        % {"value": raw[:20]},
-    }.get(name, f"“{shown}” is ignored.")
+        "jump": _("“%(date)s” is not a date in the form YYYY-MM-DD; showing the first page."),
+    }
+    text = notes.get(name) or _("“%(value)s” is ignored.")
+    return text % {"value": shown, "short": short, "date": date, "size": DEFAULT_PAGE_SIZE}
 
 
 def parse_invoice_query(
@@ -304,8 +308,11 @@ def parse_invoice_query(
         query.jump = None
     if query.date_from and query.date_to and query.date_from > query.date_to:
         notes.append(
-            f"The date range was backwards ({query.date_from} after {query.date_to}); "
-            "the dates have been swapped."
+            _(
+                "The date range was backwards (%(start)s after %(end)s); "
+                "the dates have been swapped."
+            )
+            % {"start": l10n.date(query.date_from), "end": l10n.date(query.date_to)}
         )
         query.date_from, query.date_to = query.date_to, query.date_from
     return query

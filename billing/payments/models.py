@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from billing.invoices.models import CreditNote, Invoice
 from contracts.models import Customer, LeaseContract
@@ -13,16 +14,16 @@ from core.money import ZERO
 
 
 class PaymentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    PROCESSING = "processing", "Processing"
-    REQUIRES_ACTION = "requires_action", "Requires action"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    REFUNDED = "refunded", "Refunded"
+    PENDING = "pending", _("Pending")
+    PROCESSING = "processing", _("Processing")
+    REQUIRES_ACTION = "requires_action", _("Requires action")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    REFUNDED = "refunded", _("Refunded")
     # The provider took money we cannot credit as it is (other currency, other customer, no
     # amount): it waits for staff, counts toward no invoice, and can only be refunded.
-    HELD = "held", "Held for staff"
+    HELD = "held", _("Held for staff")
 
 
 _IN_FLIGHT = frozenset(
@@ -62,10 +63,10 @@ PAYMENT_TRANSITIONS = {
 
 
 class PaymentKind(models.TextChoices):
-    CHECKOUT = "checkout", "Pay online"
-    AUTOMATIC = "automatic", "Automatic charge"
-    API = "api", "API"
-    OUT_OF_BAND = "out_of_band", "Recorded by staff"
+    CHECKOUT = "checkout", _("Pay online")
+    AUTOMATIC = "automatic", _("Automatic charge")
+    API = "api", _("API")
+    OUT_OF_BAND = "out_of_band", _("Recorded by staff")
 
 
 class Payment(models.Model):
@@ -153,9 +154,9 @@ class Payment(models.Model):
 
 
 class RefundStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+    PENDING = "pending", _("Pending")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
 
 
 class Refund(models.Model):
@@ -191,9 +192,9 @@ class Refund(models.Model):
 
 
 class PaymentMethodType(models.TextChoices):
-    CARD = "card", "Card"
-    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
-    US_BANK_ACCOUNT = "us_bank_account", "US bank account (ACH)"
+    CARD = "card", _("Card")
+    SEPA_DEBIT = "sepa_debit", _("SEPA Direct Debit")
+    US_BANK_ACCOUNT = "us_bank_account", _("US bank account (ACH)")
 
 
 # Bank debits: charged off-session like a card, but they settle days later (processing).

@@ -7,6 +7,7 @@ beside it). Payments that credited nothing (held for staff, or paid twice and ha
 back) have no receipt.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,7 +15,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.http import Http404
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
+from billing.invoices.documents.content import language as document_language
 from billing.invoices.documents.pdf import html_to_pdf
 from billing.invoices.models import Invoice
 from core.money import ZERO
@@ -54,11 +58,13 @@ class Receipt:
 
 
 def payment_method_label(payment: Payment) -> str:
+    """How the payment was made, in the active language (read when shown, never stored)."""
     if payment.method_last4:
-        return f"{(payment.method_brand or 'card').capitalize()} •••• {payment.method_last4}"
+        brand = payment.method_brand.capitalize() if payment.method_brand else _("Card")
+        return f"{brand} •••• {payment.method_last4}"
     if payment.kind == PaymentKind.OUT_OF_BAND:
-        return "Bank transfer (recorded by our team)"
-    return payment.get_kind_display()
+        return _("Bank transfer (recorded by our team)")
+    return str(payment.get_kind_display())
 
 
 def invoice_receipts(invoice: Invoice, payments: list[Payment] | None = None) -> list[Receipt]:
@@ -105,7 +111,13 @@ def receipt_or_404(invoice: Invoice, payment_id: int) -> Receipt:
 
 
 def receipt_pdf_bytes(receipt: Receipt) -> bytes:
-    html = render_to_string(
-        "billing/pdf/receipt.html", {"receipt": receipt, "seller": settings.SELLER}
-    )
+    """The receipt PDF in the invoice's document language, like the invoice's own PDF."""
+    language = document_language(receipt.invoice)
+    with translation.override(language):
+        # The method label was read in the page's language; a document reads its own.
+        receipt = dataclasses.replace(receipt, method=payment_method_label(receipt.payment))
+        html = render_to_string(
+            "billing/pdf/receipt.html",
+            {"receipt": receipt, "seller": settings.SELLER, "language": language},
+        )
     return html_to_pdf(html)

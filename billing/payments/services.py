@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing.invoices.models import PAYABLE_STATUSES, CreditNote, Invoice, InvoiceStatus
 from billing.invoices.services import (
@@ -95,12 +96,14 @@ def invoice_check_payable_online(invoice: Invoice, *, open_only: bool = False) -
     """
     if invoice.contract_id and invoice.contract.status == ContractStatus.CANCELLED:
         raise DomainError(
-            f"The contract of invoice {invoice} is cancelled; please contact us to pay it.",
+            _("The contract of invoice %(number)s is cancelled; please contact us to pay it.")
+            % {"number": invoice},
             code="invoice_not_payable",
         )
     if not invoice.is_payable or (open_only and invoice.status != InvoiceStatus.OPEN):
         raise DomainError(
-            f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+            _("Invoice %(number)s is %(status)s and cannot be paid.")
+            % {"number": invoice, "status": invoice.get_status_display().lower()},
             code="invoice_not_payable",
         )
 
@@ -118,7 +121,8 @@ def payment_create(
         invoice = lock_invoice(invoice_id)
         if not invoice.is_payable:
             raise DomainError(
-                f"Invoice {invoice} is {invoice.get_status_display().lower()} and cannot be paid.",
+                _("Invoice %(number)s is %(status)s and cannot be paid.")
+                % {"number": invoice, "status": invoice.get_status_display().lower()},
                 code="invoice_not_payable",
             )
         attempt = invoice.payments.filter(kind=kind).count() + 1

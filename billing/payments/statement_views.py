@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from contracts.context import member_required
@@ -31,7 +32,11 @@ def _date(request: HttpRequest, name: str, label: str) -> datetime.date | None:
     try:
         return datetime.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"The {label} date must look like 2026-01-31.", code=name) from None
+        message = {
+            "start": _("The start date must look like 2026-01-31."),
+            "end": _("The end date must look like 2026-01-31."),
+        }[label]
+        raise DomainError(message, code=name) from None
 
 
 def _statement(request: HttpRequest) -> tuple[Statement | None, dict]:
@@ -47,8 +52,8 @@ def _statement(request: HttpRequest) -> tuple[Statement | None, dict]:
     try:
         if form["currency"] not in currencies:
             raise DomainError(
-                f"You have no invoices in {form['currency'][:3]!r}; "
-                f"choose one of {', '.join(currencies)}.",
+                _("You have no invoices in “%(currency)s”; choose one of %(choices)s.")
+                % {"currency": form["currency"][:3], "choices": ", ".join(currencies)},
                 code="currency",
             )
         statement = statement_build(
@@ -110,7 +115,7 @@ def statement_download_pdf(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "billing/pdf/download_refused.html",
-            {"message": "The statement PDF could not be produced just now; try again."},
+            {"message": _("The statement PDF could not be produced just now; try again.")},
             status=503,
         )
     response = HttpResponse(content, content_type="application/pdf")

@@ -173,13 +173,16 @@ def statement_period(
     start = start or end.replace(month=1, day=1)
     if end < start:
         raise DomainError(
-            f"The period ends ({end:%Y-%m-%d}) before it starts ({start:%Y-%m-%d}); "
-            "choose an end date on or after the start date.",
+            _(
+                "The period ends (%(end)s) before it starts (%(start)s); "
+                "choose an end date on or after the start date."
+            )
+            % {"end": l10n.date(end), "start": l10n.date(start)},
             code="period",
         )
     if (end - start).days > MAX_PERIOD_DAYS:
         raise DomainError(
-            "A statement covers at most three years; choose a shorter period.", code="period"
+            _("A statement covers at most three years; choose a shorter period."), code="period"
         )
     return start, end
 

@@ -15,10 +15,12 @@ from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from billing.invoices.documents.content import buyer as document_buyer
+from billing.invoices.documents.content import language as document_language
 from billing.invoices.links import invoice_for_pay_token
 from billing.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.invoices.selectors import invoice_for_customer_or_404
@@ -33,8 +35,8 @@ from billing.payments.models import (
     PaymentStatus,
 )
 from contracts.context import active_membership, member_required, memberships_of
+from core import l10n
 from core.errors import DomainError
-from core.money import format_money
 from core.queue import enqueue
 
 from .providers import PaymentError, ProviderUnavailable
@@ -72,6 +74,7 @@ def _pay_context(request: HttpRequest, number: str) -> tuple[Invoice, str, bool]
         invoice = invoice_for_pay_token(token, number=number)
         if invoice is None:
             raise Http404("No such invoice.")
+        speak_document_language(request, invoice)
         membership = active_membership(request)
         is_member = bool(membership and membership.customer_id == invoice.customer_id)
         if is_member:
@@ -82,6 +85,19 @@ def _pay_context(request: HttpRequest, number: str) -> tuple[Invoice, str, bool]
         raise _LoginNeeded
     request.membership = membership
     return invoice_for_customer_or_404(membership.customer, number), "", True
+
+
+def speak_document_language(request: HttpRequest, invoice: Invoice) -> None:
+    """The hosted invoice pages, opened with the signed link from the PDF, read in the
+    invoice's document language (the language of the PDF the payer holds, whoever forwarded
+    it to them), unless the visitor chose a language with the switcher: the language cookie
+    is that choice and wins. Without the link (a member in the portal) the page follows the
+    person's choice or browser like every other page."""
+    if request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) in dict(settings.LANGUAGES):
+        return
+    language = document_language(invoice)
+    translation.activate(language)  # LocaleMiddleware's response (Content-Language) follows
+    request.LANGUAGE_CODE = language
 
 
 class _LoginNeeded(Exception):
@@ -108,18 +124,19 @@ def _hosted_invoice_context(invoice: Invoice, token: str, *, is_member: bool) ->
         pdf_url = _with_token(
             reverse("invoices:invoice-pdf-for-link", args=[invoice.number]), token
         )
-    customer = invoice.customer
+    bill_to = document_buyer(invoice)
     return {
         "invoice": invoice,
         "token": token,
         "is_member": is_member,
         "today": timezone.localdate(),
         "seller": settings.SELLER,
-        "bill_to_name": invoice.bill_to_name or customer.name,
+        # The buyer as the PDF prints it: the address in its parts, the country in words.
+        "bill_to_name": bill_to.name or invoice.customer.name,
         "bill_to_lines": [
-            line for line in (invoice.bill_to_address or "").splitlines() if line.strip()
-        ]
-        or customer.address_lines,
+            *bill_to.address_lines,
+            *([l10n.country_name(bill_to.country)] if bill_to.country else []),
+        ],
         "lines": list(invoice.lines.all()),
         "tax_lines": list(invoice.tax_lines.all()),
         "pdf_url": pdf_url,
@@ -169,7 +186,7 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     except _LoginNeeded:
         return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
     if is_member and not token and not request.membership.can_pay:
-        raise PermissionDenied("Your role can view invoices but not pay them.")
+        raise PermissionDenied(_("Your role can view invoices but not pay them."))
     may_use_saved = is_member and request.membership.can_pay
     context = {
         **_hosted_invoice_context(invoice, token, is_member=is_member),
@@ -186,7 +203,7 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
     if request.POST.get("payment_method") and may_use_saved:
         chosen = request.POST["payment_method"]
         if len(chosen) > 255 or not chosen.isprintable():
-            context["error"] = "Choose one of your saved cards."
+            context["error"] = _("Choose one of your saved cards.")
             return render(request, "billing/payments/pay.html", context, status=400)
         return _pay_with_saved_method(request, invoice, context)
     success = reverse("payments:checkout-success", args=[invoice.number])
@@ -226,7 +243,7 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         if waiting is not None:
             with contextlib.suppress(DomainError, PaymentError):
                 return _to_confirmation(request, invoice, waiting)
-        context["error"] = (
+        context["error"] = _(
             "Your bank wants to confirm this payment. Use “Continue to payment” to confirm it."
         )
         return render(request, "billing/payments/pay.html", context, status=402)
@@ -238,7 +255,9 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         status = 503 if isinstance(exc, ProviderUnavailable) else 402
         return render(request, "billing/payments/pay.html", context, status=status)
     if after.status == InvoiceStatus.PAID:
-        messages.success(request, f"Thank you: invoice {invoice.number} is paid.")
+        messages.success(
+            request, _("Thank you: invoice %(number)s is paid.") % {"number": invoice.number}
+        )
     elif after.payments.filter(status=PaymentStatus.PROCESSING).exists():
         messages.info(
             request,
@@ -253,9 +272,11 @@ def _pay_with_saved_method(request: HttpRequest, invoice: Invoice, context: dict
         # Less arrived than was due, or the payment waits for our staff: say what is still open.
         messages.info(
             request,
-            f"Thank you. {format_money(after.amount_remaining, after.currency)} of invoice "
-            f"{invoice.number} "
-            "is still open.",
+            _("Thank you. %(amount)s of invoice %(number)s is still open.")
+            % {
+                "amount": f"{l10n.amount(after.amount_remaining)} {after.currency}",
+                "number": invoice.number,
+            },
         )
     return _Redirect303(invoice.get_absolute_url())
 
@@ -325,8 +346,10 @@ def payment_receipt_pdf(request: HttpRequest, number: str, payment_id: int) -> H
             request,
             "billing/pdf/download_refused.html",
             {
-                "message": "The receipt PDF could not be produced just now. Please try again "
-                "in a minute; if it keeps failing, contact billing support."
+                "message": _(
+                    "The receipt PDF could not be produced just now. Please try again "
+                    "in a minute; if it keeps failing, contact billing support."
+                )
             },
             status=503,
         )
@@ -383,7 +406,10 @@ def _to_confirmation(request: HttpRequest, invoice: Invoice, payment: Payment) -
         cancel_url=f"{site}{reverse('payments:checkout-cancel', args=[invoice.number])}",
     )
     if url is None:
-        messages.success(request, f"Your payment for invoice {invoice.number} went through.")
+        messages.success(
+            request,
+            _("Your payment for invoice %(number)s went through.") % {"number": invoice.number},
+        )
         return _Redirect303(invoice.get_absolute_url())
     return _Redirect303(url)
 
@@ -397,13 +423,16 @@ def payment_confirmed(request: HttpRequest, number: str, payment_id: int) -> Htt
     with contextlib.suppress(PaymentError):
         payment = payments.payment_refresh(payment_id=payment.pk, actor=request.user)
     if payment.status == PaymentStatus.SUCCEEDED:
-        messages.success(request, f"Thank you: your payment for invoice {number} went through.")
+        messages.success(
+            request,
+            _("Thank you: your payment for invoice %(number)s went through.") % {"number": number},
+        )
     elif payment.status == PaymentStatus.REQUIRES_ACTION:
-        messages.info(request, "The payment is not confirmed yet; this page updates once it is.")
+        messages.info(request, _("The payment is not confirmed yet; this page updates once it is."))
     elif payment.status != PaymentStatus.PROCESSING:
         messages.error(
             request,
-            payment.failure_message or "The payment was not confirmed. Nothing was charged.",
+            payment.failure_message or _("The payment was not confirmed. Nothing was charged."),
         )
     return redirect(payment.invoice.get_absolute_url())
 
@@ -431,7 +460,7 @@ def payment_methods(request: HttpRequest) -> HttpResponse:
                 payments.payment_method_set_default(
                     customer_id=customer.pk, method_id=method_id, actor=request.user
                 )
-                messages.success(request, "Default payment method changed.")
+                messages.success(request, _("Default payment method changed."))
             elif action == "remove":
                 replacement = request.POST.get("replacement", "")
                 payments.payment_method_remove(
@@ -533,6 +562,8 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     )
     if payment is None:
         raise Http404("No such checkout.")
+    if not request.user.is_authenticated:  # the payer came from the hosted page's link
+        speak_document_language(request, payment.invoice)
     customer_id = payment.invoice.customer_id
     saved = PaymentMethod.objects.none()
     if _may_use_saved_methods(request, customer_id):
@@ -558,7 +589,7 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     if payment.status == PaymentStatus.SUCCEEDED:
         return redirect(data["s"])
     if payment.status == PaymentStatus.CANCELLED:
-        context["error"] = "This checkout has expired. Go back and start again."
+        context["error"] = _("This checkout has expired. Go back and start again.")
         context["stage"] = "closed"
         return render(request, "billing/payments/sandbox_checkout.html", context, status=410)
     if request.method == "GET":
@@ -585,7 +616,7 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     else:
         card = sandbox_provider.card_for_number(request.POST.get("card", ""))
     if card is None:
-        context["error"] = "Use one of the test cards listed below."
+        context["error"] = _("Use one of the test cards listed below.")
         return render(request, "billing/payments/sandbox_checkout.html", context, status=400)
 
     if action == "deny":
@@ -616,7 +647,7 @@ def sandbox_checkout(request: HttpRequest, token: str) -> HttpResponse:
     payment.refresh_from_db()
     if payment.status == PaymentStatus.SUCCEEDED:
         return _Redirect303(data["s"])
-    context["error"] = payment.failure_message or "The payment did not go through."
+    context["error"] = payment.failure_message or _("The payment did not go through.")
     return render(request, "billing/payments/sandbox_checkout.html", context, status=402)
 
 
@@ -637,7 +668,7 @@ def _sandbox_debit(
     payments.provider_event_apply(event, actor="sandbox")
     payment.refresh_from_db()
     if payment.status != PaymentStatus.PROCESSING:
-        context["error"] = "This payment can no longer be made by debit."
+        context["error"] = _("This payment can no longer be made by debit.")
         return render(request, "billing/payments/sandbox_checkout.html", context, status=409)
     # Test mode only: a message the broker lost leaves the debit processing (the sandbox
     # has no reconciliation to settle it); pay the invoice again in another way.
@@ -697,7 +728,7 @@ def sandbox_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if payment.status != PaymentStatus.REQUIRES_ACTION:
         if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED):
             return redirect(data["r"])
-        context["error"] = "This payment can no longer be confirmed. Nothing was charged."
+        context["error"] = _("This payment can no longer be confirmed. Nothing was charged.")
         return render(request, "billing/payments/sandbox_confirm.html", context, status=410)
     if request.method == "GET":
         return render(request, "billing/payments/sandbox_confirm.html", context)
@@ -729,7 +760,9 @@ def sandbox_setup(request: HttpRequest, token: str) -> HttpResponse:
             "billing/payments/sandbox_setup.html",
             {
                 "expired": True,
-                "error": "This link to save a card has expired. Start again from Payment methods.",
+                "error": _(
+                    "This link to save a card has expired. Start again from Payment methods."
+                ),
                 "methods_url": reverse("payments:payment-methods"),
             },
             status=410,

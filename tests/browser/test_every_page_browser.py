@@ -16,6 +16,8 @@ import re
 
 import pytest
 import time_machine
+from django.conf import settings
+from django.test import Client
 
 from tests.browser.test_pages_browser import CHROMIUM_ARGS
 from tests.customer_pages import LONELY, OWNER, PASSWORD, VIEWER, build_world, template_syntax_in
@@ -201,3 +203,51 @@ def test_every_customer_page(browser, live_server, world, width_name):
 
     assert not checker.problems, "\n".join(checker.problems)
     assert len(checker.seen) >= 36, checker.seen
+
+
+def _session_for(username: str) -> str:
+    """A logged-in session without the login form (its labels are not what this test reads)."""
+    client = Client()
+    assert client.login(username=username, password=PASSWORD)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+@pytest.mark.parametrize("width_name", list(WIDTHS))
+def test_every_customer_page_in_german(browser, live_server, world, width_name):
+    """The same checks with the language switcher's cookie set to German: German words are
+    longer, and nothing may scroll sideways or get cut off. Screenshots: var/screenshots/
+    de-desktop/ and de-phone/."""
+    width, height = WIDTHS[width_name]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    base = live_server.url
+    context.add_cookies([{"name": settings.LANGUAGE_COOKIE_NAME, "value": "de", "url": base}])
+    page = context.new_page()
+    checker = Checker(f"de-{width_name}")
+    for name, path in world.public_pages + world.link_pages:
+        checker.visit(page, base, name, path)
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": _session_for(OWNER), "url": base}]
+    )
+    for name, path in world.member_pages:
+        checker.visit(page, base, name, path)
+        assert page.locator("html").get_attribute("lang") == "de", name
+    # The list's row menu on the phone: number, amount, status and ⋮ stay on screen.
+    page.goto(f"{base}/invoices/?status=open")
+    row = page.locator("tbody tr[data-invoice]").first
+    for part in ("td.col-number", "td.col-amount", "td.col-status", "summary"):
+        box = row.locator(part).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (width_name, part)
+    row.locator("summary").click()
+    checker.check(page, "invoice-list-menu-open")
+    # The sandbox checkout, in German, as a member reaches it.
+    page.goto(f"{base}/invoices/{world.invoices['big'].number}/pay/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Weiter zur Zahlung").click()
+    checker.check(page, "sandbox-checkout")
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": _session_for(VIEWER), "url": base}]
+    )
+    for name, path in world.viewer_pages:
+        checker.visit(page, base, name, path)
+    context.close()
+    assert not checker.problems, "\n".join(checker.problems)

@@ -5,6 +5,7 @@ import datetime
 from django import template
 from django.utils.safestring import mark_safe
 
+from billing.invoices.documents.content import credit_line_description, line_description
 from billing.invoices.models import Invoice
 
 register = template.Library()
@@ -37,3 +38,15 @@ def list_body(parser, token):
     nodelist = parser.parse(("endlist_body",))
     parser.delete_first_token()
     return ListBodyNode(nodelist)
+
+
+@register.filter
+def line_text(line) -> str:
+    """An invoice line as the documents write it, in the active language (a lease line is
+    re-rendered with its period as the language writes it); any other line as it was written."""
+    return line_description(line)
+
+
+@register.filter
+def credit_line_text(line) -> str:
+    return credit_line_description(line)

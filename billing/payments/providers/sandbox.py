@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from .base import (
     AuthenticationRequired,
@@ -46,11 +46,17 @@ class TestCard:
 TEST_CARDS = {
     card.number: card
     for card in (
-        TestCard("4242424242424242", "visa", "4242", "success", "Succeeds"),
-        TestCard("4000000000000002", "visa", "0002", "decline", "Is declined"),
-        TestCard("4000002760003184", "visa", "3184", "3ds", "Asks for 3-D Secure"),
+        TestCard("4242424242424242", "visa", "4242", "success", gettext_lazy("Succeeds")),
+        TestCard("4000000000000002", "visa", "0002", "decline", gettext_lazy("Is declined")),
+        TestCard("4000002760003184", "visa", "3184", "3ds", gettext_lazy("Asks for 3-D Secure")),
         # Stripe's test card for a refund that succeeds, then fails (refund.failed).
-        TestCard("4000000000005126", "visa", "5126", "refund_fails", "Succeeds; refunds fail"),
+        TestCard(
+            "4000000000005126",
+            "visa",
+            "5126",
+            "refund_fails",
+            gettext_lazy("Succeeds; refunds fail"),
+        ),
     )
 }
 _BY_LAST4 = {card.last4: card for card in TEST_CARDS.values()}
@@ -75,12 +81,14 @@ class TestIban:
 TEST_IBANS = {
     iban.iban: iban
     for iban in (
-        TestIban("DE89370400440532013000", "debit_succeeds", "Processing, then succeeds"),
-        TestIban("DE62370400440532013001", "debit_fails", "Processing, then fails"),
+        TestIban(
+            "DE89370400440532013000", "debit_succeeds", gettext_lazy("Processing, then succeeds")
+        ),
+        TestIban("DE62370400440532013001", "debit_fails", gettext_lazy("Processing, then fails")),
         TestIban(
             "DE35370400440532013002",
             "debit_disputed",
-            "Processing, succeeds, then returned by the bank (disputed)",
+            gettext_lazy("Processing, succeeds, then returned by the bank (disputed)"),
         ),
     )
 }
@@ -108,8 +116,8 @@ class TestVpa:
 TEST_VPAS = {
     vpa.vpa: vpa
     for vpa in (
-        TestVpa("success@razorpay", "success", "Succeeds"),
-        TestVpa("failure@razorpay", "failure", "Fails"),
+        TestVpa("success@razorpay", "success", gettext_lazy("Succeeds")),
+        TestVpa("failure@razorpay", "failure", gettext_lazy("Fails")),
     )
 }
 TEST_BANKS = {"HDFC": "HDFC Bank", "ICIC": "ICICI Bank", "SBIN": "State Bank of India"}

@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from billing.invoices.models import InvoiceStatus
+from core import l10n
 from tests.billing.invoices.pages_support import (
     TODAY,
     every_status,
@@ -312,7 +313,7 @@ def test_open_invoice_detail_says_what_happens_if_unpaid(client_owner, invoices)
     expected_date = invoice.due_date + datetime.timedelta(days=7)
     assert (
         f"Contract {invoice.contract.reference} and blocks {block.prefix} will be cancelled on "
-        f"{expected_date.isoformat()}." in " ".join(re.sub(r"<[^>]+>", "", html).split())
+        f"{l10n.date(expected_date)}." in " ".join(re.sub(r"<[^>]+>", "", html).split())
     )
     assert f'action="/invoices/{invoice.ref}/pay/"' in html
     assert "Insufficient funds." in html
