@@ -2,6 +2,8 @@
 per chunk, the same invoices as the per-contract path, gapless numbers under concurrency."""
 
 import datetime
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -215,7 +217,10 @@ def _everything(contract: LeaseContract) -> list:
             ) else e.after  # fmt: skip
             entries.append((
                 e.action, e.actor_id, e.actor_label, e.customer_id, e.content_type_id,
-                e.object_repr.replace(str(inv.pk), "<pk>").replace(inv.number, "<number>"),
+                # The id as a whole token: as text it also hit the digits of 10.0.1.0/24.
+                re.sub(rf"(?<![\w.]){inv.pk}(?![\w.])", "<pk>", e.object_repr).replace(
+                    inv.number, "<number>"
+                ),
                 e.before, after, e.note,
             ))  # fmt: skip
         rows.append(
@@ -241,7 +246,11 @@ def _everything(contract: LeaseContract) -> list:
                 entries,
             )
         )
-    return rows
+    # The blocks differ between two contracts by nature (audit documents name them).
+    text = json.dumps(rows, default=str, sort_keys=True)
+    for n, prefix in enumerate(sorted(str(b.prefix) for b in contract.blocks.all())):
+        text = text.replace(prefix, f"<block {n}>")
+    return json.loads(text)
 
 
 @pytest.mark.django_db
