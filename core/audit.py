@@ -37,7 +37,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def audit_entry(
+def audit_record(
     *,
     actor: Actor,
     action: str,
@@ -47,9 +47,8 @@ def audit_entry(
     after: dict[str, Any] | None = None,
     note: str = "",
 ) -> AuditEntry:
-    """The entry audit_record writes, unsaved: for audit_record_many."""
     user, label = audit_actor(actor)
-    return AuditEntry(
+    entry = AuditEntry(
         actor=user,
         actor_label=label,
         customer=customer,
@@ -61,34 +60,8 @@ def audit_entry(
         after=_plain(after or {}),
         note=note,
     )
-
-
-def audit_record(
-    *,
-    actor: Actor,
-    action: str,
-    target: models.Model,
-    customer: models.Model | None = None,  # a contracts.Customer
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    note: str = "",
-) -> AuditEntry:
-    entry = audit_entry(
-        actor=actor,
-        action=action,
-        target=target,
-        customer=customer,
-        before=before,
-        after=after,
-        note=note,
-    )
     entry.save(force_insert=True)
     return entry
-
-
-def audit_record_many(entries: list[AuditEntry]) -> None:
-    """Write entries built by audit_entry in one INSERT (the billing run: two per invoice)."""
-    AuditEntry.objects.bulk_create(entries)
 
 
 def audit_row(
@@ -104,7 +77,7 @@ def audit_row(
     note: str = "",
     at: datetime.datetime,
 ) -> dict[str, Any]:
-    """The entry audit_entry builds, as the table's values (no model instance): for
+    """The entry audit_record writes, as the table's values (no model instance): for
     audit_copy_many, where a chunk of the billing run writes hundreds at once."""
     user, label = audit_actor(actor)
     return {
