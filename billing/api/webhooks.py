@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -327,6 +328,22 @@ def on_audit_entry_saved(sender, instance: AuditEntry, created: bool, **kwargs) 
     on_commit_collected(
         "api.webhooks", (instance.pk, instance.customer_id), _record_and_send_entries
     )
+
+
+def on_invoices_issued(sender, invoice_ids: list[int], **kwargs) -> None:
+    """A billing-run chunk writes its audit entries in bulk (COPY), which sends no
+    post_save: the chunk's one message (signals.invoices_issued) records their events
+    here, in the worker after the chunk committed, instead of at the next catch-up."""
+    entries = list(
+        AuditEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Invoice),
+            object_id__in=[str(pk) for pk in invoice_ids],
+            action__in=list(EVENT_FOR_ACTION),
+            customer_id__isnull=False,
+        ).values_list("pk", "customer_id")
+    )
+    if entries:
+        _record_and_send_entries(entries)
 
 
 def _record_and_send_entries(entries: list[tuple[int, int]]) -> None:

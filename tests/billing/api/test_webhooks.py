@@ -27,6 +27,7 @@ from billing.api.views import openapi_document
 from billing.collections.notifications import notify_invoice_overdue
 from billing.collections.services import contract_mark_past_due_if_overdue
 from billing.invoices.credit_notes import credit_note_issue
+from billing.invoices.services import bill_contracts
 from billing.payments import services as payments
 from contracts.models import CancellationReason, Role
 from contracts.services import contract_cancel
@@ -334,6 +335,29 @@ def test_lost_after_commit_step_is_caught_up_from_the_audit_log(customer, endpoi
     assert run(webhooks.events_catch_up) == 1
     run(send_due_webhooks.delay)
     assert len(receiver.accepted) == 1
+    assert run(webhooks.events_catch_up) == 0
+
+
+def test_a_billing_run_chunk_sends_its_finalized_events_without_the_catch_up(
+    customer, endpoint, receiver, run
+):
+    """Chunk entries are written by COPY (no post_save); the chunk's invoices_issued
+    message records their events, so nothing waits for the catch-up sweep."""
+    receiver.start()
+    endpoint(receiver.url, events=["invoice.finalized"])
+    start = datetime.date(2026, 1, 20)
+    contracts = [make_contract(customer, started_on=start, anchor=1) for _ in range(2)]
+    issued = run(
+        lambda: bill_contracts(
+            contract_ids=[c.pk for c in contracts], today=datetime.date(2026, 1, 21)
+        )
+    )
+    assert len(issued.invoice_ids) == 2 and not issued.errors
+    run(send_due_webhooks.delay)
+    assert sorted(json.loads(r.body)["type"] for r in receiver.accepted) == [
+        "invoice.finalized",
+        "invoice.finalized",
+    ]
     assert run(webhooks.events_catch_up) == 0
 
 
