@@ -51,10 +51,18 @@ def _peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _setup(db_name: str | None = None):
+def _setup(db_name: str | None = None, cache: str = "locmem"):
     import django
     from django.conf import settings
 
+    if cache == "redis":
+        redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+            }
+        }
     if db_name:
         settings.DATABASES["default"]["NAME"] = db_name
     settings.ALLOWED_HOSTS = ["*"]
@@ -112,10 +120,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=50, help="downloads per arm and round")
     parser.add_argument("--render-rounds", type=int, default=10)
+    parser.add_argument(
+        "--cache",
+        choices=["locmem", "redis"],
+        default="locmem",
+        help="the cache (sessions, the invoice lookup): the test settings' locmem, or Redis "
+        "db 9 as in production",
+    )
     args = parser.parse_args()
     media = tempfile.mkdtemp(prefix="pdf-bench-media-")
     os.environ["DJANGO_MEDIA_ROOT"] = media
-    _setup()
+    _setup(cache=args.cache)
     from django.conf import settings
     from django.db import connection
     from django.test import Client

@@ -78,6 +78,31 @@ def list_version(customer) -> int | None:
     return found[0] if found else None
 
 
+def by_version(customer, name: str, compute):
+    """A small value about the customer's invoices (`compute()`, a tuple of plain values or
+    None), kept in the cache under the customer's version: it cannot outlive a change to
+    any of their invoices. None is not stored. Without a version row, or with the cache
+    down, it is computed every time."""
+    version = list_version(customer) if cache_seconds() else None
+    if version is None:
+        return compute()
+    key = f"invoice-facts:{customer.pk}:{version}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+    try:
+        found = cache.get(key)
+    except Exception as exc:  # noqa: BLE001 - a cache outage is a miss, never an error page
+        logger.info("invoice cache unavailable: %s", exc)
+        return compute()
+    if found is not None:
+        return found
+    value = compute()
+    if value is not None:
+        try:
+            cache.set(key, value, cache_seconds())
+        except Exception as exc:  # noqa: BLE001 - as above
+            logger.info("invoice facts not cached: %s", exc)
+    return value
+
+
 class ListBody:
     """What the cache had for one list view: the body (`html`, None on a miss) and the
     count and cards of its filter (`cached_totals`), read in one round trip; and where to

@@ -39,6 +39,7 @@ from billing.invoices.models import (
 from contracts.models import Customer, contract_reference
 from core.money import ZERO
 
+from . import list_cache
 from .filters import (
     OVERDUE,
     SEARCH_ID_LIMIT,
@@ -90,13 +91,21 @@ _PDF_LOOKUP = (
 
 def invoice_for_pdf_or_404(customer: Customer, ref: str) -> Invoice:
     """invoice_for_customer_or_404(light=True) for the PDF download: the customer's invoice
-    `ref` with only id, number, customer, status and version loaded, in one plain statement
-    on the unique number index. Drafts (draft-<id>) go the general way."""
+    `ref` with only id, number, customer, status and version loaded. Those three values are
+    kept in the cache under the customer's invoice version (list_cache.by_version, read with
+    the login's membership query), so a download of an invoice that has not changed makes no
+    query of its own; else one plain statement on the unique number index. Drafts
+    (draft-<id>) go the general way."""
     if ref.startswith(DRAFT_REF_PREFIX):
         return invoice_for_customer_or_404(customer, ref, light=True)
-    with connection.cursor() as cursor:
-        cursor.execute(_PDF_LOOKUP, [customer.pk, ref])
-        row = cursor.fetchone()
+
+    def read() -> tuple | None:
+        with connection.cursor() as cursor:
+            cursor.execute(_PDF_LOOKUP, [customer.pk, ref])
+            row = cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    row = list_cache.by_version(customer, f"pdf:{ref}", read)
     if row is None:
         raise Http404("No such invoice.")
     known = {"id": row[0], "status": row[1], "state_version": row[2]}

@@ -385,7 +385,9 @@ def test_the_download_lookup_is_one_statement_with_what_the_document_needs(
     from billing.invoices.selectors import invoice_for_pdf_or_404
 
     invoice = make_invoice(customer=customer)
-    with django_assert_num_queries(1):
+    # This customer was loaded without its invoice version (the login's membership query
+    # carries it): one statement reads it, one finds the invoice.
+    with django_assert_num_queries(2):
         found = invoice_for_pdf_or_404(customer, invoice.number)
         # Everything storage name, ETag and filename use is loaded: no deferred-field query.
         assert (found.pk, found.number, found.customer_id) == (
@@ -396,8 +398,48 @@ def test_the_download_lookup_is_one_statement_with_what_the_document_needs(
         assert (found.status, found.state_version) == (invoice.status, invoice.state_version)
         assert storage_name(found) == storage_name(invoice)
         assert documents.document_filename(found) == f"{invoice.number}.pdf"
+    # Again, unchanged: the invoice's facts come from the cache under the version.
+    with django_assert_num_queries(1):
+        again = invoice_for_pdf_or_404(customer, invoice.number)
+    assert (again.pk, again.status, again.state_version) == (found.pk, "open", found.state_version)
     other = CustomerFactory()
     with pytest.raises(Http404):
         invoice_for_pdf_or_404(other, invoice.number)
     with pytest.raises(Http404):
         invoice_for_pdf_or_404(customer, "INV-0000-000000")
+
+
+def test_a_repeated_download_reads_no_invoice_row_and_a_change_is_seen_at_once(client_of, customer):
+    """The lookup's cache is keyed by the customer's invoice version, which database
+    triggers change with every write: a voided invoice is served as voided right away."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def invoice_reads(seen) -> list[str]:
+        return [
+            q["sql"]
+            for q in seen.captured_queries
+            if re.search(r'FROM "?invoices_invoice"?\s', q["sql"])
+        ]
+
+    invoice = make_invoice(customer=customer)
+    first = _download(client_of, invoice)
+    with CaptureQueriesContext(connection) as seen:
+        second = _download(client_of, invoice)
+    assert second.status_code == 200 and second.content == first.content
+    assert invoice_reads(seen) == []
+    invoice_services.invoice_void(invoice_id=invoice.pk, actor="staff")
+    with CaptureQueriesContext(connection) as seen:
+        voided = _download(client_of, invoice)
+    # Looked up again under the new version (then rendered: the voided document is new).
+    assert invoice_reads(seen)[0].startswith("SELECT id, status, state_version FROM")
+    assert voided["ETag"] != first["ETag"]
+    invoice.refresh_from_db()
+    assert voided["ETag"] == documents.cached_etag(invoice)
+    assert "VOID" in pdf_text(voided.content)
+    # The same number asked for by another customer's member is not found in the cache.
+    outsider = MembershipFactory(customer=CustomerFactory()).user
+    client_of.force_login(outsider)
+    assert _download(client_of, invoice).status_code == 404
