@@ -334,3 +334,22 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type or 'event'} {self.event_id or '(invalid)'}"
+
+
+class WebhookEventRef(models.Model):
+    """A quoted token (an id such as pi_..., ch_..., pay_...) in the body of an event that
+    waits for its payment (unknown payment, or out of order), written when it starts
+    waiting. An applied event finds the events waiting on its payment through these rows
+    by index; searching the bodies of every waiting event grew with events that never find
+    a payment (a Stripe account's other intents), and each batch paid for all of them."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="refs")
+    ref = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ref", "event"], name="webhook_ref_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.ref

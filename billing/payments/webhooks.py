@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import logging
+import re
 import time
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from billing.payments.models import (
     UNKNOWN_PAYMENT_NOTE,
     Payment,
     WebhookEvent,
+    WebhookEventRef,
     WebhookEventStatus,
 )
 from contracts.auth import client_ip
@@ -135,6 +137,13 @@ UNFINISHED = (WebhookEventStatus.RECEIVED, WebhookEventStatus.FAILED)
 # success after a refund failure still on its way): replayed once an event has been applied
 # to that payment (_retry_unmatched), besides the sweep's retries.
 OUT_OF_ORDER_NOTE = "out of order: "
+WAITING = Q(note=UNKNOWN_PAYMENT_NOTE) | Q(
+    status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE
+)
+# A quoted value without spaces in an event's body (not a key): the ids an applied event
+# may name (pi_..., ch_..., pay_...) and short values with them; what a search of the body
+# for '"<id>"' found.
+_QUOTED_TOKEN = re.compile(r'"([^"\s\\]{3,255})"(?!\s*:)')
 
 
 # How many stored events a worker claims and applies in one transaction: one commit, one
@@ -186,6 +195,7 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
     statuses: list[str] = []
     applied: list[tuple] = []  # (ProviderEvent, Payment) of the events applied
     unknown: list[tuple] = []  # (pk, ProviderEvent, Payment | None) left "unknown payment"
+    waiting: list[WebhookEvent] = []  # left waiting: unknown payment or out of order
     with after_commit_batch(), transaction.atomic():
         claimed = list(
             WebhookEvent.objects.select_for_update(skip_locked=True)
@@ -195,7 +205,7 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
         )
         results: dict[tuple[str, str], list[int]] = {}
         for stored, parsed in _in_lock_order(claimed):
-            statuses.append(_apply_claimed(stored, parsed, applied, unknown, results))
+            statuses.append(_apply_claimed(stored, parsed, applied, unknown, results, waiting))
         # The applied events' statuses, one UPDATE per outcome (nearly always one): in the
         # batch's transaction, so each commits with its event's effects.
         now = timezone.now()
@@ -207,6 +217,7 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
                 attempted_at=now,
                 attempts=F("attempts") + 1,
             )
+        _remember_refs(waiting)
     if applied:
         _retry_unmatched(applied)
     if recheck:
@@ -284,7 +295,7 @@ def _in_lock_order(claimed: list[WebhookEvent]) -> list[tuple]:
 
 
 def _apply_claimed(
-    stored: WebhookEvent, parsed, applied: list, unknown: list, results: dict
+    stored: WebhookEvent, parsed, applied: list, unknown: list, results: dict, waiting: list
 ) -> str:
     """Apply one claimed event in a savepoint of the batch; returns its status. Its new
     status and note go to `results` for the batch to write, or are written at once for a
@@ -321,6 +332,7 @@ def _apply_claimed(
         # Not a fault: the event it waits for has not arrived (Stripe's order is not ours).
         logger.info("webhook event %s out of order: %s", stored.pk, exc)
         _mark_failed(stored.pk, f"{OUT_OF_ORDER_NOTE}{exc}")
+        waiting.append(stored)
         return WebhookEventStatus.FAILED
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) in _TRANSIENT_SQLSTATES:
@@ -338,7 +350,18 @@ def _apply_claimed(
         applied.append((domain_event, payment))
     elif result == UNKNOWN_PAYMENT_NOTE:
         unknown.append((stored.pk, domain_event, payment))
+        waiting.append(stored)
     return status
+
+
+def _remember_refs(waiting: list[WebhookEvent]) -> None:
+    """The tokens of the events left waiting, for _retry_unmatched to find them by."""
+    rows = [
+        WebhookEventRef(event_id=stored.pk, ref=token)
+        for stored in waiting
+        for token in sorted(set(_QUOTED_TOKEN.findall(stored.body)))
+    ]
+    WebhookEventRef.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
 
 
 def _mark_failed(event_pk: int, note: str) -> None:
@@ -410,16 +433,10 @@ def _retry_unmatched(applied: list[tuple]) -> None:
     refs.discard("")
     if not refs:
         return
-    mentions = Q()
-    for ref in sorted(refs):
-        mentions |= Q(body__contains=f'"{ref}"')
     # In the order they came: a refund's failure before the dispute that closed after it.
     waiting = (
-        WebhookEvent.objects.filter(
-            Q(note=UNKNOWN_PAYMENT_NOTE)
-            | Q(status=WebhookEventStatus.FAILED, note__startswith=OUT_OF_ORDER_NOTE)
-        )
-        .filter(mentions)
+        WebhookEvent.objects.filter(WAITING)
+        .filter(pk__in=WebhookEventRef.objects.filter(ref__in=sorted(refs)).values("event_id"))
         .order_by("received_at", "pk")
         .values_list("pk", flat=True)
     )
