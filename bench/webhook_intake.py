@@ -141,15 +141,16 @@ def stripe_requests(n: int) -> list[tuple[str, str, dict]]:
     out = []
     for _ in range(n):
         k = next(_serial)
+        # Ids no payment of the apply benchmark has (its intents are pi_bench_<payment id>).
         intent = load(
             "payment_intent",
-            id=f"pi_bench_{k}",
+            id=f"pi_intake_{k}",
             amount=41650,
             amount_received=41650,
             currency="eur",
-            metadata={"invoice_id": str(k), "payment_id": str(k)},
+            metadata={"invoice_id": str(10**9 + k), "payment_id": str(10**9 + k)},
             status="succeeded",
-            latest_charge=f"ch_bench_{k}",
+            latest_charge=f"ch_intake_{k}",
         )
         body = json.dumps(event("payment_intent.succeeded", intent, event_id=f"evt_bench_{k}"))
         out.append(("/stripe/", body, {"Stripe-Signature": sign(body)}))

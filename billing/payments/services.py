@@ -14,13 +14,13 @@ import enum
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Subquery
+from django.db.models import F, Q, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -2140,21 +2140,65 @@ def refund_excess_on_signal(sender, payment_id: int, amount: Decimal, **kwargs) 
 # --- Provider events (webhooks, the sandbox, reconciliation) ----------------------------
 
 
-def find_payment(event: ProviderEvent) -> Payment | None:
+def find_payment(
+    event: ProviderEvent, *, among: Mapping[tuple[str, str], Payment] | None = None
+) -> Payment | None:
+    """The payment the event is about: by our id (if its invoice agrees), else by the
+    provider's checkout, payment and charge ids, in that order.
+
+    `among`: payments read beforehand for a batch of events (payments_for_events), looked
+    up there instead of in the database."""
+
+    def first(field: str, value) -> Payment | None:
+        if among is not None:
+            return among.get((field, str(value)))
+        return Payment.objects.filter(**{field: value}).first()
+
     if event.payment_id:
-        payment = Payment.objects.filter(pk=event.payment_id).first()
+        payment = first("pk", event.payment_id)
         if payment and event.invoice_id in (None, payment.invoice_id):
             return payment
-    for field, value in (
-        ("provider_checkout_id", event.checkout_id),
-        ("provider_payment_id", event.provider_payment_id),
-        ("provider_charge_id", event.charge_id),
-    ):
+    for field, value in _provider_refs(event):
         if value:
-            payment = Payment.objects.filter(**{field: value}).first()
+            payment = first(field, value)
             if payment:
                 return payment
     return None
+
+
+def _provider_refs(event: ProviderEvent) -> tuple[tuple[str, str], ...]:
+    return (
+        ("provider_checkout_id", event.checkout_id),
+        ("provider_payment_id", event.provider_payment_id),
+        ("provider_charge_id", event.charge_id),
+    )
+
+
+def payments_for_events(events: list[ProviderEvent]) -> dict[tuple[str, str], Payment]:
+    """Every payment any of the events could name, in one query, by (field, value) as
+    find_payment(among=...) looks them up; each with `lock_customer_id` (its invoice's
+    customer)."""
+    refs: dict[str, set] = {"pk": {e.payment_id for e in events if e.payment_id}}
+    for event in events:
+        for field, value in _provider_refs(event):
+            if value:
+                refs.setdefault(field, set()).add(value)
+    wanted = Q()
+    for field, values in refs.items():
+        if values:
+            wanted |= Q(**{f"{field}__in": sorted(values, key=str)})
+    found: dict[tuple[str, str], Payment] = {}
+    if not wanted:
+        return found
+    payments = Payment.objects.filter(wanted).annotate(lock_customer_id=F("invoice__customer_id"))
+    for payment in payments:
+        found[("pk", str(payment.pk))] = payment
+        for field in refs:
+            value = getattr(payment, field) if field != "pk" else None
+            if value:
+                # The first in the model's order, as .first() would find it.
+                found.setdefault((field, str(value)), payment)
+    return found
 
 
 def _find_customer(event: ProviderEvent) -> Customer | None:
@@ -2295,10 +2339,13 @@ def provider_event_apply(event: ProviderEvent, *, actor: Actor) -> str:
 
 
 def provider_event_apply_to_payment(
-    event: ProviderEvent, *, actor: Actor
+    event: ProviderEvent, *, actor: Actor, payment: Payment | None = None
 ) -> tuple[str, Payment | None]:
     """provider_event_apply, also naming the payment the event was applied to (as it was
-    found, before the apply), or None: webhooks replays what waited for that payment."""
+    found, before the apply), or None: webhooks replays what waited for that payment.
+
+    `payment`: the one find_payment finds for this event, read just before by the caller
+    (a batch reads them all at once); None: found here."""
     if event.kind in (EventKind.METHOD_ATTACHED, EventKind.SETUP_COMPLETED):
         customer = _find_customer(event)
         if customer is None:
@@ -2319,7 +2366,7 @@ def provider_event_apply_to_payment(
             _method_forget(provider_id=event.method.id, provider=provider_name, actor=actor)
         return "method removed", None
 
-    payment = find_payment(event)
+    payment = payment or find_payment(event)
     if payment is None:
         logger.warning(
             "STAFF: %s for an unknown payment (invoice %s, payment %s, intent %s)",

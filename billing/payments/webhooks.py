@@ -45,6 +45,7 @@ from .services import (
     MONEY_RECORDED,
     EventOutOfOrder,
     find_payment,
+    payments_for_events,
     provider_event_apply_to_payment,
 )
 
@@ -204,8 +205,10 @@ def _apply_batch(claim: Q, *, limit: int, recheck: bool = True) -> list[str]:
             .only("id", "provider", "body")[:limit]
         )
         results: dict[tuple[str, str], list[int]] = {}
-        for stored, parsed in _in_lock_order(claimed):
-            statuses.append(_apply_claimed(stored, parsed, applied, unknown, results, waiting))
+        for stored, parsed, payment in _in_lock_order(claimed):
+            statuses.append(
+                _apply_claimed(stored, parsed, payment, applied, unknown, results, waiting)
+            )
         # The applied events' statuses, one UPDATE per outcome (nearly always one): in the
         # batch's transaction, so each commits with its event's effects.
         now = timezone.now()
@@ -239,63 +242,46 @@ def _parse(stored: WebhookEvent):
 
 
 def _in_lock_order(claimed: list[WebhookEvent]) -> list[tuple]:
-    """The batch's events with their parsed form, ordered by the customer and invoice their
-    payment belongs to (arrival order among equals).
+    """The batch's events as (stored, parsed, payment), ordered by the customer and invoice
+    their payment belongs to (arrival order among equals).
 
     Applying an event locks its invoice and payment and, through the invoice rollup
     trigger, the customer's rollup rows, all held to the batch's commit. Two workers'
     batches that take such rows in opposite orders deadlock; taken in one global order they
-    only wait for each other. Found with one query for the batch; the apply itself still
-    finds its payment as always (this only orders)."""
+    only wait for each other. The payments are read with one query for the batch and
+    handed to the apply (which locks and reads its own again): `payment` is None where the
+    apply must look itself, that is where none was found (an earlier event of the batch
+    may make it known) and for a payment's second event in the batch (the first changed it)."""
     parsed = [(stored, _parse(stored)) for stored in claimed]
-    events = [e for _s, e in parsed if isinstance(e, ProviderEvent)]
-    refs = {
-        "pk": {e.payment_id for e in events if e.payment_id},
-        "provider_checkout_id": {e.checkout_id for e in events if e.checkout_id},
-        "provider_payment_id": {e.provider_payment_id for e in events if e.provider_payment_id},
-        "provider_charge_id": {e.charge_id for e in events if e.charge_id},
-    }
-    wanted = Q()
-    for field, values in refs.items():
-        if values:
-            wanted |= Q(**{f"{field}__in": sorted(values, key=str)})
-    found: dict[tuple[str, str], tuple[int, int]] = {}
-    if wanted:
-        for row in Payment.objects.filter(wanted).values_list(
-            "pk",
-            "invoice_id",
-            "invoice__customer_id",
-            "provider_checkout_id",
-            "provider_payment_id",
-            "provider_charge_id",
-        ):
-            pk, invoice_id, customer_id, *ids = row
-            key = (customer_id, invoice_id)
-            found[("pk", str(pk))] = key
-            for field, value in zip(list(refs)[1:], ids, strict=True):
-                if value:
-                    found.setdefault((field, value), key)
+    among = payments_for_events([e for _s, e in parsed if isinstance(e, ProviderEvent)])
+    found = [
+        find_payment(event, among=among) if isinstance(event, ProviderEvent) else None
+        for _s, event in parsed
+    ]
 
-    def order(item: tuple[int, tuple]) -> tuple:
-        index, (_stored, event) = item
-        key = None
-        if isinstance(event, ProviderEvent):
-            for field, value in (
-                ("pk", str(event.payment_id or "")),
-                ("provider_checkout_id", event.checkout_id),
-                ("provider_payment_id", event.provider_payment_id),
-                ("provider_charge_id", event.charge_id),
-            ):
-                if value and (field, value) in found:
-                    key = found[(field, value)]
-                    break
-        return (*(key or (0, 0)), index)
+    def order(index: int) -> tuple:
+        payment = found[index]
+        key = (payment.lock_customer_id, payment.invoice_id) if payment else (0, 0)
+        return (*key, index)
 
-    return [item for _i, item in sorted(enumerate(parsed), key=order)]
+    ordered, seen = [], set()
+    for index in sorted(range(len(parsed)), key=order):
+        payment = found[index]
+        first = payment is not None and payment.pk not in seen
+        if payment is not None:
+            seen.add(payment.pk)
+        ordered.append((*parsed[index], payment if first else None))
+    return ordered
 
 
 def _apply_claimed(
-    stored: WebhookEvent, parsed, applied: list, unknown: list, results: dict, waiting: list
+    stored: WebhookEvent,
+    parsed,
+    found: Payment | None,
+    applied: list,
+    unknown: list,
+    results: dict,
+    waiting: list,
 ) -> str:
     """Apply one claimed event in a savepoint of the batch; returns its status. Its new
     status and note go to `results` for the batch to write, or are written at once for a
@@ -314,7 +300,7 @@ def _apply_claimed(
                 result, status = "method already detached", WebhookEventStatus.IGNORED
             else:
                 result, payment = provider_event_apply_to_payment(
-                    domain_event, actor=f"{stored.provider} webhook"
+                    domain_event, actor=f"{stored.provider} webhook", payment=found
                 )
                 status = WebhookEventStatus.PROCESSED
             if domain_event is not None and domain_event.kind == EventKind.METHOD_DETACHED:
@@ -433,10 +419,16 @@ def _retry_unmatched(applied: list[tuple]) -> None:
     refs.discard("")
     if not refs:
         return
+    # From the ids to the events (the index on ref, then the few events by key): as one
+    # statement the planner could start from the waiting events instead and probe each.
+    mentioned = list(
+        WebhookEventRef.objects.filter(ref__in=sorted(refs)).values_list("event_id", flat=True)
+    )
+    if not mentioned:
+        return
     # In the order they came: a refund's failure before the dispute that closed after it.
     waiting = (
-        WebhookEvent.objects.filter(WAITING)
-        .filter(pk__in=WebhookEventRef.objects.filter(ref__in=sorted(refs)).values("event_id"))
+        WebhookEvent.objects.filter(WAITING, pk__in=sorted(set(mentioned)))
         .order_by("received_at", "pk")
         .values_list("pk", flat=True)
     )

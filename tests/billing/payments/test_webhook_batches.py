@@ -96,19 +96,27 @@ def test_two_workers_draining_the_same_backlog_apply_each_event_once(client, mon
 
 @pytest.mark.django_db
 def test_a_batch_costs_a_fixed_number_of_queries_per_event(client, django_assert_max_num_queries):
-    """Per success event: its payment found, the service's savepoint, invoice and payment
-    locked, payment and invoice written, two audit entries, the event's own savepoint (11),
-    and for an invoice of a contract the standing check (4: overdue left? the contract
-    re-read under lock in its savepoint); per batch: the claim, the lock-order lookup, the
-    status update, the waiting-events look and the empty claim that ends the drain."""
+    """Per success event: the service's savepoint, invoice and payment locked, payment and
+    invoice written, two audit entries, the event's own savepoint (10), and for an invoice
+    of a contract the standing check (4: overdue left? the contract re-read under lock in
+    its savepoint); per batch: the claim, the payments of all its events (read once, handed
+    to each apply), the status update, the waiting-events look and the empty claim that
+    ends the drain."""
     counts = {}
     for n in (2, 8):
         for payment in _pending_payments(n):
             post_event(client, _succeeded(payment), apply=False)
-        with django_assert_max_num_queries(15 * n + 10) as captured:
+        with django_assert_max_num_queries(14 * n + 10) as captured:
             assert webhooks.webhook_events_apply_waiting(batch=50) == n
         counts[n] = len(captured)
-    assert (counts[8] - counts[2]) / 6 <= 15, counts
+        payment_reads = [
+            q["sql"]
+            for q in captured.captured_queries
+            if q["sql"].startswith("SELECT") and 'FROM "payments_payment"' in q["sql"]
+        ]
+        unlocked = [sql for sql in payment_reads if "FOR UPDATE" not in sql]
+        assert len(unlocked) == 1, unlocked  # the batch's one read, not one per event
+    assert (counts[8] - counts[2]) / 6 <= 14, counts
     assert not WebhookEvent.objects.exclude(status=WebhookEventStatus.PROCESSED).exists()
 
 
