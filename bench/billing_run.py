@@ -43,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.scratch import own_session, use_scratch  # noqa: E402
+from bench.scratch import load_average, own_session, use_scratch  # noqa: E402
 
 own_session()
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
@@ -309,7 +309,7 @@ def main() -> None:
     say()
     say(
         f"{args.rounds} interleaved rounds, {n:,} contracts due per round, chunks of "
-        f"{args.chunk}; machine shared with other test suites (see docs/benchmarks.md)"
+        f"{args.chunk}; load average {load_average()}"
     )
     rates = {f: [row["invoices"] / row["seconds"] for row in rows[f]] for f in chosen}
     say(f"{'figure':10s} {'inv/s median (min-max)':>26s}")

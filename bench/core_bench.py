@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
-from bench.scratch import use_scratch  # noqa: E402
+from bench.scratch import load_average, use_scratch  # noqa: E402
 
 use_scratch("portal_bench_core")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -239,7 +239,7 @@ def main() -> None:
     say()
     say(
         f"{args.rounds} interleaved rounds, {LeaseContract.objects.count():,} contracts, "
-        f"{Invoice.objects.count():,} invoices; machine shared with other helpers' suites"
+        f"{Invoice.objects.count():,} invoices; load average {load_average()}"
     )
     for name, values in rows.items():
         per = [v["ms_per_contract"] for v in values]

@@ -38,6 +38,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.scratch import load_average  # noqa: E402
+
 PY = sys.executable
 DB_NAME = "portal_bench_load"
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
@@ -227,7 +230,7 @@ def main() -> None:
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} "
         f"interleaved rounds, gunicorn {args.workers} sync workers, production settings; "
-        "machine shared with other helpers' test suites"
+        f"load average {load_average()}"
     )
     print(f"{'scenario':36s} {'req/s median (min-max)':>24s} {'trivial / it':>22s}  errors")
     trivial = [float(r["rps"]) for r in results["GET /bench/trivial-get/"]]

@@ -41,3 +41,9 @@ def own_session() -> None:
     env = {**os.environ, "BENCH_OWN_SESSION": "1"}
     code = subprocess.run([sys.executable, *sys.argv], env=env, start_new_session=True).returncode
     sys.exit(code)
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages, printed with each result: the figures of
+    a busy machine (other suites on the same two CPUs) read differently from a quiet one's."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.scratch import PREFIX  # noqa: E402
+from bench.scratch import PREFIX, load_average  # noqa: E402
 from tests.fixtures.stripe.helpers import WEBHOOK_SECRET, event, load, sign  # noqa: E402
 
 PY = sys.executable
@@ -260,7 +260,7 @@ def bench_intake(args) -> None:
     print(
         f"{args.rounds} interleaved rounds of {args.per_round} requests per arm, "
         f"{args.clients} client processes, gunicorn {args.workers} sync workers; "
-        "machine shared with other helpers' test suites"
+        f"load average {load_average()}"
     )
     print(f"{'':18s} {'req/s median (min-max)':>24s}")
     for name, values in rates.items():
@@ -420,7 +420,7 @@ def bench_apply(args) -> None:
     print()
     print(
         f"{args.apply_rounds} interleaved rounds of {args.apply_events} events "
-        f"(invoices of {args.apply_customers} customers); machine shared with other helpers"
+        f"(invoices of {args.apply_customers} customers); load average {load_average()}"
     )
     for name, values in rates.items():
         print(f"{name:19s} {spread(values):>24s} events/s applied")

@@ -149,9 +149,12 @@ _QUOTED_TOKEN = re.compile(r'"([^"\s\\]{3,255})"(?!\s*:)')
 
 # How many stored events a worker claims and applies in one transaction: one commit, one
 # claiming statement and one look for waiting events per batch instead of per event, and
-# the batch's follow-ups (PDFs, receipts, outgoing webhooks) published once. Small enough
-# that the invoice rows it locks are held for a fraction of a second.
-APPLY_BATCH = 50
+# the batch's follow-ups (PDFs, receipts, outgoing webhooks) published once. Small, because
+# a batch holds its customers' rollup and list-version rows to its commit: with 50, two
+# workers on the events of 50 customers waited on each other (184 events/s, no faster than
+# one); with 20, 366 events/s, and the same as 50 when the events spread over 300 customers
+# (docs/benchmarks.md, "Webhook apply").
+APPLY_BATCH = 20
 
 
 def webhook_event_process(*, event_pk: int) -> str:
