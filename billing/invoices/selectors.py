@@ -48,6 +48,7 @@ from .filters import (
     InvoiceQuery,
     invoice_filter_queryset,
 )
+from .triggers import INVOICE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -270,25 +271,9 @@ def _row_flags_sql(vendor: str) -> dict[str, str]:
 
 _ROW_FLAGS: dict[str, dict[str, str]] = {}
 
-# The invoice columns a list row reads (the list's version triggers watch these:
-# billing.invoices.triggers.INVOICE_COLUMNS).
-LIST_ROW_FIELDS = (
-    "id",
-    "number",
-    "customer_id",
-    "contract_id",
-    "status",
-    "currency",
-    "period_start",
-    "period_end",
-    "issue_date",
-    "due_date",
-    "total",
-    "amount_paid",
-    "applied_balance",
-    "pre_payment_credit_notes_amount",
-    "post_payment_credit_notes_amount",
-)
+# The invoice columns a list row reads: its id and the columns the list's version
+# triggers watch (one list, so a row can never show a column whose change keeps the version).
+LIST_ROW_FIELDS = ("id", *INVOICE_COLUMNS)
 
 
 def invoice_list_rows(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 VERSION_TABLE = "invoices_invoicelistversion"
 
-# The invoice columns the list reads (invoice_list_rows, the filters, the rollup): an
-# UPDATE that changes none of them leaves the version alone. A test checks this covers
-# every column invoice_list_rows loads.
+# The invoice columns the list reads (invoice_list_rows loads exactly these and the id; the
+# filters and the rollup read among them): an UPDATE that changes none of them leaves the
+# version alone.
 INVOICE_COLUMNS = (
     "customer_id",
     "number",
