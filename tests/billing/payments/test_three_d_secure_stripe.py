@@ -19,7 +19,12 @@ from billing.payments.providers import AuthenticationRequired
 from core.audit import AuditEntry
 from core.money import to_minor_units
 from tests.factories import make_invoice
-from tests.fixtures.stripe.helpers import WEBHOOK_SECRET, deliver_twice_shuffled, event, load
+from tests.fixtures.stripe.helpers import (
+    deliver_twice_shuffled,
+    event,
+    load,
+    use_stripe,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -30,11 +35,7 @@ HOSTED_3DS = "https://hooks.stripe.com/3d_secure_2/hosted?merchant=acct_1&paymen
 
 @pytest.fixture(autouse=True)
 def _stripe(settings):
-    settings.PAYMENT_PROVIDER = "stripe"
-    settings.STRIPE_SECRET_KEY = "sk_test_" + "a" * 24
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    settings.STRIPE_API_BASE = API
+    use_stripe(settings, api_base=API)
     settings.REQUIRES_ACTION_TIMEOUT_HOURS = 24
 
 

@@ -15,18 +15,14 @@ from billing.payments import services, tasks, webhooks
 from billing.payments.models import PaymentKind, PaymentStatus, WebhookEvent, WebhookEventStatus
 from core.money import to_minor_units
 from tests.factories import make_invoice
-from tests.fixtures.stripe.helpers import WEBHOOK_SECRET, event, load, post_event
+from tests.fixtures.stripe.helpers import event, load, post_event, use_stripe
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _stripe(settings):
-    settings.PAYMENT_PROVIDER = "stripe"
-    settings.STRIPE_SECRET_KEY = "sk_test_" + "a" * 24
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    settings.STRIPE_API_BASE = "https://api.stripe.invalid"
+    use_stripe(settings)
 
 
 @pytest.fixture

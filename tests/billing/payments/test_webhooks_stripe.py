@@ -22,6 +22,7 @@ from tests.fixtures.stripe.helpers import (
     load,
     post_event,
     sign,
+    use_stripe,
 )
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +30,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _stripe(settings):
-    settings.PAYMENT_PROVIDER = "stripe"
-    settings.STRIPE_SECRET_KEY = "sk_test_" + "a" * 24
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    settings.STRIPE_API_BASE = "https://api.stripe.invalid"
+    use_stripe(settings)
 
 
 @pytest.fixture
@@ -377,7 +374,7 @@ def test_a_delayed_payment_method_that_fails_keeps_the_invoice_open(client, chec
 def test_our_signature_header_is_what_stripe_python_accepts():
     import stripe
 
-    from tests.fixtures.stripe.helpers import WEBHOOK_SECRET, sign
+    from tests.fixtures.stripe.helpers import sign
 
     payload = '{"id": "evt_1", "object": "event"}'
     assert stripe.WebhookSignature.verify_header(payload, sign(payload), WEBHOOK_SECRET, 300)
