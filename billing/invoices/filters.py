@@ -349,6 +349,8 @@ def status_filter(qs: QuerySet[Invoice], value: str, today: datetime.date) -> Qu
 
 # The start of an invoice number ("INV-2026-0001", "inv-"): series letters and a dash.
 NUMBER_START = re.compile(r"^[A-Za-z]+-[0-9-]*$")
+# What the start of an IPv4 block's prefix ("185.200.0.0/22") can contain.
+PREFIX_START = re.compile(r"^[0-9./]+$")
 
 
 # A search matching more invoices than this is answered by a subquery instead of a list.
@@ -361,15 +363,14 @@ def _search_union(customer: Customer, text: str) -> QuerySet:
     else:
         by_number = Invoice.objects.filter(number__icontains=text)
     lines = InvoiceLine.objects.order_by().filter(invoice__customer=customer)
-    return (
-        by_number.filter(customer=customer)
-        .order_by()
-        .values_list("pk", flat=True)
-        .union(
-            lines.filter(description__icontains=text).values_list("invoice_id", flat=True),
-            lines.filter(block__prefix__startswith=text).values_list("invoice_id", flat=True),
+    parts = [lines.filter(description__icontains=text).values_list("invoice_id", flat=True)]
+    if PREFIX_START.match(text):
+        # Only a text that can begin a block's prefix looks there: planning this third
+        # join cost about 0.5 ms of every search (as much as running the whole search).
+        parts.append(
+            lines.filter(block__prefix__startswith=text).values_list("invoice_id", flat=True)
         )
-    )
+    return by_number.filter(customer=customer).order_by().values_list("pk", flat=True).union(*parts)
 
 
 def search_ids(customer: Customer, text: str) -> list[int] | None:

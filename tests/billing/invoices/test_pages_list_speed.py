@@ -226,3 +226,21 @@ def test_a_search_counts_its_ids_without_another_query(client_owner, customer, s
     filtered = client_owner.get(LIST, {"q": number, "status": "paid"})
     assert filtered.context["count"] == 0
     assert _queries(client_owner, LIST, {"q": number, "status": "paid"}) == 5
+
+
+def test_only_a_text_that_can_begin_a_prefix_searches_the_blocks(client_owner, customer, settings):
+    from tests.factories import make_contract, make_invoice
+
+    settings.INVOICE_LIST_CACHE_SECONDS = 0
+    invoice = make_invoice(make_contract(customer))
+    prefix = invoice.lines.get().block.prefix
+    # A line whose text no longer names its block is still found by the block's prefix.
+    invoice.lines.update(description="Address space")
+    start = prefix.rsplit(".", 2)[0]  # "10.0" of "10.0.5.0/24"
+    with CaptureQueriesContext(connection) as by_prefix:
+        assert _refs(client_owner.get(LIST, {"q": start})) == [invoice.ref]
+    with CaptureQueriesContext(connection) as by_number:
+        assert _refs(client_owner.get(LIST, {"q": invoice.number})) == [invoice.ref]
+    block_table = "contracts_ipblock"
+    assert any(block_table in q["sql"] for q in by_prefix.captured_queries)
+    assert not any(block_table in q["sql"] for q in by_number.captured_queries)
