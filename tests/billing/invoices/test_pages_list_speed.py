@@ -142,6 +142,15 @@ def test_jump_to_a_date(client_owner, customer):
     ]
     ascending = client_owner.get(LIST, {"jump": "2025-01-05", "sort": "date"})
     assert _refs(ascending) == [inv.ref for inv in made[4:]]
+    assert _link(ascending, "Previous") is not None  # older invoices come before
+    # Past the newest invoice: nothing before it. That look reads ids only (the rows'
+    # flag subqueries are for the rows shown).
+    with CaptureQueriesContext(connection) as ctx:
+        newest_first = client_owner.get(LIST, {"jump": "2025-02-01"})
+    assert _refs(newest_first) == [inv.ref for inv in reversed(made)]
+    assert _link(newest_first, "Previous") is None
+    looks = [q["sql"] for q in ctx.captured_queries if q["sql"].rstrip().endswith("LIMIT 1")]
+    assert looks and not any("EXISTS" in look for look in looks)
     # Only the date sort can jump to a date: another sort says so and starts at the top.
     other = client_owner.get(LIST, {"jump": "2025-01-05", "sort": "amount"})
     assert any("date" in note for note in other.context["query"].notes)
