@@ -33,6 +33,7 @@ from billing.invoices.models import (
     CustomerBalance,
     Invoice,
     InvoiceLine,
+    InvoiceRollup,
     InvoiceStatus,
     overdue_q,
 )
@@ -134,13 +135,61 @@ def invoice_ordered(qs: QuerySet[Invoice], *, sort_key: str, descending: bool) -
     return qs.order_by(column.asc(nulls_last=True), F("id").asc())
 
 
+def _month_of_place(
+    customer: Customer, status: str, *, descending: bool, position: int
+) -> tuple[datetime.date, int] | None:
+    """The issue month (NO_DATE for drafts) holding the invoice at `position` of the list
+    sorted by issue date, and its place within that month, from the rollup's counts per
+    month: one small read instead of walking the index up to the place."""
+    rows = (
+        InvoiceRollup.objects.filter(customer=customer, **({"status": status} if status else {}))
+        .order_by()
+        .values_list("issue_month")
+        .annotate(n=Sum("invoice_count"))
+    )
+    counts = [(month, n) for month, n in rows if n]
+    dated = sorted((month, n) for month, n in counts if month != NO_DATE)
+    drafts = [(month, n) for month, n in counts if month == NO_DATE]
+    # Drafts have no issue date and sort as the newest: first when descending.
+    months = drafts + dated[::-1] if descending else dated + drafts
+    before = 0
+    for month, n in months:
+        if position < before + n:
+            return month, position - before
+        before += n
+    return None
+
+
 def invoice_place_at(
-    qs: QuerySet[Invoice], *, sort_key: str, descending: bool, position: int, count: int
+    customer: Customer, query: InvoiceQuery, qs: QuerySet[Invoice], *, position: int, count: int
 ) -> tuple | None:
-    """(value, id) of the invoice at `position` (0-based) in the sorted list, for an old
-    ?page=N link: read through the index only (the sort column and id, no row data), from
-    whichever end is nearer, then the page is a keyset page after it."""
+    """(value, id) of the invoice at `position` (0-based) in the list of `query` (`qs`:
+    invoice_filter's queryset for it), for an old ?page=N link; the page is then a keyset
+    page after it.
+
+    Sorted by issue date under a filter the rollup counts per month (a status or none; no
+    search, no dates), the month is found from the rollup and the place read within it.
+    Otherwise the place is read through the index only (the sort column and id, no row
+    data), from whichever end is nearer."""
+    sort_key, descending = query.sort_key, query.descending
+    by_month = not (query.q or query.date_from or query.date_to) and query.status not in (
+        OVERDUE,
+        UNDER_REVIEW,
+    )
     column = SORT_FIELDS[sort_key]
+    if sort_key == "date" and by_month:
+        found = _month_of_place(customer, query.status, descending=descending, position=position)
+        if found is None:
+            return None
+        month, offset = found
+        if month == NO_DATE:
+            in_month = qs.filter(issue_date__isnull=True)
+        else:
+            in_month = qs.filter(issue_date__gte=month, issue_date__lt=_next_month(month))
+        place = invoice_ordered(in_month, sort_key=sort_key, descending=descending).values_list(
+            column, "id"
+        )[offset : offset + 1]
+        return tuple(place[0]) if place else None
     if position >= count / 2 and position < count:
         descending, position = not descending, count - 1 - position
     found = invoice_ordered(qs, sort_key=sort_key, descending=descending).values_list(column, "id")[

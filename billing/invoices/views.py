@@ -258,9 +258,9 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             query.page = pages
         if query.page > 1:
             place = selectors.invoice_place_at(
+                customer,
+                query,
                 filtered,
-                sort_key=query.sort_key,
-                descending=query.descending,
                 position=(query.page - 1) * query.per_page - 1,
                 count=totals.count,
             )
