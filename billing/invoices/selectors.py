@@ -442,22 +442,39 @@ def _split_range(
     date_from: datetime.date | None, date_to: datetime.date | None
 ) -> tuple[tuple[datetime.date | None, datetime.date | None] | None, list[tuple]]:
     """An issue-date range as the months the rollup answers, [lo, hi) with None for
-    unbounded (or None when no whole month is inside), and the edge day ranges
-    (first, last inclusive) read from the invoices."""
+    unbounded (or None when no whole month is inside), and the day ranges read from the
+    invoices, (first, last inclusive, sign).
+
+    A range that cuts through a month either adds the days of that month inside it (sign
+    1) or takes the whole month from the rollup and removes the days outside it (sign -1),
+    whichever reads fewer days: an edge then costs at most half a month of invoices."""
     one_day = datetime.timedelta(days=1)
+    if date_from and date_to and _month_start(date_from) == _month_start(date_to):
+        if date_from.day == 1 and _next_month(date_to) - one_day == date_to:
+            return (date_from, _next_month(date_to)), []
+        return None, [(date_from, date_to, 1)]
     lo = hi = None
-    if date_from:
-        lo = date_from if date_from.day == 1 else _next_month(date_from)
-    if date_to:
-        hi = _next_month(date_to) if _next_month(date_to) - one_day == date_to else None
-        hi = hi or _month_start(date_to)
-    if lo and hi and hi <= lo:
-        return None, [(date_from, date_to)]
     edges = []
-    if date_from and date_from < lo:
-        edges.append((date_from, lo - one_day))
-    if date_to and hi <= date_to:
-        edges.append((hi, date_to))
+    if date_from:
+        lo = _month_start(date_from)
+        if date_from != lo:
+            inside, outside = _next_month(date_from) - date_from, date_from - lo
+            if outside < inside:
+                edges.append((lo, date_from - one_day, -1))
+            else:
+                lo = _next_month(date_from)
+                edges.append((date_from, lo - one_day, 1))
+    if date_to:
+        hi = _next_month(date_to)
+        if date_to != hi - one_day:
+            inside, outside = date_to - _month_start(date_to) + one_day, hi - one_day - date_to
+            if outside < inside:
+                edges.append((date_to + one_day, hi - one_day, -1))
+            else:
+                hi = _month_start(date_to)
+                edges.append((hi, date_to, 1))
+    if lo and hi and hi <= lo:
+        return None, [(date_from, date_to, 1)]
     return (lo, hi), edges
 
 
@@ -477,7 +494,9 @@ def invoice_list_buckets(
     - the rollup's rows of the whole months in the range;
     - Open invoices due earlier this month, moved from not overdue to overdue (the rollup
       knows the due month, not the day);
-    - the invoices of the edge days of a range that cuts through a month.
+    - the invoices of the edge days of a range that cuts through a month: the days inside
+      it added, or the whole month taken from the rollup and the days outside it taken
+      away, whichever is shorter (_split_range).
     """
     adapt = connection.ops.adapt_datefield_value
     this_month = _month_start(today)
@@ -517,15 +536,19 @@ def invoice_list_buckets(
                     " WHERE customer_id = %(customer)s AND status = %(open)s"
                     " AND due_date >= %(this_month)s AND due_date < %(today)s" + issued
                 )
-    if edges:
+    for sign in (1, -1):
         ranges = []
-        for i, (first, last) in enumerate(edges):
-            params[f"first{i}"], params[f"last{i}"] = adapt(first), adapt(last)
-            ranges.append(f"(issue_date >= %(first{i})s AND issue_date <= %(last{i})s)")
+        for i, (first, last, edge_sign) in enumerate(edges):
+            if edge_sign == sign:
+                params[f"first{i}"], params[f"last{i}"] = adapt(first), adapt(last)
+                ranges.append(f"(issue_date >= %(first{i})s AND issue_date <= %(last{i})s)")
+        if not ranges:
+            continue
+        minus = "-" if sign < 0 else ""
         parts.append(
             "SELECT currency, status, CASE WHEN status = %(open)s AND due_date < %(today)s"  # noqa: S608 - constant SQL, values are parameters
-            f" THEN 1 ELSE 0 END AS late, 1 AS n, amount_paid AS paid, {_OWED_SQL} AS owed"
-            " FROM invoices_invoice"
+            f" THEN 1 ELSE 0 END AS late, {minus}1 AS n, {minus}amount_paid AS paid,"
+            f" {minus}{_OWED_SQL} AS owed FROM invoices_invoice"
             f" WHERE customer_id = %(customer)s AND ({' OR '.join(ranges)})"
         )
     sql = (
