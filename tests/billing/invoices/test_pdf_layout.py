@@ -21,7 +21,7 @@ from tests.billing.invoices.document_cases import (
     reader,
     words,
 )
-from tests.billing.invoices.pdf_helpers import has_mark, link_uris, squash
+from tests.billing.invoices.pdf_helpers import has_mark, link_uris, png_of_first_page, squash
 
 pytestmark = pytest.mark.django_db
 LANGUAGES = ("en", "de")
@@ -147,6 +147,15 @@ def test_rate_and_amount_headers_stand_right_above_their_numbers(language, tmp_p
     assert abs(rate[3] - rate_right) < 1.0, (rate, page[rate_header + 1])
     assert abs(amount[3] - amount_right) < 1.0, (amount, page[amount_header + 1])
     assert rate[3] < amount[1], "the rate and the amount overlap"
+    # "Menge" is wider than "Qty": its column must hold it, or the header overflows to the
+    # right of its numbers and touches "Preis" (it did at 8 mm).
+    qty_header = next(w for w in page if w[0] in ("Qty", "Menge"))
+    qty = max(  # on the rate's line, the last "3" before it (the first is the line's number)
+        (w for w in page if w[0] == l10n.quantity(manual.quantity, language)),
+        key=lambda w: (abs(w[2] - rate[2]) < 1.0, w[3] < rate[1], w[3]),
+    )
+    assert abs(qty[3] - qty_header[3]) < 1.0, (qty, qty_header)
+    assert qty_header[3] < page[rate_header][1] - 5, "the Qty and Rate headers touch"
 
 
 def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
@@ -166,7 +175,10 @@ def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
 
 def test_german_document_names_countries_in_german():
     invoice = case_invoice("reverse_charge", "de")
-    text = plain(_text(invoice_pdf_document(invoice).content))
+    content = invoice_pdf_document(invoice).content
+    # Kept beside the English invoice-open.png (test_pdf.py) for people to look at.
+    assert png_of_first_page(content, "invoice-open-de").stat().st_size > 1000
+    text = plain(_text(content))
     assert "Deutschland" in text and "Österreich" in text
     assert "Germany" not in text and "Austria" not in text
     assert f"Rechnung {invoice.number}" in text
