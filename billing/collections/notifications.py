@@ -416,21 +416,23 @@ def notify_report(*, report_id: int) -> bool:
     if report.resolved_at is None:
         _alert_staff_of_report(report)
     kind = REPORT_KINDS[report.status]
-    # Issue 14's report e-mails are not translated yet: subject and body stay English.
-    subject = {
-        "report_received": f"We are reviewing invoice {invoice.number}",
-        "report_rejected": f"Your report on invoice {invoice.number}: the invoice stands",
-        "report_corrected": f"Your report on invoice {invoice.number}: corrected",
-    }[kind]
+    number = {"number": invoice.number}
+    # Written inside _send_once's language override, so in the customer's document language.
+    subjects = {
+        "report_received": lambda: _("We are reviewing invoice %(number)s") % number,
+        "report_rejected": lambda: (
+            _("Your report on invoice %(number)s: the invoice stands") % number
+        ),
+        "report_corrected": lambda: _("Your report on invoice %(number)s: corrected") % number,
+    }
 
     still_due = invoice.is_payable
     return _send_once(
         kind=kind,
         target=report,
         customer=invoice.customer,
-        subject=lambda: subject,
+        subject=subjects[kind],
         template=kind,
-        language="en",
         context={
             "invoice": invoice,
             "report": report,
@@ -444,9 +446,11 @@ def notify_report(*, report_id: int) -> bool:
 
 def _alert_staff_of_report(report: InvoiceReport) -> None:
     invoice = report.invoice
-    subject = (
-        f"Invoice {invoice.number} reported by {invoice.customer}: {report.get_reason_display()}"
-    )
+    # Staff e-mails are English; the reason's label is lazy and would otherwise follow
+    # whatever language the request that opened the report was in.
+    with translation.override("en"):
+        reason = str(report.get_reason_display())
+    subject = f"Invoice {invoice.number} reported by {invoice.customer}: {reason}"
     with transaction.atomic():
         try:
             with transaction.atomic():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from billing.invoices.models import TaxRate
@@ -158,10 +159,12 @@ def billing_details_problem(
     try:
         tax_for(country=country, tax_id=tax_id, on=on, is_business=is_business)
     except DomainError:
-        return (
-            f"We cannot invoice customers in {country_name(country)} yet: no tax rate is "
-            "set up for it. Please contact us."
-        )
+        # Translated here, when the check runs: the answer goes straight onto the billing
+        # details page, in the language that page is read in (country name included).
+        return _(
+            "We cannot invoice customers in %(country)s yet: no tax rate is set up for it. "
+            "Please contact us."
+        ) % {"country": country_name(country)}
     return None
 
 

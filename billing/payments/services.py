@@ -1017,8 +1017,18 @@ CHECKOUT_IN_FLIGHT = datetime.timedelta(seconds=60)
 _CHECKOUT_POLL_SECONDS = 0.2
 
 
-def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_url: str) -> str:
+def checkout_start(
+    *,
+    invoice_id: int,
+    actor: Actor,
+    success_url: str,
+    cancel_url: str,
+    language: str | None = None,
+) -> str:
     """Start paying the invoice's amount_remaining online; returns the URL to send the payer to.
+
+    `language` is the language of the page the payer clicked Pay online on; the provider's
+    payment page continues in it (None: the provider's own choice, the browser's).
 
     No row lock is held while the provider is called (a slow provider must not block
     webhooks, charges and grace enforcement on the invoice). Three steps:
@@ -1075,6 +1085,7 @@ def checkout_start(*, invoice_id: int, actor: Actor, success_url: str, cancel_ur
             customer_ref=customer_ref,
             success_url=success_url,
             cancel_url=cancel_url,
+            language=language,
         )
     except ProviderBusy:
         raise  # the provider still works on this very attempt: it stays pending
@@ -1533,7 +1544,13 @@ def payments_release_stale_actions(*, actor: Actor, now: datetime.datetime | Non
 
 
 def payment_confirm_start(
-    *, payment_id: int, actor: Actor, return_url: str, success_url: str, cancel_url: str
+    *,
+    payment_id: int,
+    actor: Actor,
+    return_url: str,
+    success_url: str,
+    cancel_url: str,
+    language: str | None = None,
 ) -> str | None:
     """Where to send the customer to confirm a charge that waits for 3-D Secure.
 
@@ -1564,7 +1581,11 @@ def payment_confirm_start(
     if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
         return None
     return checkout_start(
-        invoice_id=payment.invoice_id, actor=actor, success_url=success_url, cancel_url=cancel_url
+        invoice_id=payment.invoice_id,
+        actor=actor,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        language=language,
     )
 
 

@@ -583,14 +583,16 @@ def statement_email(
     if not recipients:
         raise DomainError(f"{customer} has no billing e-mail address.", code="no_recipient")
     context = {"s": statement, "customer": customer, "site_url": settings.SITE_URL}
-    message = EmailMultiAlternatives(
-        subject=(
-            f"Statement of account {statement.currency}, "
-            f"{statement.start:%Y-%m-%d} to {statement.end:%Y-%m-%d}"
-        ),
-        body=render_to_string("emails/statement.txt", context),
-        to=recipients,
-    )
+    # The e-mail is in the language of the PDF it carries (statement_pdf's override), not
+    # in the language of the staff member who sent it from admin.
+    with translation.override(statement_language(customer)):
+        subject = _("Statement of account %(currency)s, %(start)s to %(end)s") % {
+            "currency": statement.currency,
+            "start": l10n.date(statement.start),
+            "end": l10n.date(statement.end),
+        }
+        body = render_to_string("emails/statement.txt", context)
+    message = EmailMultiAlternatives(subject=subject, body=body, to=recipients)
     message.attach(
         statement_filename(statement, "pdf"), statement_pdf(statement), "application/pdf"
     )

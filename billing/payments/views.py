@@ -215,6 +215,9 @@ def invoice_pay(request: HttpRequest, number: str) -> HttpResponse:
             actor=request.user if request.user.is_authenticated else "pay link",
             success_url=f"{settings.SITE_URL}{success}{query}",
             cancel_url=f"{settings.SITE_URL}{cancel}{query}",
+            # The page's language: the invoice's for the PDF's link (speak_document_language)
+            # unless the visitor chose one, the member's own otherwise.
+            language=translation.get_language(),
         )
     except DomainError as exc:
         context["error"] = exc.message
@@ -404,6 +407,7 @@ def _to_confirmation(request: HttpRequest, invoice: Invoice, payment: Payment) -
         return_url=f"{site}{back}",
         success_url=f"{site}{reverse('payments:checkout-success', args=[invoice.number])}",
         cancel_url=f"{site}{reverse('payments:checkout-cancel', args=[invoice.number])}",
+        language=translation.get_language(),
     )
     if url is None:
         messages.success(

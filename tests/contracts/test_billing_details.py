@@ -319,6 +319,23 @@ def test_country_without_a_tax_rate_is_refused(owner_client, customer):
     )
 
 
+def test_country_without_a_tax_rate_is_refused_in_german_on_a_german_page(
+    owner_client, customer, settings
+):
+    TaxRate.objects.filter(country="FR").delete()
+    owner_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"
+    response = owner_client.post(URL, _form(customer, country="FR", tax_id=""))
+    assert response.status_code == 400
+    body = response.content.decode().replace("&#x27;", "'")
+    assert (
+        # Country names take articles in German ("in den Vereinigten Staaten"): the name
+        # stands in brackets, where no article is needed.
+        "Kunden in diesem Land (Frankreich) können wir noch keine Rechnungen stellen: Dafür "
+        "ist kein Steuersatz eingerichtet. Bitte wenden Sie sich an uns."
+    ) in body
+    assert "We cannot invoice" not in body
+
+
 def test_unknown_country_is_refused(owner_client, customer):
     response = owner_client.post(URL, _form(customer, country="XX"))
     assert response.status_code == 400

@@ -185,7 +185,10 @@ class PaymentProvider:
         customer_ref: str,
         success_url: str,
         cancel_url: str,
+        language: str | None = None,
     ) -> CheckoutSession:
+        """`language` is the one the payer was reading when they clicked Pay online (a
+        provider with its own hosted page shows it in that language); None: its default."""
         raise NotImplementedError
 
     def checkout_expire(self, *, checkout_id: str) -> None:

@@ -133,7 +133,9 @@ class RazorpayProvider(PaymentProvider):
     def __init__(self) -> None:
         self.client = razorpay_client()
 
-    def checkout_create(self, *, payment, invoice, customer_ref, success_url, cancel_url):
+    def checkout_create(
+        self, *, payment, invoice, customer_ref, success_url, cancel_url, language=None
+    ):
         reference = link_reference(payment, invoice)
         expires = timezone.now() + LINK_LIFETIME
         customer = invoice.customer

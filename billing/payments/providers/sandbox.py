@@ -331,7 +331,9 @@ class SandboxProvider(PaymentProvider):
     def known_customer_ref(cls, *, customer) -> str:
         return f"{CUSTOMER_PREFIX}{customer.pk}"
 
-    def checkout_create(self, *, payment, invoice, customer_ref, success_url, cancel_url):
+    def checkout_create(
+        self, *, payment, invoice, customer_ref, success_url, cancel_url, language=None
+    ):
         token = signing.dumps(
             {"p": payment.pk, "s": success_url, "c": cancel_url}, salt=_SALT, compress=True
         )

@@ -232,6 +232,8 @@ CHECKOUT_METHOD_TYPES = {
 
 
 SETUP_METHOD_TYPES = ["card", "sepa_debit"]
+# The portal's languages, which are also values of Checkout's `locale`.
+CHECKOUT_LOCALES = ("de", "en")
 
 
 def _saved_method(method_id: str):
@@ -265,7 +267,9 @@ class StripeProvider(PaymentProvider):
         )
         return created.id
 
-    def checkout_create(self, *, payment, invoice, customer_ref, success_url, cancel_url):
+    def checkout_create(
+        self, *, payment, invoice, customer_ref, success_url, cancel_url, language=None
+    ):
         metadata = _metadata(payment, invoice)
         methods = CHECKOUT_METHOD_TYPES.get(payment.currency.upper(), ["card"])
         expires = timezone.now() + CHECKOUT_LIFETIME
@@ -294,6 +298,10 @@ class StripeProvider(PaymentProvider):
                     "success_url": success_url,
                     "cancel_url": cancel_url,
                     "expires_at": int(expires.timestamp()),
+                    # Without it Checkout follows the browser, and the payer of a German
+                    # invoice forwarded to an English browser would leave German pages for
+                    # an English one. Stripe takes "de" and "en" as they are.
+                    **({"locale": language} if language in CHECKOUT_LOCALES else {}),
                 },
                 {"idempotency_key": payment.idempotency_key},
             )

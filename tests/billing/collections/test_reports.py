@@ -287,3 +287,91 @@ def test_the_queue_is_oldest_first(customer, member):
         invoices[2].pk,
         invoices[0].pk,
     ]
+
+
+# --- The customer's e-mails in the customer's document language -------------------------
+
+REPORT_MAILS = {
+    "de": {
+        "received": ("Wir prüfen Rechnung {n}", "wir haben Ihre Meldung eines Problems mit "
+                     "Rechnung {n} (Falscher Abrechnungszeitraum) erhalten und prüfen sie."),
+        "rejected": ("Ihre Meldung zu Rechnung {n}: Die Rechnung bleibt bestehen",
+                     "Die Rechnung über {amount} ist wieder zahlbar. Bleibt sie unbezahlt, wird "
+                     "der Vertrag {ref} ({blocks}) am {day} gekündigt."),
+        "corrected": ("Ihre Meldung zu Rechnung {n}: korrigiert",
+                      "wir haben Ihre Meldung zu Rechnung {n} geprüft und die Rechnung mit der "
+                      "Rechnungskorrektur {cn} berichtigt:"),
+        "pay": "Online bezahlen",
+        "hello": "Guten Tag",
+    },
+    "en": {
+        "received": ("We are reviewing invoice {n}", "we received a report of a problem with "
+                     "invoice {n} (Wrong billing period) and are reviewing it."),
+        "rejected": ("Your report on invoice {n}: the invoice stands",
+                     "The invoice over {amount} is payable again. Contract {ref} ({blocks}) will "
+                     "be cancelled on {day} if it stays unpaid."),
+        "corrected": ("Your report on invoice {n}: corrected",
+                      "we reviewed your report on invoice {n} and corrected it with credit note "
+                      "{cn}:"),
+        "pay": "Pay online",
+        "hello": "Hello",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_report_e_mails_are_in_the_customers_document_language(
+    customer, member, staff, language, django_capture_on_commit_callbacks
+):
+    from decimal import Decimal
+
+    from billing.invoices.credit_notes import credit_note_issue
+    from core import l10n
+
+    customer.document_language = language
+    customer.save()
+    invoice = make_invoice(make_contract(customer))
+    expected = REPORT_MAILS[language]
+    with django_capture_on_commit_callbacks(execute=True):
+        first = report_on(invoice, member)
+    with (
+        time_machine.travel(PAST_GRACE, tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.invoice_report_reject(report_id=first.pk, message="It stands.", actor=staff)
+    invoice.refresh_from_db()
+    # What the rejection said: the amount due then and the new cancellation date it set.
+    values = {
+        "n": invoice.number,
+        "ref": invoice.contract.reference,
+        "blocks": ", ".join(b.prefix for b in invoice.contract.blocks.all()),
+        "amount": l10n.money(invoice.amount_remaining, invoice.currency, language),
+        "day": l10n.date(invoice.cancellation_date, language, length="long"),
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        second = report_on(invoice, member)
+    note = credit_note_issue(
+        invoice_id=invoice.pk, amount=Decimal("10.00"), reason="x", settle="credit", actor=staff
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.invoice_report_correct(
+            report_id=second.pk, message="Credited.", credit_note_number=note.number, actor=staff
+        )
+    values["cn"] = note.number
+    to_customer = [m for m in mail.outbox if "pay@example.com" in m.to]
+    by_subject = {m.subject: m for m in to_customer}
+    assert len(to_customer) == 4  # received twice, rejected, corrected
+    for step in ("received", "rejected", "corrected"):
+        subject, sentence = (text.format(**values) for text in expected[step])
+        message = by_subject[subject]
+        assert message.body.startswith(f"{expected['hello']} {customer.name},")
+        assert sentence in message.body, message.body
+        html = message.alternatives[0][0]
+        assert f'<html lang="{language}">' in html and f"<title>{subject}</title>" in html
+    for step in ("rejected", "corrected"):  # something is still due after both
+        message = by_subject[expected[step][0].format(**values)]
+        assert f"{expected['pay']}: " in message.body and "/pay/?token=" in message.body
+    other = {"de": "en", "en": "de"}[language]
+    for step in ("received", "rejected", "corrected"):
+        foreign = REPORT_MAILS[other][step][0].format(**values)
+        assert foreign not in by_subject

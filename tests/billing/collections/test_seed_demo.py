@@ -4,6 +4,7 @@ from django.core.management import call_command
 
 from billing.invoices.models import Invoice, InvoiceStatus
 from contracts.models import AssignmentRequest, ContractStatus, LeaseContract, RdnsDelegation
+from tests.billing.invoices.document_cases import VALIDATOR, run_validator
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +69,49 @@ def test_seed_demo_has_an_invoice_under_review_and_a_rejected_report():
         .count()
         == 1
     )
+
+
+def _demo_customer():
+    from contracts.models import Customer
+
+    return Customer.objects.get(name="Demo Networks GmbH")
+
+
+def test_the_demos_german_customer_gets_german_invoices():
+    from billing.invoices.documents.pdf import invoice_pdf_document
+    from tests.billing.invoices.pdf_helpers import pdf_text
+
+    call_command("seed_demo")
+    customer = _demo_customer()
+    assert customer.document_language == "de"
+    issued = list(Invoice.objects.filter(customer=customer).exclude(number=None).order_by("pk"))
+    assert len(issued) >= 5
+    assert {i.document_language for i in issued} == {"de"}
+    for invoice in issued:
+        text = pdf_text(invoice_pdf_document(invoice).content)
+        assert f"Rechnung {invoice.number}" in text, text
+        assert "Rechnungsdatum" in text and "Gesamtbetrag" in text and "Seite 1 von" in text
+        assert not any(label in text for label in ("Issue date", "Subtotal", "Page 1 of"))
+
+
+@pytest.mark.skipif(not VALIDATOR.exists(), reason="../shared/einvoice is not beside the repo")
+def test_the_demos_e_invoices_pass_the_en16931_business_rules(tmp_path):
+    from billing.invoices.documents.pdf import credit_note_xrechnung, invoice_xrechnung
+    from billing.invoices.models import CreditNote
+
+    call_command("seed_demo")
+    files = []
+    for invoice in Invoice.objects.order_by("pk"):
+        if invoice.has_einvoice:
+            files.append(tmp_path / f"{invoice.number}.xml")
+            files[-1].write_bytes(invoice_xrechnung(invoice))
+    for note in CreditNote.objects.order_by("pk"):
+        files.append(tmp_path / f"{note.number}.xml")
+        files[-1].write_bytes(credit_note_xrechnung(note))
+    assert len(files) >= 10
+
+    output = run_validator(files)
+
+    for path in files:
+        assert f"{path}: 0 fatal," in output, output
+    assert "fatal:" not in output, output

@@ -6,7 +6,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
+from billing.invoices.documents.content import line_description
 from billing.invoices.documents.pdf import invoice_pdf_document
 from billing.payments import services as invoice_services
 from core import l10n
@@ -19,7 +21,7 @@ from tests.billing.invoices.document_cases import (
     reader,
     words,
 )
-from tests.billing.invoices.pdf_helpers import has_mark, link_uris, squash
+from tests.billing.invoices.pdf_helpers import has_mark, link_uris, png_of_first_page, squash
 
 pytestmark = pytest.mark.django_db
 LANGUAGES = ("en", "de")
@@ -41,15 +43,43 @@ def _cells(invoice, language):
         period = ""
         if line.period_start:
             period = plain(l10n.period(line.period_start, line.period_end, language))
+        with translation.override(language):
+            description = plain(line_description(line))
         rows.append(
             {
+                "description": description,
                 "block": line.block.prefix if line.block else "-",
                 "period": period,
+                "qty": l10n.quantity(line.quantity, language),
                 "rate": l10n.amount(line.unit_price, language),
                 "amount": l10n.amount(line.amount, language),
             }
         )
     return rows
+
+
+def _description_cells(layout: str, language: str) -> list[list[str]]:
+    """The words of each line's Description cell in `pdftotext -layout`'s text: the columns
+    between the Description and the Block header, on the row's first line and the lines it
+    wraps onto (the next row, after a blank line, starts with its number under "#")."""
+    lines = layout.splitlines()
+    header_at = next(i for i, text in enumerate(lines) if re.match(r"\s*#\s", text))
+    header = lines[header_at]
+    start = header.index("Description" if language == "en" else "Beschreibung")
+    end = header.index("Block")
+    cells: list[list[str]] = []
+    in_row = False
+    for text in lines[header_at + 1 :]:
+        if re.fullmatch(r"\s*\d+\s*", text[:start]):
+            cells.append([])
+            in_row = True
+        elif not text.strip():
+            in_row = False  # rows are a blank line apart
+            continue
+        elif not in_row:
+            break  # the totals: the table has ended
+        cells[-1] += text[start:end].split()
+    return cells
 
 
 @pytest.mark.parametrize("started", [STARTED, YEAR_END], ids=["september", "december"])
@@ -61,14 +91,32 @@ def test_every_cell_is_whole_in_both_extractions(case_name, language, started, t
     text = plain(squash(" ".join(p.extract_text() for p in reader(content).pages)))
     layout = plain(layout_text(content, tmp_path, f"{case_name}-{language}"))
 
-    for cells in _cells(invoice, language):
+    rows = _cells(invoice, language)
+    # A lease line's Description (prefix, size and period) is longer than its fixed-width
+    # column and wraps by design (docs/decisions.md, "PDF layout"), so in the layout text it
+    # is the cell's words in order across the lines it wraps onto, checked as exactly the
+    # description's words: nothing missing, nothing from the Block column beside it. pypdf
+    # reads a wrapped cell's lines one after the other, so there the whole row is one string
+    # in reading order, number, Description, Block, Period, (HSN/SAC,) Qty, Rate, Amount.
+    assert _description_cells(layout, language) == [r["description"].split() for r in rows]
+    sac = f" {settings.INDIA_SAC_CODE}" if CASES[case_name].country == "IN" else ""
+    for number, cells in enumerate(rows, start=1):
+        row = (
+            f"{number} {cells['description']} {cells['block']} {cells['period'] or '-'}{sac} "
+            f"{cells['qty']} {cells['rate']} {cells['amount']}"
+        )
+        assert row in text, (row, text)
+    for cells in rows:
         if cells["period"]:
             # The block and the period are two separate runs of text on one line, with
             # space between them: "185.100.100.0/22   28 Sept - 27 Oct 2026".
             pattern = rf"(?m)(^|\s){re.escape(cells['block'])}\s+{re.escape(cells['period'])}(\s|$)"
             assert re.search(pattern, layout), (cells, layout)
             assert f"{cells['block']} {cells['period']}" in text
-        row = rf"(?m)\s{re.escape(cells['rate'])}\s+{re.escape(cells['amount'])}\s*$"
+        row = (
+            rf"(?m)\s{re.escape(cells['qty'])}\s+{re.escape(cells['rate'])}"
+            rf"\s+{re.escape(cells['amount'])}\s*$"
+        )
         assert re.search(row, layout), (cells, layout)
     for value in (invoice.subtotal, invoice.tax, invoice.total):
         money = plain(l10n.money(value, invoice.currency, language))
@@ -99,6 +147,15 @@ def test_rate_and_amount_headers_stand_right_above_their_numbers(language, tmp_p
     assert abs(rate[3] - rate_right) < 1.0, (rate, page[rate_header + 1])
     assert abs(amount[3] - amount_right) < 1.0, (amount, page[amount_header + 1])
     assert rate[3] < amount[1], "the rate and the amount overlap"
+    # "Menge" is wider than "Qty": its column must hold it, or the header overflows to the
+    # right of its numbers and touches "Preis" (it did at 8 mm).
+    qty_header = next(w for w in page if w[0] in ("Qty", "Menge"))
+    qty = max(  # on the rate's line, the last "3" before it (the first is the line's number)
+        (w for w in page if w[0] == l10n.quantity(manual.quantity, language)),
+        key=lambda w: (abs(w[2] - rate[2]) < 1.0, w[3] < rate[1], w[3]),
+    )
+    assert abs(qty[3] - qty_header[3]) < 1.0, (qty, qty_header)
+    assert qty_header[3] < page[rate_header][1] - 5, "the Qty and Rate headers touch"
 
 
 def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
@@ -118,7 +175,10 @@ def test_contract_reference_countries_in_words_bank_and_gmbh_particulars():
 
 def test_german_document_names_countries_in_german():
     invoice = case_invoice("reverse_charge", "de")
-    text = plain(_text(invoice_pdf_document(invoice).content))
+    content = invoice_pdf_document(invoice).content
+    # Kept beside the English invoice-open.png (test_pdf.py) for people to look at.
+    assert png_of_first_page(content, "invoice-open-de").stat().st_size > 1000
+    text = plain(_text(content))
     assert "Deutschland" in text and "Österreich" in text
     assert "Germany" not in text and "Austria" not in text
     assert f"Rechnung {invoice.number}" in text

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import translation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -385,4 +386,53 @@ def test_staff_email_the_statement_from_admin(client, staff, customer, mailoutbo
         "statement-EUR-2026-01-01-2026-01-31.csv",
         "statement-EUR-2026-01-01-2026-01-31.pdf",
     ]
-    assert "Closing balance: 119.00 EUR" in mail.body
+    # Amounts as in every other e-mail (core.l10n.money), in the customer's language.
+    assert "Closing balance: €119.00" in mail.body
+
+
+STATEMENT_MAILS = {
+    "de": (
+        "Kontoauszug EUR, 01.01.2026 bis 31.01.2026",
+        ["Guten Tag {name},",
+         "anbei erhalten Sie Ihren Kontoauszug in EUR vom 1. Januar 2026 bis 31. Januar 2026",
+         "Anfangssaldo: 0,00\xa0€", "Endsaldo: 119,00\xa0€",
+         "Offen und überfällig: 1\u201330 Tage 119,00\xa0€; insgesamt offen 119,00\xa0€.",
+         "Sie können ihn jederzeit erneut herunterladen: http://testserver/statements/"],
+        "Kontoauszug",
+    ),
+    "en": (
+        "Statement of account EUR, 1 Jan 2026 to 31 Jan 2026",
+        ["Hello {name},",
+         "attached is your statement of account in EUR for 1 January 2026 to 31 January 2026",
+         "Opening balance: €0.00", "Closing balance: €119.00",
+         "Open and past due: 1-30 days €119.00; total open €119.00.",
+         "You can download it again at any time: http://testserver/statements/"],
+        "Statement of account",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_statement_e_mail_is_in_the_customers_document_language(customer, mailoutbox, language):
+    from billing.payments.statements import statement_email
+
+    customer.document_language = language
+    customer.save()
+    make_invoice(customer=customer)  # 119.00 EUR due 15 Jan: 16 days past due on the 31st
+    # Sent by staff whose own admin language is the other one: the customer's language wins.
+    other = {"de": "en", "en": "de"}[language]
+    with translation.override(other), _at(datetime.date(2026, 1, 31)):
+        statement_email(
+            customer_id=customer.pk,
+            currency="EUR",
+            start=datetime.date(2026, 1, 1),
+            end=datetime.date(2026, 1, 31),
+            actor="staff",
+        )
+    (mail,) = mailoutbox
+    subject, sentences, title = STATEMENT_MAILS[language]
+    assert mail.subject == subject
+    for sentence in sentences:
+        assert sentence.format(name=customer.name) in mail.body, mail.body
+    pdf = next(content for name, content, _type in mail.attachments if name.endswith(".pdf"))
+    assert title in pdf_text(pdf)

@@ -8,6 +8,7 @@ import pytest
 import requests
 import responses
 
+from billing.invoices.links import pay_token
 from billing.invoices.models import InvoiceStatus
 from billing.payments import services as payments
 from billing.payments.models import PaymentKind, PaymentMethod, PaymentStatus, RefundStatus
@@ -85,6 +86,33 @@ def test_pay_online_creates_customer_then_checkout_session(client, owner, invoic
     # A second click reuses the open session: nothing more is sent to Stripe.
     again = client.post(f"/invoices/{invoice.number}/pay/")
     assert again["Location"] == session["url"]
+    assert len(http.calls) == 2
+
+
+def test_checkout_speaks_the_language_of_the_page_paid_from(client, owner, customer, http):
+    """The PDF's link pays in the invoice's document language whatever the browser says; a
+    member paying in the portal gets their own page language (docs/decisions.md, "Pages in
+    German": the hosted invoice page's rule, carried on to Stripe's page)."""
+    customer.stripe_customer_id = "cus_known"
+    customer.document_language = "de"
+    customer.save()
+    german = make_invoice(customer=customer)
+    assert german.document_language == "de"
+    for session_id in ("cs_test_link_de", "cs_test_member_en"):
+        session = load("checkout_session", id=session_id, status="open")
+        http.post(f"{API}/v1/checkout/sessions", json=session)
+    link = client.post(
+        f"/invoices/{german.number}/pay/",
+        {"token": pay_token(german)},
+        headers={"accept-language": "en"},
+    )
+    assert link.status_code == 303
+    assert _form(http.calls[-1])["locale"] == "de"
+
+    client.force_login(owner)
+    member = client.post(f"/invoices/{german.number}/pay/", headers={"accept-language": "en"})
+    assert member.status_code == 303
+    assert _form(http.calls[-1])["locale"] == "en"
     assert len(http.calls) == 2
 
 
