@@ -5,10 +5,17 @@ tests/browser/test_every_page_browser.py (Chromium at desktop and phone width): 
 customer page is added, add it here and both suites check it.
 """
 
+import contextlib
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from billing.api.models import ApiScope, WebhookAttempt, WebhookDelivery
 from billing.api.tokens import token_create
@@ -17,6 +24,9 @@ from billing.collections.services import invoice_report_open
 from billing.invoices.credit_notes import CreditLine, credit_note_issue
 from billing.invoices.links import pay_token
 from billing.invoices.models import Invoice
+from billing.payments import services as payments
+from billing.payments.models import PaymentStatus
+from billing.payments.providers.base import AuthenticationRequired
 from contracts.models import Membership, Role
 from tests.billing.invoices.pages_support import every_status, invoice_on, pay
 from tests.factories import MembershipFactory, PaymentMethodFactory, UserFactory
@@ -25,6 +35,20 @@ PASSWORD = "pages-password"
 OWNER = "dana@example.com"
 VIEWER = "vic@example.com"
 LONELY = "nobody@example.com"
+
+
+@dataclass(frozen=True)
+class FormPage:
+    """A page that is the answer to a form, not a link: a new API token shown once, a
+    webhook's signing secret. The browser opens `path`, fills `data` (a list checks those
+    checkboxes) and presses the `submit` button (a CSS selector, the same in every
+    language); Django's test client posts `data` to `action`."""
+
+    name: str
+    path: str
+    action: str
+    data: dict[str, str | list[str]]
+    submit: str
 
 
 @dataclass
@@ -41,6 +65,7 @@ class World:
     public_pages: list[tuple[str, str]] = field(default_factory=list)
     viewer_pages: list[tuple[str, str]] = field(default_factory=list)
     lonely_pages: list[tuple[str, str]] = field(default_factory=list)
+    member_forms: list[FormPage] = field(default_factory=list)
 
 
 def _user(username: str):
@@ -67,6 +92,12 @@ def build_world() -> World:
         invoice_on(customer, datetime.date(2026, 5, 20), price="1250.50", blocks=2)
     )
     invoices["reported"] = invoice_on(customer, datetime.date(2026, 5, 25), price="90.00")
+    # Two more to pay below: made before the customer has a card, which would pay them on
+    # issue (the charge runs on commit in the browser tests' transactions).
+    invoices["link_checkout"] = invoice_on(
+        customer, datetime.date(2026, 5, 28), price="1840.00", blocks=2, currency="EUR"
+    )
+    invoices["waiting_3ds"] = invoice_on(customer, datetime.date(2026, 5, 30), price="320.00")
     invoice_report_open(
         invoice_id=invoices["reported"].pk,
         reason="wrong_amount",
@@ -125,6 +156,35 @@ def build_world() -> World:
                 error="" if code else "ConnectionRefusedError: [Errno 111] Connection refused",
             )
 
+    # A Pay online checkout started from the pay link (no login) on an invoice of its own,
+    # so the member's pay pages above stay as they are.
+    link_checkout_token = pay_token(invoices["link_checkout"])
+    number = invoices["link_checkout"].number
+    link_checkout = payments.checkout_start(
+        invoice_id=invoices["link_checkout"].pk,
+        actor="pay link",
+        success_url=f"{settings.SITE_URL}/invoices/{number}/pay/done/?token={link_checkout_token}",
+        cancel_url=f"{settings.SITE_URL}/invoices/{number}/pay/cancelled/?token={link_checkout_token}",
+    )
+    # A charge of a 3-D Secure card waiting for the bank: the sandbox's confirmation page.
+    secure_card = PaymentMethodFactory(customer=customer, last4="3184", is_default=False)
+    with contextlib.suppress(AuthenticationRequired):  # what it says; the payment waits
+        payments.invoice_pay_with_saved_method(
+            invoice_id=invoices["waiting_3ds"].pk,
+            payment_method_id=secure_card.provider_id,
+            off_session=True,
+            actor=owner,
+        )
+    waiting = invoices["waiting_3ds"].payments.get(status=PaymentStatus.REQUIRES_ACTION)
+    back = f"{settings.SITE_URL}/invoices/{invoices['waiting_3ds'].number}"
+    confirm_3ds = payments.payment_confirm_start(
+        payment_id=waiting.pk,
+        actor=owner,
+        return_url=f"{back}/payments/{waiting.pk}/confirmed/",
+        success_url=f"{back}/pay/done/",
+        cancel_url=f"{back}/pay/cancelled/",
+    )
+
     open_ = invoices["open"]
     paid = invoices["big_paid"]
     receipt = paid.payments.get()
@@ -154,6 +214,7 @@ def build_world() -> World:
         ("webhooks", "/settings/webhooks/"),
         ("webhook-detail", f"/settings/webhooks/{endpoint.pk}/"),
         ("pay-member", f"/invoices/{invoices['big'].number}/pay/"),
+        ("sandbox-3ds", urlsplit(confirm_3ds).path),
         ("pay-member-paid", f"/invoices/{paid.number}/pay/"),
         ("paid-return", f"/invoices/{paid.number}/pay/done/"),
         ("pay-cancelled", f"/invoices/{open_.number}/pay/cancelled/"),
@@ -176,12 +237,22 @@ def build_world() -> World:
             "hosted-receipt",
             f"/invoices/{paid.number}/payments/{receipt.pk}/receipt/?token={paid_token}",
         ),
+        # The sandbox's checkout as the link's holder reaches it (Continue to payment).
+        ("hosted-sandbox-checkout", urlsplit(link_checkout).path),
     ]
     world.public_pages = [
         ("login", "/accounts/login/"),
         ("password-reset", "/accounts/password_reset/"),
         ("password-reset-sent", "/accounts/password_reset/done/"),
         ("password-reset-bad-link", "/accounts/reset/MQ/not-a-token/"),
+        # The e-mail's link: Django moves the token into the session and redirects to
+        # .../set-password/ (follow the redirect). LONELY logs in last of all in each suite,
+        # and a log-in changes what the token is made of.
+        (
+            "password-reset-new",
+            f"/accounts/reset/{urlsafe_base64_encode(force_bytes(lonely.pk))}/"
+            f"{default_token_generator.make_token(lonely)}/",
+        ),
         ("password-reset-complete", "/accounts/reset/done/"),
     ]
     world.viewer_pages = [
@@ -190,6 +261,33 @@ def build_world() -> World:
         ("viewer-billing-details", "/account/billing/"),
     ]
     world.lonely_pages = [("no-customer", "/account/no-customer/")]
+    world.member_forms = [
+        FormPage(
+            "api-token-created",
+            "/settings/tokens/",
+            "/settings/tokens/",
+            {"name": "Monthly export", "scopes": [ApiScope.READ_INVOICES, ApiScope.PAY_INVOICES]},
+            'form:has([name="scopes"]) button[type="submit"]',
+        ),
+        FormPage(
+            "webhook-created",
+            "/settings/webhooks/",
+            "/settings/webhooks/",
+            {
+                "url": "https://accounting.dana-networks.example/integrations/portal/billing-events",
+                "description": "ERP",
+                "events": ["invoice.paid"],
+            },
+            'form:has([name="events"]) button[type="submit"]',
+        ),
+        FormPage(
+            "webhook-secret",
+            f"/settings/webhooks/{endpoint.pk}/",
+            f"/settings/webhooks/{endpoint.pk}/secret/",
+            {},
+            'form[action$="/secret/"] button[type="submit"]',
+        ),
+    ]
     return world
 
 

@@ -54,8 +54,9 @@ def world():
     return build_world()
 
 
-def _check(client, name, path):
-    response = client.get(path)
+def _check(client, name, path, data=None):
+    # Followed: the password reset link redirects to the page that asks for the password.
+    response = client.get(path, follow=True) if data is None else client.post(path, data)
     assert response.status_code in (200, 400, 403, 404), (name, response.status_code)
     html = response.content.decode()
     found = template_syntax_in(visible_text(html))
@@ -69,6 +70,8 @@ def test_every_customer_page_shows_no_template_syntax(client, world):
     client.login(username=OWNER, password="pages-password")
     for name, path in world.member_pages:
         _check(client, name, path)
+    for form in world.member_forms:
+        _check(client, form.name, form.action, form.data)
     client.logout()
     client.login(username=VIEWER, password="pages-password")
     for name, path in world.viewer_pages:
@@ -91,3 +94,23 @@ def test_the_error_page_is_finished_too():
 
     text = visible_text(render_to_string("500.html"))
     assert "Something went wrong" in text and not template_syntax_in(text)
+
+
+def test_the_pages_behind_links_and_forms_show_what_they_are_for(client, world):
+    """Each of these pages is reached through a redirect, a signed token or a form: a
+    broken step would show another page (the bad link, the form again) and still pass the
+    checks above."""
+    pages = dict(world.public_pages + world.link_pages + world.member_pages)
+    new_password = client.get(pages["password-reset-new"], follow=True)
+    assert new_password.redirect_chain[-1][0].endswith("/set-password/")
+    assert 'name="new_password1"' in new_password.content.decode()
+    checkout = client.get(pages["hosted-sandbox-checkout"]).content.decode()
+    assert world.invoices["link_checkout"].number in checkout
+    assert "account-menu" not in checkout, "the link's holder is not logged in"
+    client.login(username=OWNER, password="pages-password")
+    assert 'value="approve"' in client.get(pages["sandbox-3ds"]).content.decode()
+    shows = {"api-token-created": "new-token", "webhook-created": "new-secret"}
+    shows["webhook-secret"] = "secret"
+    for form in world.member_forms:
+        html = client.post(form.action, form.data).content.decode()
+        assert f'data-testid="{shows[form.name]}"' in html, form.name

@@ -15,7 +15,7 @@ from babel import Locale
 from django.conf import settings
 
 from billing.api.models import ApiScope, ApiToken, WebhookAttempt, WebhookEventType
-from tests.customer_pages import LONELY, OWNER, PASSWORD, VIEWER, build_world
+from tests.customer_pages import LONELY, OWNER, PASSWORD, VIEWER, FormPage, build_world
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_pages_day")]
 
@@ -102,7 +102,9 @@ DATA = re.compile(
     | [\w.+-]+@[\w.-]+                  # e-mail addresses
     | https?://\S+ | /\S*               # addresses and paths
     | \d[\d.,:/\s\u00a0\u202f%-]*       # numbers, amounts, dates, times, IP blocks
-    | (?:evt|in|cn|act|we|pm|whsec)_\w+ # API ids
+    | (?:evt|in|cn|act|we|pm)_\w+      # API ids
+    | whsec_[\w-]+                     # a signing secret (base64url: "-" too)
+    | \b[A-Z]{2}\d{2}(?:\s?[0-9A-Z]){11,30}\b  # IBANs (the sandbox's test accounts)
     | \b[A-Z]{3}\b                      # currency and country codes
     | [€$£₹•·…\u2013\u2014|()\[\]:;,.!?'"*+/=#>→←▾⋮✓\u00d7]  # signs and punctuation
     """,
@@ -178,6 +180,7 @@ def _world_data(world) -> set[str]:
     values |= {name for code, name in german.items() if english.get(code) == name}
     values |= set(WebhookAttempt.objects.exclude(error="").values_list("error", flat=True))
     values |= {"We returned one block in May.", "Credit for the returned block", "ERP sync"}
+    values.add("Monthly export")  # the API token tests/customer_pages.py creates
     # The seller (settings: a name and an address) and a credit note's reason (staff's text).
     values |= {settings.SELLER["name"], *settings.SELLER["address_lines"], "Block returned early"}
     return {v for v in values if v}
@@ -185,7 +188,7 @@ def _world_data(world) -> set[str]:
 
 def _pages(world):
     yield None, world.public_pages + world.link_pages
-    yield OWNER, world.member_pages
+    yield OWNER, world.member_pages + [(form.name, form) for form in world.member_forms]
     yield VIEWER, world.viewer_pages
     yield LONELY, world.lonely_pages
 
@@ -198,12 +201,14 @@ PAGE_NAMES = [
     "password-reset",
     "password-reset-sent",
     "password-reset-bad-link",
+    "password-reset-new",
     "password-reset-complete",
     "hosted-invoice",
     "hosted-invoice-paid",
     "hosted-paid-return",
     "hosted-cancelled",
     "hosted-receipt",
+    "hosted-sandbox-checkout",
     "invoice-list",
     "invoice-list-open",
     "invoice-open",
@@ -227,6 +232,7 @@ PAGE_NAMES = [
     "webhooks",
     "webhook-detail",
     "pay-member",
+    "sandbox-3ds",
     "pay-member-paid",
     "paid-return",
     "pay-cancelled",
@@ -234,6 +240,9 @@ PAGE_NAMES = [
     "not-found",
     "credit-note",
     "statement",
+    "api-token-created",
+    "webhook-created",
+    "webhook-secret",
     "viewer-invoice-list",
     "viewer-forbidden",
     "viewer-billing-details",
@@ -265,6 +274,8 @@ TRANSLATED = {
     "hosted-paid-return",
     "hosted-cancelled",
     "hosted-receipt",
+    "hosted-sandbox-checkout",
+    "sandbox-3ds",
     "credit-note",
     "statement",
     # Only the brand was left on these two (page chrome): it is a name, in _world_data.
@@ -279,6 +290,7 @@ UNFINISHED = (
         "password-reset",
         "password-reset-sent",
         "password-reset-bad-link",
+        "password-reset-new",
         "password-reset-complete",
         "contract-list",
         "contract-detail",
@@ -290,6 +302,9 @@ UNFINISHED = (
         "api-tokens",
         "webhooks",
         "webhook-detail",
+        "api-token-created",
+        "webhook-created",
+        "webhook-secret",
         "not-found",
         "viewer-forbidden",
         "no-customer",
@@ -317,15 +332,22 @@ def test_no_customer_page_keeps_english_text_in_german(client, world, page):
     )
     if username:
         assert client.login(username=username, password=PASSWORD)
+
+    def fetch(language: str) -> str:
+        headers = {"accept-language": language}
+        if isinstance(path, FormPage):  # posted twice: a second token, the secret again
+            return client.post(path.action, path.data, headers=headers).content.decode()
+        # Followed: the password reset link redirects to the page asking for the password.
+        return client.get(path, headers=headers, follow=True).content.decode()
+
     if page.startswith("hosted-"):
         # The pay link's pages speak the invoice's document language whatever the browser
         # asks for; the switcher's cookie is what changes them (billing.payments.views).
         client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
-    english = client.get(path, headers={"accept-language": "en"}).content.decode()
+    english = fetch("en")
     if page.startswith("hosted-"):
         client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"
-    german_response = client.get(path, headers={"accept-language": "de"})
-    german = german_response.content.decode()
+    german = fetch("de")
     assert '<html lang="de"' in german, page
     found = untranslated(english, german, _world_data(world))
     assert not found, f"English left on the German page {page} ({path}): {found}"

@@ -6,6 +6,8 @@ refunds and cancellations need their own permissions. Read-only pages show no Sa
 """
 
 import datetime
+import re
+from decimal import Decimal
 
 import pytest
 from django.contrib import admin
@@ -13,13 +15,21 @@ from django.contrib.auth.models import Group, Permission
 from django.core import mail
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.collections.services import invoice_report_open
+from billing.invoices.credit_notes import credit_note_issue
 from billing.invoices.models import Invoice, InvoiceStatus
 from billing.payments import services as payments
-from billing.payments.models import Payment, PaymentKind, PaymentStatus, WebhookEvent
+from billing.payments.models import (
+    ContractPaymentMethod,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    WebhookEvent,
+)
 from contracts import services as contracts
-from contracts.models import AssignmentRequest, ContractStatus, LeaseContract
+from contracts.models import AssignmentRequest, ContractStatus, LeaseContract, Lockout, LockoutKind
 from core.models import AuditEntry
 from tests.factories import PaymentMethodFactory, UserFactory, make_contract, make_invoice
 
@@ -278,3 +288,64 @@ def test_assignment_history_is_read_only_for_billing_staff(client, records, bill
     page = client.get(reverse("admin:contracts_assignmentrequest_change", args=[assignment.pk]))
     assert page.status_code in (200, 403)
     assert 'name="_save"' not in page.content.decode()
+
+
+@pytest.fixture
+def every_model(records):
+    """`records` plus a row of each admin model it leaves empty, so every change page opens."""
+    contract, payment = records["contract"], records["payment"]
+    block = contract.blocks.get()
+    contracts.rdns_create(
+        contract=contract, block=block, zone="0.2.192.in-addr.arpa", nameservers="ns1.x", actor="t"
+    )
+    Lockout.objects.create(
+        kind=LockoutKind.LOGIN,
+        identity="someone@example.com|192.0.2.1",
+        failures=5,
+        locked_until=timezone.now() + datetime.timedelta(minutes=15),
+    )
+    ContractPaymentMethod.objects.create(
+        contract=contract,
+        method=PaymentMethodFactory(customer=contract.customer, last4="4444", is_default=False),
+    )
+    payments.payment_record_refund(
+        payment_id=payment.pk,
+        amount=Decimal("1.00"),
+        provider_refund_id="re_admin_1",
+        actor="t",
+        reason="requested_by_customer",
+    )
+    # Settled to the customer's credit: a credit note and the customer's balance.
+    credit_note_issue(
+        invoice_id=payment.invoice_id,
+        reason="Returned",
+        settle="credit",
+        amount=Decimal("1.00"),
+        actor="t",
+    )
+    return records
+
+
+_SUBMIT_ROW = re.compile(r'<div class="submit-row">(.*?)</div>', re.S)
+
+
+@pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda m: m._meta.label)
+def test_support_gets_no_save_or_delete_on_any_change_page(client, every_model, support, model):
+    """The "Support (read-only)" group only looks: each change page it may open shows the
+    Close link and no submit-row button (Save, Save and continue, Save as new) or Delete."""
+    obj = model._default_manager.order_by("pk").first()
+    assert obj is not None, f"no {model._meta.label} row: add one to every_model"
+    opts = model._meta
+    client.force_login(support)
+    page = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+    if not support.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
+        assert page.status_code == 403  # users and groups are not Support's to see
+        return
+    assert page.status_code == 200
+    html = page.content.decode()
+    rows = _SUBMIT_ROW.findall(html)
+    assert rows, "the page has its submit row (with Close)"
+    for row in rows:
+        assert "<input" not in row, f"{opts.label}: {row.strip()}"
+        assert "closelink" in row
+    assert "deletelink" not in html and "/delete/" not in html, opts.label
