@@ -80,6 +80,7 @@ def test_the_invoice_page_offers_confirm_payment_and_approval_pays(waiting, memb
     bank = member.get(to_bank["Location"])
     assert bank.status_code == 200
     assert b"TEST MODE" in bank.content and b"Approve" in bank.content
+    assert b"test card" not in bank.content  # this page offers no cards to pick
 
     back = member.post(to_bank["Location"], {"action": "approve"})
     assert back.status_code == 303
