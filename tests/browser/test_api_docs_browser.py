@@ -7,12 +7,9 @@ checks that apply to a page whose markup is Swagger UI's (ninja's packaged copy)
 target sizes (its controls are its own) and no template check (it renders in the browser).
 """
 
-import pathlib
-
 import pytest
 
 from tests.browser.test_every_page_browser import _AXE_RUN, AXE, SCREENSHOTS
-from tests.browser.test_pages_browser import CHROMIUM_ARGS
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -23,16 +20,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 SWAGGER_OWN = {"color-contrast", "nested-interactive", "select-name", "html-has-lang"}
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not pathlib.Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])

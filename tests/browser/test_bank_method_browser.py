@@ -7,7 +7,7 @@ import os
 import pytest
 
 from billing.payments.models import ContractPaymentMethod, PaymentMethod
-from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
+from tests.browser.test_pages_browser import ARTIFACTS
 from tests.factories import MembershipFactory, UserFactory, make_contract
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -29,7 +29,7 @@ def contract(settings, live_server):
 
 
 def test_save_an_iban_with_its_mandate_and_charge_a_contract_to_it(
-    browser,  # noqa: F811
+    browser,
     live_server,
     contract,
 ):

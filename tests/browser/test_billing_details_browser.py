@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
+from tests.browser.test_pages_browser import ARTIFACTS
 from tests.factories import VALID_TAX_IDS, MembershipFactory, UserFactory, make_contract
 from tests.factories import make_invoice as bill
 
@@ -27,7 +27,7 @@ def owner_with_contract(db):
 
 
 def test_owner_edits_details_and_the_next_invoice_shows_them(
-    browser,  # noqa: F811 - the fixture imported above
+    browser,
     live_server,
     owner_with_contract,
 ):

@@ -4,30 +4,18 @@ downloads the credit note's PDF."""
 
 import datetime
 import os
-import pathlib
 
 import pytest
 
 from billing.collections.models import InvoiceReport, ReportStatus
 from billing.invoices.models import CreditNote
 from tests.billing.invoices.pdf_helpers import pdf_text
-from tests.browser.test_pages_browser import CHROMIUM_ARGS
 from tests.factories import MembershipFactory, UserFactory, make_invoice
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not pathlib.Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _login(page, url: str, username: str, password: str, *, label: str = "E-mail") -> None:

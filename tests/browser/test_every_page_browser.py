@@ -10,23 +10,19 @@ axe-core is vendored (tests/browser/vendor/axe.min.js, see AXE_VERSION) so the s
 offline and every run uses the same rules.
 """
 
-import datetime
 import os
 import pathlib
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.test import Client
 
-from tests.browser.test_pages_browser import CHROMIUM_ARGS
 from tests.customer_pages import (
     LONELY,
     OWNER,
     PASSWORD,
     VIEWER,
     FormPage,
-    build_world,
     template_syntax_in,
 )
 
@@ -77,26 +73,6 @@ _SMALL_TARGETS = """(min) => {
   }
   return small.slice(0, 8);
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not pathlib.Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def world(settings, live_server):
-    settings.SITE_URL = live_server.url
-    settings.PAYMENT_PROVIDER = "sandbox"
-    settings.SANDBOX_ALLOWED = True
-    # The data's calendar (tests.billing.invoices.pages_support): June 2026.
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=True):
-        yield build_world()
 
 
 class Checker:

@@ -7,17 +7,13 @@ outline or box-shadow on the focused element, or an outline its container draws 
 :focus-within (the invoice cards). page.goto stands for typing an address.
 """
 
-import datetime
 import os
-import pathlib
 
 import pytest
-import time_machine
 
 from billing.invoices.models import InvoiceStatus
 from billing.payments.models import PaymentMethod
-from tests.browser.test_pages_browser import CHROMIUM_ARGS
-from tests.customer_pages import OWNER, PASSWORD, build_world
+from tests.customer_pages import OWNER, PASSWORD
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -48,25 +44,6 @@ _FOCUS = """() => {
   return {tag: el.tagName.toLowerCase(), what: `${el.tagName.toLowerCase()}${id} "${label}"`,
           visible: visible, focusVisible: el.matches(":focus-visible")};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not pathlib.Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def world(settings, live_server):
-    settings.SITE_URL = live_server.url
-    settings.PAYMENT_PROVIDER = "sandbox"
-    settings.SANDBOX_ALLOWED = True
-    with time_machine.travel(datetime.datetime(2026, 6, 5, 12, tzinfo=datetime.UTC), tick=True):
-        yield build_world()
 
 
 class Keyboard:

@@ -9,7 +9,7 @@ import pytest
 
 from billing.invoices.documents.content import line_description
 from billing.invoices.models import InvoiceStatus
-from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
+from tests.browser.test_pages_browser import ARTIFACTS
 from tests.factories import MembershipFactory, UserFactory, make_invoice
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -29,7 +29,7 @@ def payer(settings, live_server):
     return make_invoice(customer=customer)
 
 
-def _open_checkout(browser, live_server, invoice):  # noqa: F811 - the fixture above
+def _open_checkout(browser, live_server, invoice):
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{live_server.url}/invoices/?status=open")
     page.get_by_label("E-mail").fill("payer@example.com")
@@ -46,7 +46,7 @@ def _open_checkout(browser, live_server, invoice):  # noqa: F811 - the fixture a
     return page
 
 
-def test_pay_online_with_the_success_card(browser, live_server, payer):  # noqa: F811
+def test_pay_online_with_the_success_card(browser, live_server, payer):
     page = _open_checkout(browser, live_server, payer)
     page.get_by_label("Card number").fill("4242 4242 4242 4242")
     with page.expect_navigation():
@@ -59,7 +59,7 @@ def test_pay_online_with_the_success_card(browser, live_server, payer):  # noqa:
     assert payer.status == InvoiceStatus.PAID and payer.amount_paid == payer.total
 
 
-def test_a_declined_card_shows_why_and_the_invoice_stays_open(browser, live_server, payer):  # noqa: F811
+def test_a_declined_card_shows_why_and_the_invoice_stays_open(browser, live_server, payer):
     page = _open_checkout(browser, live_server, payer)
     page.get_by_label("Card number").fill("4000 0000 0000 0002")
     page.get_by_role("button", name="Pay").first.click()
@@ -71,7 +71,7 @@ def test_a_declined_card_shows_why_and_the_invoice_stays_open(browser, live_serv
     sync_api.expect(page.locator("main")).to_contain_text("Your card was declined.")
 
 
-def test_an_anonymous_payer_pays_from_the_pdf_link_and_gets_a_receipt(browser, live_server, payer):  # noqa: F811
+def test_an_anonymous_payer_pays_from_the_pdf_link_and_gets_a_receipt(browser, live_server, payer):
     """The link printed in the PDF, opened by someone with no login (the customer's
     accountant): the hosted invoice page, the checkout, back to "Paid", the receipt."""
     from billing.invoices.documents.pdf import render_invoice_pdf_bytes, with_document_data

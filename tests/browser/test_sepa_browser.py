@@ -7,7 +7,7 @@ import pytest
 
 from billing.invoices.models import InvoiceStatus
 from billing.payments import tasks
-from tests.browser.test_pages_browser import ARTIFACTS, browser  # noqa: F401 - fixture
+from tests.browser.test_pages_browser import ARTIFACTS
 from tests.browser.test_pay_browser import _open_checkout, payer  # noqa: F401 - fixture
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
