@@ -14,6 +14,7 @@ from babel import Locale
 from babel.dates import format_date as _format_date
 from babel.dates import format_interval
 from babel.numbers import format_currency, format_decimal
+from django.conf import settings
 from django.utils import translation
 
 # English documents go to customers across Europe and beyond: British English writes
@@ -22,6 +23,12 @@ _BABEL_LOCALES = {"en": "en_GB", "de": "de_DE"}
 # A period as each language writes it compactly: "28 Sept - 27 Oct 2026", "28.09. - 27.10.2026"
 # (with an en dash between thin spaces).
 _PERIOD_SKELETONS = {"en": "yMMMd", "de": "yMMdd"}
+
+
+def portal_language(code: str | None) -> str:
+    """`code` when the portal speaks it (settings.LANGUAGES), else the default language:
+    what a customer's documents and e-mails are written in, from their document language."""
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
 
 
 @cache

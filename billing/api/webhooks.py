@@ -48,6 +48,7 @@ from django.utils.translation import gettext as _
 from billing.invoices.models import CreditNote, Invoice
 from billing.payments.models import Payment
 from contracts.models import PAYING_ROLES, Customer, LeaseContract, Membership
+from core import l10n
 from core.audit import Actor, audit_record
 from core.errors import DomainError
 from core.models import AuditEntry
@@ -738,10 +739,7 @@ def endpoint_send_disabled_notice(*, endpoint_id: int) -> bool:
         )
         endpoint.disabled_notice_sent_at = timezone.now()
         endpoint.save(update_fields=["disabled_notice_sent_at"])
-        language = customer.document_language
-        if language not in dict(settings.LANGUAGES):
-            language = settings.LANGUAGE_CODE
-        with translation.override(language):
+        with translation.override(l10n.portal_language(customer.document_language)):
             context = {
                 "customer": customer,
                 "endpoint": endpoint,

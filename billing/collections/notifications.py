@@ -116,8 +116,7 @@ def _mail_staff(subject: str, body: str, *, message_id: str) -> None:
 
 def _language(customer: Customer) -> str:
     """Customers read their e-mails in their document language."""
-    code = customer.document_language
-    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+    return l10n.portal_language(customer.document_language)
 
 
 def _contract_context(contract: LeaseContract | None) -> dict:

@@ -514,8 +514,7 @@ def statement_filename(statement: Statement, ext: str) -> str:
 
 def statement_language(customer: Customer) -> str:
     """Statements are documents: in the customer's document language, like invoices."""
-    code = customer.document_language
-    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+    return l10n.portal_language(customer.document_language)
 
 
 def statement_pdf(statement: Statement) -> bytes:

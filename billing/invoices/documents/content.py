@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
 from django.utils.translation import gettext as _
 
 from billing.invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
@@ -94,8 +93,7 @@ def references(invoice: Invoice) -> References:
 
 def language(invoice: Invoice) -> str:
     """The language the document is written in: the one it was issued in, else the customer's."""
-    code = invoice.document_language or invoice.customer.document_language
-    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+    return l10n.portal_language(invoice.document_language or invoice.customer.document_language)
 
 
 def line_description(line: InvoiceLine) -> str:
